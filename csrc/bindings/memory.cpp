@@ -1,0 +1,156 @@
+// Thin pybind11 layer over moofa/memory.hpp: shape checks under the GIL, loops without it.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "bindings.hpp"
+#include "moofa/memory.hpp"
+
+namespace py = pybind11;
+
+namespace moofa::bind {
+
+using Rows = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+
+namespace {
+
+const uint8_t* check_rows(const Rows& rows, const Evaluator& ev, std::size_t* n) {
+  if (rows.ndim() != 2 || rows.shape(1) != ev.n_columns())
+    throw py::value_error("encoded configs must be a 2-D array of shape (n, " +
+                          std::to_string(ev.n_columns()) + ")");
+  *n = static_cast<std::size_t>(rows.shape(0));
+  return rows.data();
+}
+
+}  // namespace
+
+void memory(py::module_& m) {
+  py::class_<StageSpec>(m, "StageSpec")
+      .def(py::init([](int width, int stride, bool se, int max_depth) {
+             return StageSpec{width, stride, se, max_depth};
+           }),
+           py::arg("width"), py::arg("stride"), py::arg("se"), py::arg("max_depth"))
+      .def_readonly("width", &StageSpec::width)
+      .def_readonly("stride", &StageSpec::stride)
+      .def_readonly("se", &StageSpec::se)
+      .def_readonly("max_depth", &StageSpec::max_depth);
+
+  py::class_<SpaceSpec>(m, "SpaceSpec")
+      .def(py::init([](std::vector<StageSpec> stages, std::vector<int> kernels,
+                       std::vector<double> expands, std::vector<int> depths,
+                       std::vector<int> resolutions, int in_channels, int first_conv_width,
+                       int first_conv_kernel, int first_conv_stride, int first_block_width,
+                       int final_expand_width, int feature_mix_width, int n_classes,
+                       std::vector<int> expand_by_depth) {
+             SpaceSpec s;
+             s.stages = std::move(stages);
+             s.kernels = std::move(kernels);
+             s.expands = std::move(expands);
+             s.depths = std::move(depths);
+             s.resolutions = std::move(resolutions);
+             s.in_channels = in_channels;
+             s.first_conv_width = first_conv_width;
+             s.first_conv_kernel = first_conv_kernel;
+             s.first_conv_stride = first_conv_stride;
+             s.first_block_width = first_block_width;
+             s.final_expand_width = final_expand_width;
+             s.feature_mix_width = feature_mix_width;
+             s.n_classes = n_classes;
+             s.expand_by_depth = std::move(expand_by_depth);
+             s.validate();
+             return s;
+           }),
+           py::kw_only(), py::arg("stages"), py::arg("kernels"), py::arg("expands"),
+           py::arg("depths"), py::arg("resolutions"), py::arg("in_channels"),
+           py::arg("first_conv_width"), py::arg("first_conv_kernel"),
+           py::arg("first_conv_stride"), py::arg("first_block_width"),
+           py::arg("final_expand_width"), py::arg("feature_mix_width"), py::arg("n_classes"),
+           py::arg("expand_by_depth"))
+      .def_property_readonly("n_columns", &SpaceSpec::n_columns)
+      .def_property_readonly("n_slots", &SpaceSpec::n_slots)
+      .def_property_readonly("n_stages", &SpaceSpec::n_stages);
+
+  py::class_<Evaluator>(m, "Evaluator")
+      .def(py::init([](const SpaceSpec& spec, const std::string& model) {
+             return Evaluator(spec, memory_model_from_name(model));
+           }),
+           py::arg("space"), py::arg("memory_model") = "full")
+      .def_property_readonly("n_columns", &Evaluator::n_columns)
+      .def_property_readonly("max_layers", &Evaluator::max_layers)
+      .def(
+          "first_invalid",
+          [](const Evaluator& ev, const Rows& rows) -> py::object {
+            std::size_t n;
+            const uint8_t* p = check_rows(rows, ev, &n);
+            int col = -1;
+            std::ptrdiff_t i;
+            {
+              py::gil_scoped_release nogil;
+              i = ev.first_invalid(p, n, &col);
+            }
+            if (i < 0) return py::none();
+            return py::make_tuple(i, col);
+          },
+          py::arg("rows"), "(row, column) of the first invalid encoded config, or None")
+      .def(
+          "peaks",
+          [](const Evaluator& ev, const Rows& rows, int threads) {
+            std::size_t n;
+            const uint8_t* p = check_rows(rows, ev, &n);
+            py::array_t<int64_t> out(static_cast<py::ssize_t>(n));
+            int64_t* o = out.mutable_data();
+            {
+              py::gil_scoped_release nogil;
+              ev.peaks(p, n, o, threads);
+            }
+            return out;
+          },
+          py::arg("rows"), py::arg("threads") = 0)
+      .def(
+          "profiles",
+          [](const Evaluator& ev, const Rows& rows, int threads, bool with_hist) {
+            std::size_t n;
+            const uint8_t* p = check_rows(rows, ev, &n);
+            const auto sn = static_cast<py::ssize_t>(n);
+            py::array_t<int64_t> peak(sn), params(sn);
+            py::array_t<double> avg(sn), std_dev(sn), mflops(sn);
+            py::array_t<int32_t> n_layers(sn);
+            py::array_t<int64_t> hist(with_hist ? std::vector<py::ssize_t>{sn, ev.max_layers()}
+                                                : std::vector<py::ssize_t>{0, ev.max_layers()});
+            int64_t* h = with_hist ? hist.mutable_data() : nullptr;
+            int64_t *pk = peak.mutable_data(), *pr = params.mutable_data();
+            double *av = avg.mutable_data(), *sd = std_dev.mutable_data(), *mf = mflops.mutable_data();
+            int32_t* nl = n_layers.mutable_data();
+            {
+              py::gil_scoped_release nogil;
+              ev.profiles(p, n, pk, av, sd, mf, pr, h, nl, threads);
+            }
+            py::dict out;
+            out["peak"] = peak;
+            out["avg"] = avg;
+            out["std"] = std_dev;
+            out["mflops"] = mflops;
+            out["params"] = params;
+            out["n_layers"] = n_layers;
+            if (with_hist) out["hist"] = hist;
+            return out;
+          },
+          py::arg("rows"), py::arg("threads") = 0, py::arg("with_hist") = true)
+      .def(
+          "min_peak",
+          [](const Evaluator& ev) {
+            std::vector<uint8_t> row;
+            int64_t peak = ev.min_peak(&row);
+            py::array_t<uint8_t> arr(static_cast<py::ssize_t>(row.size()));
+            std::copy(row.begin(), row.end(), arr.mutable_data());
+            return py::make_tuple(peak, arr);
+          },
+          "(smallest peak of any subnet, the encoded subnet that has it)");
+
+  m.def("make_divisible", &make_divisible, py::arg("v"), py::arg("divisor") = 8);
+}
+
+}  // namespace moofa::bind

@@ -1,0 +1,94 @@
+// Exact peak-memory / FLOPs / parameter evaluator, table driven.
+//
+// Every block slot's figures depend only on (resolution, kernel, expand) of that
+// slot, because the block's input/output widths and feature sizes are fixed by the
+// space. So the constructor tabulates each slot once, and evaluating a subnet is a
+// handful of table look-ups: tens of millions of configs per second.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "moofa/space.hpp"
+
+namespace moofa {
+
+enum class MemoryModel : int {
+  kFull = 0,         // input + output + weights of each conv layer (the paper)
+  kActivations = 1,  // input + output only; weights stay in flash (MCUNet)
+};
+
+struct Profile {
+  int64_t peak = 0;
+  std::vector<int64_t> hist;  // per layer, forward order
+  double avg = 0.0;
+  double std = 0.0;
+  double mflops = 0.0;
+  int64_t params = 0;
+};
+
+class Evaluator {
+ public:
+  Evaluator(const SpaceSpec& space, MemoryModel model);
+
+  const SpaceSpec& space() const { return space_; }
+  MemoryModel model() const { return model_; }
+  int n_columns() const { return space_.n_columns(); }
+  // Longest possible histogram (all slots active, every layer present).
+  int max_layers() const { return max_layers_; }
+
+  // Row checks: returns -1 if the row is valid, else the first offending column.
+  int invalid_column(const uint8_t* row) const;
+  // Batch check: index of the first invalid row (or -1) and its column.
+  std::ptrdiff_t first_invalid(const uint8_t* rows, std::size_t n, int* column) const;
+
+  int64_t peak(const uint8_t* row) const;
+  int64_t params(const uint8_t* row) const;
+  double mflops(const uint8_t* row) const;
+  Profile profile(const uint8_t* row) const;
+  // Writes the histogram into hist (max_layers() entries, zero padded); returns its length.
+  int histogram(const uint8_t* row, int64_t* hist) const;
+
+  // Batched versions; threads <= 0 means all hardware threads. Rows must be valid.
+  void peaks(const uint8_t* rows, std::size_t n, int64_t* out, int threads) const;
+  void profiles(const uint8_t* rows, std::size_t n, int64_t* peak, double* avg, double* std,
+                double* mflops, int64_t* params, int64_t* hist, int32_t* n_layers,
+                int threads) const;
+
+  // Smallest peak any subnet of the space can have, and one subnet that has it.
+  int64_t min_peak(std::vector<uint8_t>* row = nullptr) const;
+
+ private:
+  std::size_t slot_index(int slot, int r, int k, int e) const {
+    return ((static_cast<std::size_t>(slot) * n_res_ + r) * n_k_ + k) * n_e_ + e;
+  }
+  int expand_of(const uint8_t* row, int stage, int slot) const;
+  template <bool Coupled>
+  int64_t peak_impl(const uint8_t* row) const;
+
+  SpaceSpec space_;
+  MemoryModel model_;
+  int n_res_ = 0, n_k_ = 0, n_e_ = 0, n_slots_ = 0, max_layers_ = 0;
+  std::vector<int> stage_first_slot_;
+  std::vector<int> stage_max_depth_;
+  std::vector<int> depth_value_;      // depth choice index -> depth
+  // Block peaks reordered [r][slot][k][e] so one config touches one contiguous block.
+  std::vector<int64_t> peak_by_res_;
+  // Per slot and (r, k, e): the three layer figures (0 where absent) and the max.
+  std::vector<int64_t> slot_layers_;  // [slot][r][k][e][3]
+  std::vector<int64_t> slot_peak_;    // [slot][r][k][e]
+  std::vector<int64_t> slot_macs_;    // [slot][r][k][e]
+  std::vector<int64_t> slot_params_;  // [slot][k][e] (params do not depend on r)
+  // Fixed layers per resolution: first conv, first block (2-3 layers), final expand.
+  std::vector<std::vector<int64_t>> head_layers_;  // [r] -> layers before the stages
+  std::vector<int64_t> tail_layer_;                // [r] final expand
+  std::vector<int64_t> fixed_peak_;                // [r] max of head and tail
+  std::vector<int64_t> fixed_macs_;                // [r]
+  int64_t fixed_params_ = 0;
+};
+
+MemoryModel memory_model_from_name(const std::string& name);
+
+}  // namespace moofa

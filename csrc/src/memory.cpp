@@ -1,0 +1,391 @@
+#include "moofa/memory.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "moofa/parallel.hpp"
+
+namespace moofa {
+
+namespace {
+
+struct BlockFigures {
+  int64_t layers[3] = {0, 0, 0};  // expand (0 when absent), depthwise, project
+  int64_t macs = 0;
+  int64_t params = 0;
+  int out_size = 0;
+};
+
+// One MBConv block: expand 1x1 (absent when e == 1) -> depthwise kxk (stride) -> SE -> project 1x1.
+BlockFigures mbconv(int c_in, int c_out, int k, double expand, int stride, bool se, int f,
+                    bool with_weights) {
+  BlockFigures b;
+  const int64_t w = with_weights ? 1 : 0;
+  const int64_t mid = middle_width(c_in, expand);
+  const int64_t fi = f, fo = out_size(f, stride);
+  const int64_t in_act = static_cast<int64_t>(c_in) * fi * fi;
+  b.out_size = static_cast<int>(fo);
+  if (expand != 1.0) {
+    b.layers[0] = in_act + mid * fi * fi + w * c_in * mid;
+    b.macs += fi * fi * c_in * mid;
+    b.params += c_in * mid + 2 * mid;  // conv + BN
+  }
+  b.layers[1] = mid * fi * fi + mid * fo * fo + w * mid * k * k;
+  // An identity shortcut keeps the block input alive through the depthwise layer.
+  if (stride == 1 && c_in == c_out) b.layers[1] += in_act;
+  b.macs += fo * fo * mid * k * k;
+  b.params += mid * k * k + 2 * mid;
+  if (se) {
+    const int64_t se_mid = make_divisible(static_cast<double>(mid / 4), 8);
+    b.macs += 2 * mid * se_mid;
+    b.params += 2 * mid * se_mid + mid + se_mid;  // two 1x1 convs with bias
+  }
+  b.layers[2] = mid * fo * fo + static_cast<int64_t>(c_out) * fo * fo + w * mid * c_out;
+  b.macs += fo * fo * mid * c_out;
+  b.params += mid * c_out + 2 * static_cast<int64_t>(c_out);
+  return b;
+}
+
+}  // namespace
+
+MemoryModel memory_model_from_name(const std::string& name) {
+  if (name == "full") return MemoryModel::kFull;
+  if (name == "activations") return MemoryModel::kActivations;
+  throw std::invalid_argument("memory_model must be 'full' or 'activations', got '" + name + "'");
+}
+
+Evaluator::Evaluator(const SpaceSpec& space, MemoryModel model) : space_(space), model_(model) {
+  space_.validate();
+  const bool with_weights = model_ == MemoryModel::kFull;
+  const int64_t w = with_weights ? 1 : 0;
+  n_res_ = static_cast<int>(space_.resolutions.size());
+  n_k_ = static_cast<int>(space_.kernels.size());
+  n_e_ = static_cast<int>(space_.expands.size());
+  n_slots_ = space_.n_slots();
+
+  stage_first_slot_.resize(space_.n_stages());
+  for (int s = 0, slot = 0; s < space_.n_stages(); ++s) {
+    stage_first_slot_[s] = slot;
+    slot += space_.stages[s].max_depth;
+  }
+
+  const std::size_t cells = static_cast<std::size_t>(n_slots_) * n_res_ * n_k_ * n_e_;
+  slot_layers_.assign(cells * 3, 0);
+  slot_peak_.assign(cells, 0);
+  slot_macs_.assign(cells, 0);
+  slot_params_.assign(static_cast<std::size_t>(n_slots_) * n_k_ * n_e_, 0);
+  head_layers_.resize(n_res_);
+  tail_layer_.resize(n_res_);
+  fixed_peak_.resize(n_res_);
+  fixed_macs_.resize(n_res_);
+
+  const int c0 = space_.first_conv_width, k0 = space_.first_conv_kernel, cin0 = space_.in_channels;
+  for (int r = 0; r < n_res_; ++r) {
+    const int64_t res = space_.resolutions[r];
+    const int64_t f0 = out_size(static_cast<int>(res), space_.first_conv_stride);
+    int64_t macs = f0 * f0 * cin0 * c0 * k0 * k0;
+    int64_t params = static_cast<int64_t>(cin0) * c0 * k0 * k0 + 2 * c0;
+    auto& head = head_layers_[r];
+    head.push_back(cin0 * res * res + c0 * f0 * f0 + w * cin0 * c0 * k0 * k0);
+    BlockFigures first = mbconv(c0, space_.first_block_width, 3, 1.0, 1,
+                                /*se=*/false, static_cast<int>(f0), with_weights);
+    for (int64_t layer : first.layers)
+      if (layer) head.push_back(layer);
+    macs += first.macs;
+    params += first.params;
+
+    // Every slot sees a fixed input width and feature size: those of its position.
+    int f = first.out_size;
+    int c_in = space_.first_block_width;
+    for (int s = 0; s < space_.n_stages(); ++s) {
+      const StageSpec& st = space_.stages[s];
+      for (int j = 0; j < st.max_depth; ++j) {
+        const int slot = stage_first_slot_[s] + j;
+        const int stride = j == 0 ? st.stride : 1;
+        const int cin = j == 0 ? c_in : st.width;
+        int f_next = f;
+        for (int k = 0; k < n_k_; ++k) {
+          for (int e = 0; e < n_e_; ++e) {
+            BlockFigures b = mbconv(cin, st.width, space_.kernels[k], space_.expands[e], stride,
+                                    st.se, f, with_weights);
+            const std::size_t i = slot_index(slot, r, k, e);
+            std::copy(b.layers, b.layers + 3, slot_layers_.begin() + i * 3);
+            slot_peak_[i] = std::max({b.layers[0], b.layers[1], b.layers[2]});
+            slot_macs_[i] = b.macs;
+            if (r == 0) slot_params_[(static_cast<std::size_t>(slot) * n_k_ + k) * n_e_ + e] = b.params;
+            f_next = b.out_size;
+          }
+        }
+        f = f_next;
+      }
+      c_in = st.width;
+    }
+    const int64_t fe = space_.final_expand_width;
+    tail_layer_[r] = c_in * static_cast<int64_t>(f) * f + fe * f * f + w * c_in * fe;
+    macs += static_cast<int64_t>(f) * f * c_in * fe;
+    params += c_in * fe + 2 * fe;
+    int64_t last = fe;
+    if (space_.feature_mix_width > 0) {
+      macs += fe * space_.feature_mix_width;
+      params += fe * space_.feature_mix_width;  // no bias, no BN
+      last = space_.feature_mix_width;
+    }
+    macs += last * space_.n_classes;
+    params += last * space_.n_classes + space_.n_classes;
+    fixed_macs_[r] = macs;
+    fixed_params_ = params;
+    fixed_peak_[r] = std::max(*std::max_element(head.begin(), head.end()), tail_layer_[r]);
+  }
+  max_layers_ = static_cast<int>(head_layers_[0].size()) + 3 * n_slots_ + 1;
+
+  for (const auto& st : space_.stages) stage_max_depth_.push_back(st.max_depth);
+  depth_value_ = space_.depths;
+  const std::size_t ke = static_cast<std::size_t>(n_k_) * n_e_;
+  peak_by_res_.resize(cells);
+  for (int r = 0; r < n_res_; ++r)
+    for (int slot = 0; slot < n_slots_; ++slot)
+      for (std::size_t c = 0; c < ke; ++c)
+        peak_by_res_[(static_cast<std::size_t>(r) * n_slots_ + slot) * ke + c] =
+            slot_peak_[slot_index(slot, r, 0, 0) + c];
+}
+
+int Evaluator::expand_of(const uint8_t* row, int stage, int slot) const {
+  if (space_.coupled()) return space_.expand_by_depth[row[space_.col_depth(stage)]];
+  return row[space_.col_expand(slot)];
+}
+
+int Evaluator::invalid_column(const uint8_t* row) const {
+  if (row[0] >= n_res_) return 0;
+  const int n_d = static_cast<int>(space_.depths.size());
+  for (int s = 0; s < space_.n_stages(); ++s)
+    if (row[space_.col_depth(s)] >= n_d) return space_.col_depth(s);
+  for (int slot = 0; slot < n_slots_; ++slot) {
+    if (row[space_.col_kernel(slot)] >= n_k_) return space_.col_kernel(slot);
+    if (row[space_.col_expand(slot)] >= n_e_) return space_.col_expand(slot);
+  }
+  if (space_.coupled()) {
+    // The stored expand of active slots must agree with the coupling.
+    for (int s = 0; s < space_.n_stages(); ++s) {
+      const int d = space_.depths[row[space_.col_depth(s)]];
+      const int e = space_.expand_by_depth[row[space_.col_depth(s)]];
+      for (int j = 0; j < d; ++j) {
+        const int col = space_.col_expand(stage_first_slot_[s] + j);
+        if (row[col] != e) return col;
+      }
+    }
+  }
+  return -1;
+}
+
+std::ptrdiff_t Evaluator::first_invalid(const uint8_t* rows, std::size_t n, int* column) const {
+  const std::size_t cols = static_cast<std::size_t>(n_columns());
+  for (std::size_t i = 0; i < n; ++i) {
+    int c = invalid_column(rows + i * cols);
+    if (c >= 0) {
+      if (column) *column = c;
+      return static_cast<std::ptrdiff_t>(i);
+    }
+  }
+  return -1;
+}
+
+// The hot loop: branch-free over every slot (inactive ones masked to 0), one
+// contiguous table per resolution. Rows are assumed valid (checked by the caller).
+template <bool Coupled>
+int64_t Evaluator::peak_impl(const uint8_t* row) const {
+  const int n_stages = static_cast<int>(stage_max_depth_.size());
+  const uint8_t* depth_col = row + 1;
+  const uint8_t* kernel_col = depth_col + n_stages;
+  const uint8_t* expand_col = kernel_col + n_slots_;
+  const int ke = n_k_ * n_e_;
+  const int r = row[0];
+  const int64_t* tab = peak_by_res_.data() + static_cast<std::size_t>(r) * n_slots_ * ke;
+  int64_t best = fixed_peak_[r];
+  for (int s = 0; s < n_stages; ++s) {
+    const int di = depth_col[s];
+    const int d = depth_value_[di];
+    const int coupled_e = Coupled ? space_.expand_by_depth[di] : 0;
+    const int first = stage_first_slot_[s];
+    const int64_t* stage_tab = tab + first * ke;
+    // Only active slots are read; d is small (2-4), so this loop is short and predictable.
+    for (int j = 0; j < d; ++j) {
+      const int e = Coupled ? coupled_e : expand_col[first + j];
+      const int64_t v = stage_tab[j * ke + kernel_col[first + j] * n_e_ + e];
+      best = v > best ? v : best;
+    }
+  }
+  return best;
+}
+
+int64_t Evaluator::peak(const uint8_t* row) const {
+  return space_.coupled() ? peak_impl<true>(row) : peak_impl<false>(row);
+}
+
+int64_t Evaluator::params(const uint8_t* row) const {
+  int64_t total = fixed_params_;
+  for (int s = 0; s < space_.n_stages(); ++s) {
+    const int d = space_.depths[row[space_.col_depth(s)]];
+    for (int j = 0; j < d; ++j) {
+      const int slot = stage_first_slot_[s] + j;
+      total += slot_params_[(static_cast<std::size_t>(slot) * n_k_ + row[space_.col_kernel(slot)]) *
+                                n_e_ +
+                            expand_of(row, s, slot)];
+    }
+  }
+  return total;
+}
+
+double Evaluator::mflops(const uint8_t* row) const {
+  const int r = row[0];
+  int64_t macs = fixed_macs_[r];
+  for (int s = 0; s < space_.n_stages(); ++s) {
+    const int d = space_.depths[row[space_.col_depth(s)]];
+    for (int j = 0; j < d; ++j) {
+      const int slot = stage_first_slot_[s] + j;
+      macs += slot_macs_[slot_index(slot, r, row[space_.col_kernel(slot)], expand_of(row, s, slot))];
+    }
+  }
+  return static_cast<double>(macs) / 1e6;
+}
+
+int Evaluator::histogram(const uint8_t* row, int64_t* hist) const {
+  const int r = row[0];
+  int n = 0;
+  for (int64_t v : head_layers_[r]) hist[n++] = v;
+  for (int s = 0; s < space_.n_stages(); ++s) {
+    const int d = space_.depths[row[space_.col_depth(s)]];
+    for (int j = 0; j < d; ++j) {
+      const int slot = stage_first_slot_[s] + j;
+      const int64_t* layers =
+          &slot_layers_[slot_index(slot, r, row[space_.col_kernel(slot)], expand_of(row, s, slot)) * 3];
+      for (int l = 0; l < 3; ++l)
+        if (layers[l]) hist[n++] = layers[l];
+    }
+  }
+  hist[n++] = tail_layer_[r];
+  for (int i = n; i < max_layers_; ++i) hist[i] = 0;
+  return n;
+}
+
+namespace {
+void mean_std(const int64_t* hist, int n, double* avg, double* std) {
+  double sum = 0.0;
+  for (int i = 0; i < n; ++i) sum += static_cast<double>(hist[i]);
+  const double mean = sum / n;
+  double sq = 0.0;
+  for (int i = 0; i < n; ++i) {
+    const double dlt = static_cast<double>(hist[i]) - mean;
+    sq += dlt * dlt;
+  }
+  *avg = mean;
+  *std = std::sqrt(sq / n);
+}
+}  // namespace
+
+Profile Evaluator::profile(const uint8_t* row) const {
+  Profile p;
+  p.hist.resize(max_layers_);
+  const int n = histogram(row, p.hist.data());
+  p.hist.resize(n);
+  p.peak = *std::max_element(p.hist.begin(), p.hist.end());
+  mean_std(p.hist.data(), n, &p.avg, &p.std);
+  p.mflops = mflops(row);
+  p.params = params(row);
+  return p;
+}
+
+void Evaluator::peaks(const uint8_t* rows, std::size_t n, int64_t* out, int threads) const {
+  const std::size_t cols = static_cast<std::size_t>(n_columns());
+  parallel_for(n, threads, [&](std::size_t b, std::size_t e) {
+    if (space_.coupled()) {
+      for (std::size_t i = b; i < e; ++i) out[i] = peak_impl<true>(rows + i * cols);
+    } else {
+      for (std::size_t i = b; i < e; ++i) out[i] = peak_impl<false>(rows + i * cols);
+    }
+  });
+}
+
+void Evaluator::profiles(const uint8_t* rows, std::size_t n, int64_t* peak_out, double* avg,
+                         double* std_out, double* mflops_out, int64_t* params_out, int64_t* hist,
+                         int32_t* n_layers, int threads) const {
+  const std::size_t cols = static_cast<std::size_t>(n_columns());
+  const std::size_t width = static_cast<std::size_t>(max_layers_);
+  parallel_for(n, threads, [&](std::size_t b, std::size_t e) {
+    std::vector<int64_t> scratch(hist ? 0 : width);
+    for (std::size_t i = b; i < e; ++i) {
+      const uint8_t* row = rows + i * cols;
+      int64_t* h = hist ? hist + i * width : scratch.data();
+      const int len = histogram(row, h);
+      if (n_layers) n_layers[i] = len;
+      if (peak_out) peak_out[i] = *std::max_element(h, h + len);
+      if (avg || std_out) {
+        double a, s;
+        mean_std(h, len, &a, &s);
+        if (avg) avg[i] = a;
+        if (std_out) std_out[i] = s;
+      }
+      if (mflops_out) mflops_out[i] = mflops(row);
+      if (params_out) params_out[i] = params(row);
+    }
+  }, 1024);
+}
+
+int64_t Evaluator::min_peak(std::vector<uint8_t>* best_row) const {
+  int64_t best = std::numeric_limits<int64_t>::max();
+  std::vector<uint8_t> row(n_columns(), 0);
+  const int n_d = static_cast<int>(space_.depths.size());
+  for (int r = 0; r < n_res_; ++r) {
+    row[0] = static_cast<uint8_t>(r);
+    int64_t peak_r = fixed_peak_[r];
+    // Stages are independent given r: pick, per stage, the depth and per-slot
+    // kernel/expand that minimise the stage's worst block.
+    for (int s = 0; s < space_.n_stages(); ++s) {
+      int64_t stage_best = std::numeric_limits<int64_t>::max();
+      std::vector<uint8_t> stage_choice;
+      for (int di = 0; di < n_d; ++di) {
+        const int d = space_.depths[di];
+        int64_t worst = 0;
+        std::vector<uint8_t> choice(1 + 2 * d);
+        choice[0] = static_cast<uint8_t>(di);
+        for (int j = 0; j < d; ++j) {
+          const int slot = stage_first_slot_[s] + j;
+          int64_t slot_best = std::numeric_limits<int64_t>::max();
+          for (int k = 0; k < n_k_; ++k) {
+            for (int e = 0; e < n_e_; ++e) {
+              if (space_.coupled() && e != space_.expand_by_depth[di]) continue;
+              const int64_t v = slot_peak_[slot_index(slot, r, k, e)];
+              if (v < slot_best) {
+                slot_best = v;
+                choice[1 + 2 * j] = static_cast<uint8_t>(k);
+                choice[2 + 2 * j] = static_cast<uint8_t>(e);
+              }
+            }
+          }
+          worst = std::max(worst, slot_best);
+        }
+        if (worst < stage_best) {
+          stage_best = worst;
+          stage_choice = choice;
+        }
+      }
+      peak_r = std::max(peak_r, stage_best);
+      row[space_.col_depth(s)] = stage_choice[0];
+      const int d = space_.depths[stage_choice[0]];
+      const int coupled_e = space_.coupled() ? space_.expand_by_depth[stage_choice[0]] : 0;
+      for (int j = 0; j < space_.stages[s].max_depth; ++j) {
+        const int slot = stage_first_slot_[s] + j;
+        row[space_.col_kernel(slot)] = j < d ? stage_choice[1 + 2 * j] : 0;
+        row[space_.col_expand(slot)] = j < d ? stage_choice[2 + 2 * j] : static_cast<uint8_t>(coupled_e);
+      }
+    }
+    if (peak_r < best) {
+      best = peak_r;
+      if (best_row) *best_row = row;
+    }
+  }
+  return best;
+}
+
+}  // namespace moofa

@@ -1,0 +1,40 @@
+"""moofa: find the most accurate OFA-style subnet that fits a peak-memory budget.
+
+>>> import moofa
+>>> moofa.profile(moofa.Subnet(ks=[7]*20, e=[4]*20, d=[4]*5, image_size=224), space="moofa").peak
+"""
+
+from __future__ import annotations
+
+from . import spaces
+from .memory import MEMORY_MODELS, Profile, evaluator, layer_names, min_peak, peak_memory, profile, profiles
+from .spaces import Space, Stage, design_widths, get_space, register
+from .subnet import Subnet, column_names, decode, encode, random_subnets
+from .units import format_items, parse_budget
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MEMORY_MODELS",
+    "Profile",
+    "Space",
+    "Stage",
+    "Subnet",
+    "__version__",
+    "column_names",
+    "decode",
+    "design_widths",
+    "encode",
+    "evaluator",
+    "format_items",
+    "get_space",
+    "layer_names",
+    "min_peak",
+    "parse_budget",
+    "peak_memory",
+    "profile",
+    "profiles",
+    "random_subnets",
+    "register",
+    "spaces",
+]

@@ -1,0 +1,50 @@
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+class StageSpec:
+    def __init__(self, width: int, stride: int, se: bool, max_depth: int) -> None: ...
+    width: int
+    stride: int
+    se: bool
+    max_depth: int
+
+class SpaceSpec:
+    def __init__(
+        self,
+        *,
+        stages: list[StageSpec],
+        kernels: list[int],
+        expands: list[float],
+        depths: list[int],
+        resolutions: list[int],
+        in_channels: int,
+        first_conv_width: int,
+        first_conv_kernel: int,
+        first_conv_stride: int,
+        first_block_width: int,
+        final_expand_width: int,
+        feature_mix_width: int,
+        n_classes: int,
+        expand_by_depth: list[int],
+    ) -> None: ...
+    @property
+    def n_columns(self) -> int: ...
+    @property
+    def n_slots(self) -> int: ...
+    @property
+    def n_stages(self) -> int: ...
+
+class Evaluator:
+    def __init__(self, space: SpaceSpec, memory_model: str = "full") -> None: ...
+    @property
+    def n_columns(self) -> int: ...
+    @property
+    def max_layers(self) -> int: ...
+    def first_invalid(self, rows: npt.ArrayLike) -> tuple[int, int] | None: ...
+    def peaks(self, rows: npt.ArrayLike, threads: int = 0) -> npt.NDArray[np.int64]: ...
+    def profiles(self, rows: npt.ArrayLike, threads: int = 0, with_hist: bool = True) -> dict[str, Any]: ...
+    def min_peak(self) -> tuple[int, npt.NDArray[np.uint8]]: ...
+
+def make_divisible(v: float, divisor: int = 8) -> int: ...

@@ -1,0 +1,209 @@
+"""Peak memory, per-layer profile, MFLOPs and parameters of subnets (C++ evaluator)."""
+
+from __future__ import annotations
+
+import functools
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._ext import core
+from .spaces import Space, get_space
+from .subnet import Subnet, _check_encoded, decode, encode
+from .units import _check_bytes_per_item, format_items
+
+__all__ = [
+    "MEMORY_MODELS",
+    "Profile",
+    "evaluator",
+    "layer_names",
+    "min_peak",
+    "peak_memory",
+    "profile",
+    "profiles",
+]
+
+# "full": inputs + outputs + weights of each conv layer (the paper's memory peak).
+# "activations": inputs + outputs only, weights read from flash (MCUNet's convention).
+MEMORY_MODELS = ("full", "activations")
+_MODEL_ALIASES = {"full": "full", "paper": "full", "activations": "activations", "mcu": "activations"}
+
+
+def _model_name(memory_model: str) -> str:
+    if not isinstance(memory_model, str) or memory_model not in _MODEL_ALIASES:
+        raise ValueError(
+            f"memory_model must be one of {list(_MODEL_ALIASES)} ('paper' = 'full', 'mcu' = 'activations'), "
+            f"got {memory_model!r}")
+    return _MODEL_ALIASES[memory_model]
+
+
+def spec(space: Space):
+    """The C++ description of a space."""
+    return core.SpaceSpec(
+        stages=[core.StageSpec(width=s.width, stride=s.stride, se=s.se, max_depth=s.max_depth) for s in space.stages],
+        kernels=list(space.kernels),
+        expands=list(space.expands),
+        depths=list(space.depths),
+        resolutions=list(space.resolutions),
+        in_channels=space.in_channels,
+        first_conv_width=space.first_conv_width,
+        first_conv_kernel=space.first_conv_kernel,
+        first_conv_stride=space.first_conv_stride,
+        first_block_width=space.first_block_width,
+        final_expand_width=space.final_expand_width,
+        feature_mix_width=space.feature_mix_width,
+        n_classes=space.n_classes,
+        expand_by_depth=[] if not space.expand_by_depth
+        else [space.expands.index(space.expand_by_depth[d]) for d in space.depths],
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _evaluator(space: Space, model: str):
+    return core.Evaluator(spec(space), model)
+
+
+def evaluator(space: str | Space = "moofa", memory_model: str = "full"):
+    """The (cached, thread-safe) C++ evaluator of a space and memory model."""
+    return _evaluator(get_space(space), _model_name(memory_model))
+
+
+def _scale(bytes_per_item):
+    return 1 if bytes_per_item is None else _check_bytes_per_item(bytes_per_item)
+
+
+def _threads(threads) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:
+        raise ValueError(f"threads must be a non-negative integer (0: all cores), got {threads!r}")
+    return int(threads)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Memory and compute profile of one subnet.
+
+    ``peak``, ``hist``, ``avg`` and ``std`` are in items (numbers held in RAM), or in
+    bytes when ``bytes_per_item`` was given. ``hist`` lists each conv layer's
+    input + output (+ weights, model "full") in forward order; ``layers`` names them.
+    """
+
+    peak: int
+    hist: list
+    avg: float
+    std: float
+    mflops: float
+    params: int
+    layers: list = field(default_factory=list)
+    space: str = ""
+    memory_model: str = "full"
+    unit: str = "items"
+
+    @property
+    def peak_layer(self) -> str:
+        return self.layers[int(np.argmax(self.hist))] if self.layers else ""
+
+    def to_dict(self) -> dict:
+        return {"peak": self.peak, "hist": list(self.hist), "avg": self.avg, "std": self.std,
+                "mflops": self.mflops, "params": self.params, "layers": list(self.layers),
+                "space": self.space, "memory_model": self.memory_model, "unit": self.unit}
+
+    def table(self, width: int = 40) -> str:
+        """The per-layer memory as a text table with bars (the paper's Fig. 5)."""
+        top = max(self.hist) if self.hist else 1
+        name_w = max((len(n) for n in self.layers), default=5)
+        lines = [f"{'layer':<{name_w}}  {self.unit:>10}  "]
+        for name, v in zip(self.layers, self.hist):
+            bar = "#" * max(1, round(width * v / top))
+            mark = "  <- peak" if v == top else ""
+            lines.append(f"{name:<{name_w}}  {v:>10,}  {bar}{mark}")
+        lines.append("")
+        lines.append(f"peak {self.peak:,} {self.unit} ({format_items(self.peak)}), "
+                     f"avg {self.avg:,.0f} +- {self.std:,.0f}, {self.mflops:.2f} MFLOPs, {self.params:,} params")
+        return "\n".join(lines)
+
+
+def layer_names(net: Subnet, space: str | Space = "moofa") -> list[str]:
+    """Names of the layers of ``net``'s histogram, in forward order."""
+    sp = get_space(space)
+    names = ["first_conv", "first_block.depthwise", "first_block.project"]
+    slot = 0
+    for i, (stage, dd) in enumerate(zip(sp.stages, net.d)):
+        for j in range(dd):
+            prefix = f"stage{i + 1}.block{j}"
+            if float(net.e[slot + j]) != 1.0:
+                names.append(prefix + ".expand")
+            names += [prefix + f".depthwise{net.ks[slot + j]}x{net.ks[slot + j]}", prefix + ".project"]
+        slot += stage.max_depth
+    names.append("final_expand")
+    return names
+
+
+def profile(net, space: str | Space = "moofa", *, memory_model: str = "full",
+            bytes_per_item: float | None = None) -> Profile:
+    """Full profile of one subnet: peak, per-layer histogram, avg +- std, MFLOPs, params."""
+    sp = get_space(space)
+    model = _model_name(memory_model)
+    if isinstance(net, np.ndarray):
+        rows = _check_encoded(net, sp)
+        if rows.shape[0] != 1:
+            raise ValueError(f"profile takes one subnet; got {rows.shape[0]} encoded rows (use moofa.profiles)")
+        net = decode(rows, sp)[0]
+    else:
+        net = Subnet.from_dict(net).validate(sp)
+        rows = encode([net], sp)
+    out = _evaluator(sp, model).profiles(rows, threads=1, with_hist=True)
+    n = int(out["n_layers"][0])
+    hist = out["hist"][0, :n].tolist()
+    scale = _scale(bytes_per_item)
+    unit = "items" if bytes_per_item is None else "bytes"
+
+    def conv(v):
+        v = v * scale
+        return int(v) if float(v).is_integer() else float(v)
+
+    return Profile(
+        peak=conv(int(out["peak"][0])),
+        hist=[conv(h) for h in hist],
+        avg=float(out["avg"][0]) * scale,
+        std=float(out["std"][0]) * scale,
+        mflops=float(out["mflops"][0]),
+        params=int(out["params"][0]),
+        layers=layer_names(net, sp),
+        space=sp.name,
+        memory_model=model,
+        unit=unit,
+    )
+
+
+def peak_memory(nets, space: str | Space = "moofa", *, memory_model: str = "full",
+                bytes_per_item: float | None = None, threads: int = 0) -> np.ndarray:
+    """Peak memory of many subnets: int64 array in items (or bytes with ``bytes_per_item``).
+
+    ``nets``: a list of Subnet/dicts, or an array from :func:`moofa.encode`
+    (the fast path: tens of millions of configs per second).
+    """
+    sp = get_space(space)
+    rows = encode(nets, sp)
+    peaks = _evaluator(sp, _model_name(memory_model)).peaks(rows, threads=_threads(threads))
+    if bytes_per_item is not None:
+        scaled = peaks * _scale(bytes_per_item)
+        return scaled.astype(np.int64) if np.all(scaled == np.floor(scaled)) else scaled
+    return peaks
+
+
+def profiles(nets, space: str | Space = "moofa", *, memory_model: str = "full", with_hist: bool = False,
+             threads: int = 0) -> dict:
+    """Batched profiles (items): dict of arrays ``peak``, ``avg``, ``std``, ``mflops``, ``params``,
+    ``n_layers`` and, with ``with_hist``, ``hist`` of shape (n, max_layers), zero padded."""
+    sp = get_space(space)
+    rows = encode(nets, sp)
+    return _evaluator(sp, _model_name(memory_model)).profiles(rows, threads=_threads(threads),
+                                                              with_hist=bool(with_hist))
+
+
+def min_peak(space: str | Space = "moofa", *, memory_model: str = "full") -> tuple[int, Subnet]:
+    """The smallest peak any subnet of ``space`` can reach, and a subnet that reaches it."""
+    sp = get_space(space)
+    peak, row = _evaluator(sp, _model_name(memory_model)).min_peak()
+    return int(peak), decode(row[None, :], sp)[0]

@@ -1,0 +1,258 @@
+"""Subnet configurations (OFA-style dicts) and their compact batch encoding."""
+
+from __future__ import annotations
+
+import json
+import numbers
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .spaces import Space, get_space
+
+__all__ = ["Subnet", "column_names", "decode", "encode", "random_subnets"]
+
+
+def _int_list(field: str, values) -> tuple[int, ...]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(f"Subnet.{field} must be a list of integers, got {type(values).__name__}")
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or int(v) != v:
+            raise TypeError(f"Subnet.{field}[{i}] must be an integer, got {v!r}")
+        out.append(int(v))
+    return tuple(out)
+
+
+def _num_list(field: str, values) -> tuple[float, ...]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(f"Subnet.{field} must be a list of numbers, got {type(values).__name__}")
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or v != v:
+            raise TypeError(f"Subnet.{field}[{i}] must be a number, got {v!r}")
+        v = float(v)
+        out.append(int(v) if v.is_integer() else v)
+    return tuple(out)
+
+
+class Subnet:
+    """One subnet: kernel ``ks`` and expand ``e`` per block slot, depth ``d`` per stage,
+    input ``image_size``. The keys are OFA's, so OFA/CompOFA/MOOFA config dicts load as they are.
+    A Subnet is not tied to a space; ``validate(space)`` checks it against one."""
+
+    __slots__ = ("ks", "e", "d", "image_size")
+
+    def __init__(self, ks: Sequence[int], e: Sequence[float], d: Sequence[int], image_size: int = 224):
+        object.__setattr__(self, "ks", _int_list("ks", ks))
+        object.__setattr__(self, "e", _num_list("e", e))
+        object.__setattr__(self, "d", _int_list("d", d))
+        if isinstance(image_size, bool) or not isinstance(image_size, numbers.Real) or int(image_size) != image_size:
+            raise TypeError(f"Subnet.image_size must be an integer, got {image_size!r}")
+        object.__setattr__(self, "image_size", int(image_size))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Subnet is immutable; build a new one (e.g. Subnet.from_dict({...}))")
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> Subnet:
+        """From an OFA-style dict: ``ks``, ``e``, ``d`` and ``image_size`` (or OFA's ``r``: [size])."""
+        if isinstance(config, Subnet):
+            return config
+        if not isinstance(config, Mapping):
+            raise TypeError(f"a subnet config must be a dict or moofa.Subnet, got {type(config).__name__}")
+        missing = [k for k in ("ks", "e", "d") if k not in config]
+        if missing:
+            raise ValueError(f"subnet config is missing {missing}; expected keys 'ks', 'e', 'd', 'image_size'")
+        if "image_size" in config:
+            size = config["image_size"]
+        elif "r" in config:
+            r = config["r"]
+            size = r[0] if isinstance(r, (list, tuple)) and len(r) == 1 else r
+        else:
+            raise ValueError("subnet config is missing 'image_size' (or OFA's 'r')")
+        return cls(config["ks"], config["e"], config["d"], size)
+
+    def to_dict(self) -> dict:
+        return {"ks": list(self.ks), "e": list(self.e), "d": list(self.d), "image_size": self.image_size}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> Subnet:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"subnet JSON is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def validate(self, space: str | Space = "moofa") -> Subnet:
+        """Raise ValueError naming the field if this subnet is not in ``space``; return self."""
+        sp = get_space(space)
+        n_slots, n_stages = sp.n_slots, sp.n_stages
+        for field, values, n in (("ks", self.ks, n_slots), ("e", self.e, n_slots), ("d", self.d, n_stages)):
+            if len(values) != n:
+                raise ValueError(f"Subnet.{field} must have {n} entries for space {sp.name!r}, got {len(values)}")
+        if self.image_size not in sp.resolutions:
+            raise ValueError(
+                f"Subnet.image_size={self.image_size} is not allowed in space {sp.name!r}; "
+                f"allowed: {list(sp.resolutions)}")
+        for i, k in enumerate(self.ks):
+            if k not in sp.kernels:
+                raise ValueError(f"Subnet.ks[{i}]={k} is not allowed in space {sp.name!r}; allowed: {list(sp.kernels)}")
+        for i, e in enumerate(self.e):
+            if float(e) not in sp.expands:
+                raise ValueError(
+                    f"Subnet.e[{i}]={e} is not allowed in space {sp.name!r}; allowed: {_nice(sp.expands)}")
+        for i, dd in enumerate(self.d):
+            if dd not in sp.depths:
+                raise ValueError(f"Subnet.d[{i}]={dd} is not allowed in space {sp.name!r}; allowed: {list(sp.depths)}")
+        if sp.expand_by_depth:
+            slot = 0
+            for i, (stage, dd) in enumerate(zip(sp.stages, self.d)):
+                want = sp.expand_by_depth[dd]
+                for j in range(dd):
+                    if float(self.e[slot + j]) != want:
+                        raise ValueError(
+                            f"Subnet.e[{slot + j}]={self.e[slot + j]}: space {sp.name!r} couples expand to depth "
+                            f"({_coupling(sp)}), so stage {i} of depth {dd} needs e={_nice([want])[0]}")
+                slot += stage.max_depth
+        return self
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Subnet):
+            return NotImplemented
+        return (self.ks, tuple(map(float, self.e)), self.d, self.image_size) == (
+            other.ks, tuple(map(float, other.e)), other.d, other.image_size)
+
+    def __hash__(self) -> int:
+        return hash((self.ks, tuple(map(float, self.e)), self.d, self.image_size))
+
+    def __repr__(self) -> str:
+        return f"Subnet(ks={list(self.ks)}, e={list(self.e)}, d={list(self.d)}, image_size={self.image_size})"
+
+    def __reduce__(self):
+        return (Subnet, (self.ks, self.e, self.d, self.image_size))
+
+
+def _nice(values) -> list:
+    return [int(v) if float(v).is_integer() else float(v) for v in values]
+
+
+def _coupling(sp: Space) -> str:
+    return ", ".join(f"d={d} -> e={_nice([e])[0]}" for d, e in sp.expand_by_depth.items())
+
+
+def column_names(space: str | Space = "moofa") -> list[str]:
+    """The field each column of the encoding holds: image_size, d[i], ks[j], e[j]."""
+    sp = get_space(space)
+    return (["image_size"] + [f"d[{i}]" for i in range(sp.n_stages)]
+            + [f"ks[{j}]" for j in range(sp.n_slots)] + [f"e[{j}]" for j in range(sp.n_slots)])
+
+
+def _encode_one(net: Subnet, sp: Space, row: np.ndarray) -> None:
+    row[0] = sp.resolutions.index(net.image_size)
+    s = sp.n_stages
+    for i, dd in enumerate(net.d):
+        row[1 + i] = sp.depths.index(dd)
+    for j, k in enumerate(net.ks):
+        row[1 + s + j] = sp.kernels.index(k)
+    for j, e in enumerate(net.e):
+        row[1 + s + sp.n_slots + j] = sp.expands.index(float(e))
+
+
+def encode(nets, space: str | Space = "moofa") -> np.ndarray:
+    """Encode subnets as a ``uint8`` array of shape ``(n, space.n_columns)``.
+
+    Columns hold choice *indices*: resolution, then depth per stage, kernel per slot,
+    expand per slot (see :func:`column_names`). ``nets`` is a Subnet, a dict, a list of
+    either, or an already encoded integer array (checked and returned as uint8).
+    """
+    sp = get_space(space)
+    if isinstance(nets, np.ndarray):
+        return _check_encoded(nets, sp)
+    if isinstance(nets, (Subnet, Mapping)):
+        nets = [nets]
+    if isinstance(nets, (str, bytes)) or not isinstance(nets, Iterable):
+        raise TypeError(f"nets must be a Subnet, a dict, a list of them or an encoded array, got {type(nets).__name__}")
+    nets = list(nets)
+    out = np.zeros((len(nets), sp.n_columns), dtype=np.uint8)
+    for i, net in enumerate(nets):
+        net = Subnet.from_dict(net).validate(sp)
+        _encode_one(net, sp, out[i])
+    return out
+
+
+def _check_encoded(arr: np.ndarray, sp: Space) -> np.ndarray:
+    from .memory import evaluator  # local: memory imports this module
+
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"an encoded config array must have an integer dtype, got {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != sp.n_columns:
+        raise ValueError(
+            f"an encoded config array for space {sp.name!r} must have shape (n, {sp.n_columns}), got {arr.shape}")
+    if arr.dtype != np.uint8:
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            bad = int(np.argmax((arr < 0).any(axis=1) | (arr > 255).any(axis=1)))
+            col = int(np.argmax((arr[bad] < 0) | (arr[bad] > 255)))
+            raise ValueError(_bad_column_message(sp, bad, col, int(arr[bad, col])))
+        arr = arr.astype(np.uint8)
+    arr = np.ascontiguousarray(arr)
+    found = evaluator(sp).first_invalid(arr)
+    if found is not None:
+        row, col = found
+        raise ValueError(_bad_column_message(sp, row, col, int(arr[row, col])))
+    return arr
+
+
+def _bad_column_message(sp: Space, row: int, col: int, value: int) -> str:
+    name = column_names(sp)[col]
+    field = name.split("[")[0]
+    choices = {"image_size": sp.resolutions, "d": sp.depths, "ks": sp.kernels, "e": sp.expands}[field]
+    msg = (f"encoded config row {row}, column {col} ({name}) holds index {value}; "
+           f"allowed indices 0..{len(choices) - 1} for {field} in {_nice(choices)}")
+    if field == "e" and sp.expand_by_depth and 0 <= value < len(choices):
+        msg = (f"encoded config row {row}, column {col} ({name}) holds expand index {value}, but space "
+               f"{sp.name!r} couples expand to depth ({_coupling(sp)})")
+    return msg
+
+
+def decode(rows, space: str | Space = "moofa") -> list[Subnet]:
+    """Inverse of :func:`encode`."""
+    sp = get_space(space)
+    rows = _check_encoded(np.asarray(rows), sp)
+    s, n = sp.n_stages, sp.n_slots
+    res, dep, ker = sp.resolutions, sp.depths, sp.kernels
+    exp = _nice(sp.expands)
+    out = []
+    for row in rows.tolist():
+        out.append(Subnet(
+            ks=[ker[i] for i in row[1 + s:1 + s + n]],
+            e=[exp[i] for i in row[1 + s + n:]],
+            d=[dep[i] for i in row[1:1 + s]],
+            image_size=res[row[0]],
+        ))
+    return out
+
+
+def random_subnets(n: int, space: str | Space = "moofa", seed: int | None = None) -> np.ndarray:
+    """``n`` uniformly random subnets of ``space``, already encoded (uint8 array)."""
+    sp = get_space(space)
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    rng = np.random.default_rng(seed)
+    s, slots = sp.n_stages, sp.n_slots
+    out = np.empty((int(n), sp.n_columns), dtype=np.uint8)
+    out[:, 0] = rng.integers(0, len(sp.resolutions), n)
+    out[:, 1:1 + s] = rng.integers(0, len(sp.depths), (n, s))
+    out[:, 1 + s:1 + s + slots] = rng.integers(0, len(sp.kernels), (n, slots))
+    if sp.expand_by_depth:
+        coupled = np.array([sp.expands.index(sp.expand_by_depth[d]) for d in sp.depths], dtype=np.uint8)
+        stage_of_slot = np.array(sp.slot_stage())
+        out[:, 1 + s + slots:] = coupled[out[:, 1 + stage_of_slot]]
+    else:
+        out[:, 1 + s + slots:] = rng.integers(0, len(sp.expands), (n, slots))
+    return out
