@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import numbers
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -18,7 +19,7 @@ def _int_list(field: str, values) -> tuple[int, ...]:
         raise TypeError(f"Subnet.{field} must be a list of integers, got {type(values).__name__}")
     out = []
     for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or int(v) != v:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or int(v) != v:
             raise TypeError(f"Subnet.{field}[{i}] must be an integer, got {v!r}")
         out.append(int(v))
     return tuple(out)
@@ -29,8 +30,8 @@ def _num_list(field: str, values) -> tuple[float, ...]:
         raise TypeError(f"Subnet.{field} must be a list of numbers, got {type(values).__name__}")
     out = []
     for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or v != v:
-            raise TypeError(f"Subnet.{field}[{i}] must be a number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise TypeError(f"Subnet.{field}[{i}] must be a finite number, got {v!r}")
         v = float(v)
         out.append(int(v) if v.is_integer() else v)
     return tuple(out)
@@ -47,7 +48,8 @@ class Subnet:
         object.__setattr__(self, "ks", _int_list("ks", ks))
         object.__setattr__(self, "e", _num_list("e", e))
         object.__setattr__(self, "d", _int_list("d", d))
-        if isinstance(image_size, bool) or not isinstance(image_size, numbers.Real) or int(image_size) != image_size:
+        if isinstance(image_size, bool) or not isinstance(image_size, numbers.Real) \
+                or not math.isfinite(image_size) or int(image_size) != image_size:
             raise TypeError(f"Subnet.image_size must be an integer, got {image_size!r}")
         object.__setattr__(self, "image_size", int(image_size))
 

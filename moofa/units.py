@@ -13,7 +13,7 @@ _BYTE_SCALE = {
     "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
     "kib": 2**10, "mib": 2**20, "gib": 2**30,
 }
-_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z][A-Za-z ]*)?\s*$")
 
 
 def _check_bytes_per_item(bytes_per_item) -> float:
@@ -48,7 +48,7 @@ def parse_budget(budget, bytes_per_item: float = 4) -> int:
             f"budget {budget!r} is not understood: use items ('325000', '325k', '1.2M') "
             "or bytes ('1.3MB', '320KiB', '512kB')"
         )
-    value, unit = float(m.group(1)), m.group(2).lower()
+    value, unit = float(m.group(1)), (m.group(2) or "").replace(" ", "").lower()
     if unit in ("items", "item"):
         unit = ""
     elif unit.endswith("items") or unit.endswith("item"):

@@ -1,0 +1,73 @@
+"""moofa._core directly: the binding layer's own checks and behaviour."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import moofa
+from moofa import _core
+from moofa.memory import spec
+
+
+def test_spec_validation_in_cpp():
+    with pytest.raises(ValueError, match="stage stride must be 1 or 2"):
+        _core.SpaceSpec(stages=[_core.StageSpec(8, 3, False, 2)], kernels=[3], expands=[2], depths=[2],
+                        resolutions=[32], in_channels=3, first_conv_width=8, first_conv_kernel=3,
+                        first_conv_stride=2, first_block_width=8, final_expand_width=16, feature_mix_width=0,
+                        n_classes=10, expand_by_depth=[])
+    with pytest.raises(ValueError, match="memory_model"):
+        _core.Evaluator(spec(moofa.get_space("ofa")), "nope")
+
+
+def test_shape_checks():
+    ev = moofa.evaluator("ofa")
+    assert ev.n_columns == 46
+    with pytest.raises(ValueError, match=r"shape \(n, 46\)"):
+        ev.peaks(np.zeros((3, 45), np.uint8))
+    with pytest.raises(ValueError, match=r"shape \(n, 46\)"):
+        ev.peaks(np.zeros(46, np.uint8))
+    assert ev.first_invalid(np.zeros((2, 46), np.uint8)) is None
+    bad = np.zeros((2, 46), np.uint8)
+    bad[1, 3] = 9
+    assert ev.first_invalid(bad) == (1, 3)
+
+
+def test_threads_give_identical_results_and_release_gil():
+    ev = moofa.evaluator("moofa")
+    rows = moofa.random_subnets(50_000, "moofa", seed=7)
+    ref = ev.peaks(rows, threads=1)
+    for t in (2, 3, 8):
+        np.testing.assert_array_equal(ev.peaks(rows, threads=t), ref)
+    # concurrent callers on one evaluator (it is shared through the cache)
+    results = [None] * 4
+
+    def work(i):
+        results[i] = ev.peaks(rows, threads=1)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for r in results:
+        np.testing.assert_array_equal(r, ref)
+
+
+def test_profiles_without_hist():
+    ev = moofa.evaluator("moofa")
+    rows = moofa.random_subnets(100, "moofa", seed=2)
+    with_h = ev.profiles(rows, threads=1, with_hist=True)
+    without = ev.profiles(rows, threads=2, with_hist=False)
+    assert "hist" not in without
+    for key in ("peak", "avg", "std", "mflops", "params", "n_layers"):
+        np.testing.assert_array_equal(with_h[key], without[key])
+
+
+def test_make_divisible_matches_python():
+    from moofa.spaces import make_divisible
+
+    for v in np.linspace(0.1, 1000, 997):
+        assert _core.make_divisible(float(v)) == make_divisible(float(v))
