@@ -62,8 +62,11 @@ def test_profiles_without_hist():
     with_h = ev.profiles(rows, threads=1, with_hist=True)
     without = ev.profiles(rows, threads=2, with_hist=False)
     assert "hist" not in without
-    for key in ("peak", "avg", "std", "mflops", "params", "n_layers"):
+    # without the histogram, avg and std come from integer moments: same values to rounding
+    for key in ("peak", "params", "n_layers"):
         np.testing.assert_array_equal(with_h[key], without[key])
+    for key in ("avg", "std", "mflops"):
+        np.testing.assert_allclose(with_h[key], without[key], rtol=1e-12)
 
 
 def test_make_divisible_matches_python():

@@ -140,6 +140,31 @@ Evaluator::Evaluator(const SpaceSpec& space, MemoryModel model) : space_(space),
   }
   max_layers_ = static_cast<int>(head_layers_[0].size()) + 3 * n_slots_ + 1;
 
+  slot_count_.resize(cells);
+  slot_sum_.resize(cells);
+  slot_sumsq_.resize(cells);
+  for (std::size_t i = 0; i < cells; ++i) {
+    for (int l = 0; l < 3; ++l) {
+      const int64_t v = slot_layers_[i * 3 + l];
+      if (!v) continue;
+      slot_count_[i] += 1;
+      slot_sum_[i] += v;
+      slot_sumsq_[i] += v * v;
+    }
+  }
+  for (int r = 0; r < n_res_; ++r) {
+    std::vector<int64_t> fixed = head_layers_[r];
+    fixed.push_back(tail_layer_[r]);
+    int64_t sum = 0, sumsq = 0;
+    for (int64_t v : fixed) {
+      sum += v;
+      sumsq += v * v;
+    }
+    fixed_count_.push_back(static_cast<int32_t>(fixed.size()));
+    fixed_sum_.push_back(sum);
+    fixed_sumsq_.push_back(sumsq);
+  }
+
   for (const auto& st : space_.stages) stage_max_depth_.push_back(st.max_depth);
   depth_value_ = space_.depths;
   const std::size_t ke = static_cast<std::size_t>(n_k_) * n_e_;
@@ -270,6 +295,21 @@ int Evaluator::histogram(const uint8_t* row, int64_t* hist) const {
 }
 
 namespace {
+
+// Population std from integer moments: var = (n * sumsq - sum^2) / n^2, computed
+// exactly in 128-bit where available (sums of squares of layer sizes overflow doubles' mantissa).
+void moments_to_mean_std(int64_t n, int64_t sum, int64_t sumsq, double* avg, double* std) {
+  *avg = static_cast<double>(sum) / static_cast<double>(n);
+#ifdef __SIZEOF_INT128__
+  __extension__ typedef __int128 wide;
+#else
+  typedef long double wide;
+#endif
+  const wide num = static_cast<wide>(n) * sumsq - static_cast<wide>(sum) * sum;
+  const double var = static_cast<double>(num) / (static_cast<double>(n) * static_cast<double>(n));
+  *std = std::sqrt(var > 0 ? var : 0.0);
+}
+
 void mean_std(const int64_t* hist, int n, double* avg, double* std) {
   double sum = 0.0;
   for (int i = 0; i < n; ++i) sum += static_cast<double>(hist[i]);
@@ -307,11 +347,64 @@ void Evaluator::peaks(const uint8_t* rows, std::size_t n, int64_t* out, int thre
   });
 }
 
+void Evaluator::summary(const uint8_t* row, int64_t* peak_out, double* avg, double* std_out,
+                        double* mflops_out, int64_t* params_out) const {
+  const int r = row[0];
+  int64_t best = fixed_peak_[r], sum = fixed_sum_[r], sumsq = fixed_sumsq_[r], macs = fixed_macs_[r];
+  int64_t count = fixed_count_[r], params = fixed_params_;
+  for (int s = 0; s < space_.n_stages(); ++s) {
+    const int d = space_.depths[row[space_.col_depth(s)]];
+    for (int j = 0; j < d; ++j) {
+      const int slot = stage_first_slot_[s] + j;
+      const int k = row[space_.col_kernel(slot)], e = expand_of(row, s, slot);
+      const std::size_t i = slot_index(slot, r, k, e);
+      best = std::max(best, slot_peak_[i]);
+      sum += slot_sum_[i];
+      sumsq += slot_sumsq_[i];
+      count += slot_count_[i];
+      macs += slot_macs_[i];
+      params += slot_params_[(static_cast<std::size_t>(slot) * n_k_ + k) * n_e_ + e];
+    }
+  }
+  if (peak_out) *peak_out = best;
+  if (avg || std_out) {
+    double a, sd;
+    moments_to_mean_std(count, sum, sumsq, &a, &sd);
+    if (avg) *avg = a;
+    if (std_out) *std_out = sd;
+  }
+  if (mflops_out) *mflops_out = static_cast<double>(macs) / 1e6;
+  if (params_out) *params_out = params;
+}
+
 void Evaluator::profiles(const uint8_t* rows, std::size_t n, int64_t* peak_out, double* avg,
                          double* std_out, double* mflops_out, int64_t* params_out, int64_t* hist,
                          int32_t* n_layers, int threads) const {
   const std::size_t cols = static_cast<std::size_t>(n_columns());
   const std::size_t width = static_cast<std::size_t>(max_layers_);
+  if (!hist) {
+    parallel_for(n, threads, [&](std::size_t b, std::size_t e) {
+      for (std::size_t i = b; i < e; ++i) {
+        const uint8_t* row = rows + i * cols;
+        summary(row, peak_out ? peak_out + i : nullptr, avg ? avg + i : nullptr,
+                std_out ? std_out + i : nullptr, mflops_out ? mflops_out + i : nullptr,
+                params_out ? params_out + i : nullptr);
+        if (n_layers) {
+          int32_t count = fixed_count_[row[0]];
+          for (int s = 0; s < space_.n_stages(); ++s) {
+            const int d = space_.depths[row[space_.col_depth(s)]];
+            for (int j = 0; j < d; ++j) {
+              const int slot = stage_first_slot_[s] + j;
+              count += slot_count_[slot_index(slot, row[0], row[space_.col_kernel(slot)],
+                                              expand_of(row, s, slot))];
+            }
+          }
+          n_layers[i] = count;
+        }
+      }
+    });
+    return;
+  }
   parallel_for(n, threads, [&](std::size_t b, std::size_t e) {
     std::vector<int64_t> scratch(hist ? 0 : width);
     for (std::size_t i = b; i < e; ++i) {

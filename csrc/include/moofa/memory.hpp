@@ -67,6 +67,9 @@ class Evaluator {
   int expand_of(const uint8_t* row, int stage, int slot) const;
   template <bool Coupled>
   int64_t peak_impl(const uint8_t* row) const;
+  // peak, avg, std, mflops and params in one pass over the row, no histogram.
+  void summary(const uint8_t* row, int64_t* peak, double* avg, double* std, double* mflops,
+               int64_t* params) const;
 
   SpaceSpec space_;
   MemoryModel model_;
@@ -76,6 +79,12 @@ class Evaluator {
   std::vector<int> depth_value_;      // depth choice index -> depth
   // Block peaks reordered [r][slot][k][e] so one config touches one contiguous block.
   std::vector<int64_t> peak_by_res_;
+  // Per slot and (r, k, e): number, sum and sum of squares of the layer figures, so
+  // avg and std come without building the histogram (exact integer moments).
+  std::vector<int32_t> slot_count_;
+  std::vector<int64_t> slot_sum_, slot_sumsq_;
+  std::vector<int32_t> fixed_count_;
+  std::vector<int64_t> fixed_sum_, fixed_sumsq_;
   // Per slot and (r, k, e): the three layer figures (0 where absent) and the max.
   std::vector<int64_t> slot_layers_;  // [slot][r][k][e][3]
   std::vector<int64_t> slot_peak_;    // [slot][r][k][e]
