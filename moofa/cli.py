@@ -83,7 +83,7 @@ def cmd_spaces(args) -> int:
     if args.json:
         print(json.dumps({n: get_space(n).to_dict() for n in names()}, indent=2))
         return 0
-    print(f"{'space':<12} {'widths':<26} {'kernels':<10} {"expands":<17} {'depths':<10} "
+    print(f"{'space':<12} {'widths':<26} {'kernels':<10} {'expands':<17} {'depths':<10} "
           f"{'classes':>7} {'min peak':>10} {'subnets':>9}")
     for n in names():
         sp = get_space(n)
