@@ -8,8 +8,8 @@ derived from it, so a user-defined space gets every feature for free.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Mapping, Sequence
 
 __all__ = [
     "ACTIVATIONS",
@@ -176,7 +176,8 @@ class Space:
             _pos_int(f"Space.{name}", getattr(self, name))
         if isinstance(self.feature_mix_width, bool) or not isinstance(self.feature_mix_width, int) \
                 or self.feature_mix_width < 0:
-            raise ValueError(f"Space.feature_mix_width must be an integer >= 0 (0: none), got {self.feature_mix_width!r}")
+            raise ValueError(
+                f"Space.feature_mix_width must be an integer >= 0 (0: none), got {self.feature_mix_width!r}")
         for name in ("first_conv_act", "first_block_act", "head_act"):
             _check_act(f"Space.{name}", getattr(self, name))
         if self.expand_by_depth is not None:
@@ -222,23 +223,18 @@ class Space:
         """Stage index of every block slot."""
         return [i for i, s in enumerate(self.stages) for _ in range(s.max_depth)]
 
-    def with_classes(self, n_classes: int) -> "Space":
+    def with_classes(self, n_classes: int) -> Space:
         """The same space with another classifier size (changes MFLOPs and params only)."""
         return replace(self, n_classes=n_classes)
 
-    def replace(self, **changes) -> "Space":
+    def replace(self, **changes) -> Space:
         return replace(self, **changes)
 
     def size(self) -> int:
         """Number of distinct subnets (resolutions x per-stage depth/kernel/expand choices)."""
         nk, ne = len(self.kernels), len(self.expands)
-        total = 1
-        for s in self.stages:
-            per_stage = 0
-            for dep in self.depths:
-                per_stage += (nk ** dep) * (1 if self.expand_by_depth else ne ** dep)
-            total *= per_stage
-        return total * len(self.resolutions)
+        per_stage = sum((nk ** dep) * (1 if self.expand_by_depth else ne ** dep) for dep in self.depths)
+        return per_stage ** self.n_stages * len(self.resolutions)
 
     def to_dict(self) -> dict:
         d = {
@@ -258,7 +254,7 @@ class Space:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "Space":
+    def from_dict(cls, d: Mapping) -> Space:
         if not isinstance(d, Mapping):
             raise TypeError(f"Space.from_dict expects a dict, got {type(d).__name__}")
         d = dict(d)
@@ -353,7 +349,7 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
-def get_space(space: "str | Space") -> Space:
+def get_space(space: str | Space) -> Space:
     """A :class:`Space` by name, or the given ``Space`` itself."""
     if isinstance(space, Space):
         return space

@@ -68,6 +68,8 @@ def test_user_space_from_json_file(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["profile", "--help"]])
-def test_entry_point_runs(argv):
-    proc = subprocess.run([sys.executable, "-m", "moofa", *argv], capture_output=True, text=True, check=False)
+def test_entry_point_runs(argv, tmp_path):
+    # cwd outside the source tree, so that the installed package is the one imported
+    proc = subprocess.run([sys.executable, "-m", "moofa", *argv], capture_output=True, text=True, check=False,
+                          cwd=tmp_path)
     assert proc.returncode == 0 and "moofa" in proc.stdout

@@ -1,4 +1,6 @@
 // Thin pybind11 layer over moofa/memory.hpp: shape checks under the GIL, loops without it.
+#include "moofa/memory.hpp"
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -7,7 +9,6 @@
 #include <string>
 
 #include "bindings.hpp"
-#include "moofa/memory.hpp"
 
 namespace py = pybind11;
 
@@ -65,10 +66,9 @@ void memory(py::module_& m) {
            }),
            py::kw_only(), py::arg("stages"), py::arg("kernels"), py::arg("expands"),
            py::arg("depths"), py::arg("resolutions"), py::arg("in_channels"),
-           py::arg("first_conv_width"), py::arg("first_conv_kernel"),
-           py::arg("first_conv_stride"), py::arg("first_block_width"),
-           py::arg("final_expand_width"), py::arg("feature_mix_width"), py::arg("n_classes"),
-           py::arg("expand_by_depth"))
+           py::arg("first_conv_width"), py::arg("first_conv_kernel"), py::arg("first_conv_stride"),
+           py::arg("first_block_width"), py::arg("final_expand_width"),
+           py::arg("feature_mix_width"), py::arg("n_classes"), py::arg("expand_by_depth"))
       .def_property_readonly("n_columns", &SpaceSpec::n_columns)
       .def_property_readonly("n_slots", &SpaceSpec::n_slots)
       .def_property_readonly("n_stages", &SpaceSpec::n_stages);
@@ -122,7 +122,8 @@ void memory(py::module_& m) {
                                                 : std::vector<py::ssize_t>{0, ev.max_layers()});
             int64_t* h = with_hist ? hist.mutable_data() : nullptr;
             int64_t *pk = peak.mutable_data(), *pr = params.mutable_data();
-            double *av = avg.mutable_data(), *sd = std_dev.mutable_data(), *mf = mflops.mutable_data();
+            double *av = avg.mutable_data(), *sd = std_dev.mutable_data(),
+                   *mf = mflops.mutable_data();
             int32_t* nl = n_layers.mutable_data();
             {
               py::gil_scoped_release nogil;

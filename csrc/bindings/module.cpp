@@ -1,5 +1,4 @@
 #include "bindings.hpp"
-
 #include "moofa/scorer.hpp"
 
 PYBIND11_MODULE(_core, m) {

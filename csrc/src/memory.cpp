@@ -114,7 +114,8 @@ Evaluator::Evaluator(const SpaceSpec& space, MemoryModel model) : space_(space),
             std::copy(b.layers, b.layers + 3, slot_layers_.begin() + i * 3);
             slot_peak_[i] = std::max({b.layers[0], b.layers[1], b.layers[2]});
             slot_macs_[i] = b.macs;
-            if (r == 0) slot_params_[(static_cast<std::size_t>(slot) * n_k_ + k) * n_e_ + e] = b.params;
+            if (r == 0)
+              slot_params_[(static_cast<std::size_t>(slot) * n_k_ + k) * n_e_ + e] = b.params;
             f_next = b.out_size;
           }
         }
@@ -269,7 +270,8 @@ double Evaluator::mflops(const uint8_t* row) const {
     const int d = space_.depths[row[space_.col_depth(s)]];
     for (int j = 0; j < d; ++j) {
       const int slot = stage_first_slot_[s] + j;
-      macs += slot_macs_[slot_index(slot, r, row[space_.col_kernel(slot)], expand_of(row, s, slot))];
+      macs +=
+          slot_macs_[slot_index(slot, r, row[space_.col_kernel(slot)], expand_of(row, s, slot))];
     }
   }
   return static_cast<double>(macs) / 1e6;
@@ -284,7 +286,8 @@ int Evaluator::histogram(const uint8_t* row, int64_t* hist) const {
     for (int j = 0; j < d; ++j) {
       const int slot = stage_first_slot_[s] + j;
       const int64_t* layers =
-          &slot_layers_[slot_index(slot, r, row[space_.col_kernel(slot)], expand_of(row, s, slot)) * 3];
+          &slot_layers_[slot_index(slot, r, row[space_.col_kernel(slot)], expand_of(row, s, slot)) *
+                        3];
       for (int l = 0; l < 3; ++l)
         if (layers[l]) hist[n++] = layers[l];
     }
@@ -350,7 +353,8 @@ void Evaluator::peaks(const uint8_t* rows, std::size_t n, int64_t* out, int thre
 void Evaluator::summary(const uint8_t* row, int64_t* peak_out, double* avg, double* std_out,
                         double* mflops_out, int64_t* params_out) const {
   const int r = row[0];
-  int64_t best = fixed_peak_[r], sum = fixed_sum_[r], sumsq = fixed_sumsq_[r], macs = fixed_macs_[r];
+  int64_t best = fixed_peak_[r], sum = fixed_sum_[r], sumsq = fixed_sumsq_[r],
+          macs = fixed_macs_[r];
   int64_t count = fixed_count_[r], params = fixed_params_;
   for (int s = 0; s < space_.n_stages(); ++s) {
     const int d = space_.depths[row[space_.col_depth(s)]];
@@ -405,24 +409,27 @@ void Evaluator::profiles(const uint8_t* rows, std::size_t n, int64_t* peak_out, 
     });
     return;
   }
-  parallel_for(n, threads, [&](std::size_t b, std::size_t e) {
-    std::vector<int64_t> scratch(hist ? 0 : width);
-    for (std::size_t i = b; i < e; ++i) {
-      const uint8_t* row = rows + i * cols;
-      int64_t* h = hist ? hist + i * width : scratch.data();
-      const int len = histogram(row, h);
-      if (n_layers) n_layers[i] = len;
-      if (peak_out) peak_out[i] = *std::max_element(h, h + len);
-      if (avg || std_out) {
-        double a, s;
-        mean_std(h, len, &a, &s);
-        if (avg) avg[i] = a;
-        if (std_out) std_out[i] = s;
-      }
-      if (mflops_out) mflops_out[i] = mflops(row);
-      if (params_out) params_out[i] = params(row);
-    }
-  }, 1024);
+  parallel_for(
+      n, threads,
+      [&](std::size_t b, std::size_t e) {
+        std::vector<int64_t> scratch(hist ? 0 : width);
+        for (std::size_t i = b; i < e; ++i) {
+          const uint8_t* row = rows + i * cols;
+          int64_t* h = hist ? hist + i * width : scratch.data();
+          const int len = histogram(row, h);
+          if (n_layers) n_layers[i] = len;
+          if (peak_out) peak_out[i] = *std::max_element(h, h + len);
+          if (avg || std_out) {
+            double a, s;
+            mean_std(h, len, &a, &s);
+            if (avg) avg[i] = a;
+            if (std_out) std_out[i] = s;
+          }
+          if (mflops_out) mflops_out[i] = mflops(row);
+          if (params_out) params_out[i] = params(row);
+        }
+      },
+      1024);
 }
 
 int64_t Evaluator::min_peak(std::vector<uint8_t>* best_row) const {
@@ -470,7 +477,8 @@ int64_t Evaluator::min_peak(std::vector<uint8_t>* best_row) const {
       for (int j = 0; j < space_.stages[s].max_depth; ++j) {
         const int slot = stage_first_slot_[s] + j;
         row[space_.col_kernel(slot)] = j < d ? stage_choice[1 + 2 * j] : 0;
-        row[space_.col_expand(slot)] = j < d ? stage_choice[2 + 2 * j] : static_cast<uint8_t>(coupled_e);
+        row[space_.col_expand(slot)] =
+            j < d ? stage_choice[2 + 2 * j] : static_cast<uint8_t>(coupled_e);
       }
     }
     if (peak_r < best) {

@@ -76,7 +76,7 @@ class Evaluator {
   int n_res_ = 0, n_k_ = 0, n_e_ = 0, n_slots_ = 0, max_layers_ = 0;
   std::vector<int> stage_first_slot_;
   std::vector<int> stage_max_depth_;
-  std::vector<int> depth_value_;      // depth choice index -> depth
+  std::vector<int> depth_value_;  // depth choice index -> depth
   // Block peaks reordered [r][slot][k][e] so one config touches one contiguous block.
   std::vector<int64_t> peak_by_res_;
   // Per slot and (r, k, e): number, sum and sum of squares of the layer figures, so
