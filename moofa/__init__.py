@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import spaces
 from .memory import MEMORY_MODELS, Profile, evaluator, layer_names, min_peak, peak_memory, profile, profiles
+from .search import ParetoFront, SearchResult, pareto, search
 from .spaces import Space, Stage, design_widths, get_space, register
 from .subnet import Subnet, column_names, decode, encode, random_subnets
 from .units import format_items, parse_budget
@@ -16,7 +17,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MEMORY_MODELS",
+    "ParetoFront",
     "Profile",
+    "SearchResult",
     "Space",
     "Stage",
     "Subnet",
@@ -30,11 +33,13 @@ __all__ = [
     "get_space",
     "layer_names",
     "min_peak",
+    "pareto",
     "parse_budget",
     "peak_memory",
     "profile",
     "profiles",
     "random_subnets",
     "register",
+    "search",
     "spaces",
 ]
