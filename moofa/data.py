@@ -69,21 +69,30 @@ class ImageFolder(torch.utils.data.Dataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise ValueError(f"data folder {self.root} does not exist or is not a directory")
-        self.classes = sorted(d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        self.classes = sorted(
+            d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")
+        )
         if not self.classes:
-            raise ValueError(f"data folder {self.root} has no class folders; expected {self.root}/<class>/<image>"
-                             f" with images ending in {', '.join(IMAGE_EXTENSIONS)}")
+            raise ValueError(
+                f"data folder {self.root} has no class folders; expected {self.root}/<class>/<image>"
+                f" with images ending in {', '.join(IMAGE_EXTENSIONS)}"
+            )
         samples = []
         empty = []
         for label, name in enumerate(self.classes):
-            files = sorted(p for p in (self.root / name).rglob("*")
-                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            files = sorted(
+                p
+                for p in (self.root / name).rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
             if not files:
                 empty.append(name)
             samples += [(p, label) for p in files]
         if empty:
-            raise ValueError(f"data folder {self.root}: class folder(s) {empty[:5]} hold no image "
-                             f"(allowed extensions: {', '.join(IMAGE_EXTENSIONS)})")
+            raise ValueError(
+                f"data folder {self.root}: class folder(s) {empty[:5]} hold no image "
+                f"(allowed extensions: {', '.join(IMAGE_EXTENSIONS)})"
+            )
         self.skipped: list[Path] = []
         self.n_skipped = 0
         if check:
@@ -96,8 +105,11 @@ class ImageFolder(torch.utils.data.Dataset):
             samples = good
             if self.skipped:
                 self.n_skipped = len(self.skipped)
-                warnings.warn(f"data folder {self.root}: {_describe_skipped(self.skipped)}",
-                              UnreadableImageWarning, stacklevel=2)
+                warnings.warn(
+                    f"data folder {self.root}: {_describe_skipped(self.skipped)}",
+                    UnreadableImageWarning,
+                    stacklevel=2,
+                )
         if not samples:
             raise ValueError(f"data folder {self.root}: no readable image left")
         self.samples = samples
@@ -121,8 +133,11 @@ class ImageFolder(torch.utils.data.Dataset):
         img = self._decode(path)
         if img is None:
             self.n_skipped += 1
-            warnings.warn(f"data folder {self.root}: unreadable image skipped: {path}", UnreadableImageWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"data folder {self.root}: unreadable image skipped: {path}",
+                UnreadableImageWarning,
+                stacklevel=2,
+            )
             return None
         return img, label
 
@@ -137,7 +152,9 @@ class Digits(torch.utils.data.Dataset):
         try:
             from sklearn.datasets import load_digits
         except ImportError:
-            raise ImportError("the built-in digits data set needs scikit-learn: pip install 'moofa[train]'") from None
+            raise ImportError(
+                "the built-in digits data set needs scikit-learn: pip install 'moofa[train]'"
+            ) from None
         bunch = load_digits()
         images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)
         labels = bunch.target.astype(np.int64)
@@ -179,7 +196,9 @@ class SyntheticImages(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
-        return torch.randint(0, 256, (3, self.size, self.size), dtype=torch.uint8, generator=g), self.targets[i]
+        return torch.randint(0, 256, (3, self.size, self.size), dtype=torch.uint8, generator=g), self.targets[
+            i
+        ]
 
 
 def load_dataset(source: str | os.PathLike, split: str = "train", **kwargs) -> torch.utils.data.Dataset:
@@ -192,10 +211,14 @@ def load_dataset(source: str | os.PathLike, split: str = "train", **kwargs) -> t
         return SyntheticImages(**kwargs)
     root = Path(source)
     if not root.is_dir():
-        raise ValueError(f"data must be one of {list(BUILTIN_DATASETS)} or an existing folder, got {str(source)!r}")
+        raise ValueError(
+            f"data must be one of {list(BUILTIN_DATASETS)} or an existing folder, got {str(source)!r}"
+        )
     if not (root / split).is_dir():
-        raise ValueError(f"data folder {root} has no '{split}' folder; expected {root}/train/<class>/<image> "
-                         f"and {root}/val/<class>/<image>")
+        raise ValueError(
+            f"data folder {root} has no '{split}' folder; expected {root}/train/<class>/<image> "
+            f"and {root}/val/<class>/<image>"
+        )
     return ImageFolder(root / split)
 
 
@@ -213,6 +236,7 @@ def write_image_folder(dataset, root: str | os.PathLike, limit: int | None = Non
 
 
 # --- batches ---------------------------------------------------------------------------------
+
 
 def batch_seed(seed: int, epoch: int, batch: int) -> int:
     """The seed of one global batch (shared by all ranks)."""
@@ -241,8 +265,9 @@ def _random_resized_box(h: int, w: int, rng: np.random.Generator, scale, ratio) 
 
 
 def _resize(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(img.unsqueeze(0), size=size, mode="bilinear", align_corners=False,
-                         antialias=True).squeeze(0)
+    return F.interpolate(
+        img.unsqueeze(0), size=size, mode="bilinear", align_corners=False, antialias=True
+    ).squeeze(0)
 
 
 class ElasticCollate:
@@ -254,8 +279,15 @@ class ElasticCollate:
     Unreadable images (``None`` items) are dropped.
     """
 
-    def __init__(self, resolutions: Sequence[int], train: bool = True, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
-                 mean=MEAN, std=STD):
+    def __init__(
+        self,
+        resolutions: Sequence[int],
+        train: bool = True,
+        scale=(0.08, 1.0),
+        ratio=(3 / 4, 4 / 3),
+        mean=MEAN,
+        std=STD,
+    ):
         self.resolutions = tuple(int(r) for r in resolutions)
         if not self.resolutions or min(self.resolutions) < 1:
             raise ValueError(f"resolutions must be positive integers, got {list(resolutions)}")
@@ -282,15 +314,19 @@ class ElasticCollate:
             if self.train:
                 rng = np.random.default_rng([seed, index])
                 top, left, ch, cw = _random_resized_box(h, w, rng, self.scale, self.ratio)
-                img = _resize(img[:, top:top + ch, left:left + cw], (res, res))
+                img = _resize(img[:, top : top + ch, left : left + cw], (res, res))
                 if rng.random() < 0.5:
                     img = img.flip(2)
             else:
                 short = int(math.ceil(res / 0.875))
-                nh, nw = (short, max(short, round(w * short / h))) if h <= w else (max(short, round(h * short / w)), short)
+                nh, nw = (
+                    (short, max(short, round(w * short / h)))
+                    if h <= w
+                    else (max(short, round(h * short / w)), short)
+                )
                 img = _resize(img, (nh, nw))
                 top, left = (nh - res) // 2, (nw - res) // 2
-                img = img[:, top:top + res, left:left + res]
+                img = img[:, top : top + res, left : left + res]
             images.append((img - self.mean) / self.std)
             labels.append(label)
         return torch.stack(images), torch.tensor(labels, dtype=torch.long)
@@ -316,8 +352,18 @@ class _EpochBatches(torch.utils.data.Sampler):
     global batches of ``batch_size * world_size``, each rank taking its slice; starts at
     ``start_batch`` so a resumed run continues mid-epoch."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, shuffle: bool, drop_last: bool,
-                 rank: int = 0, world_size: int = 1, start_batch: int = 0):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        shuffle: bool,
+        drop_last: bool,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+    ):
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
         self.shuffle, self.drop_last, self.rank, self.world_size = shuffle, drop_last, rank, world_size
         self.start_batch = start_batch
@@ -330,21 +376,36 @@ class _EpochBatches(torch.utils.data.Sampler):
         return max(0, self.n_batches() - self.start_batch)
 
     def __iter__(self):
-        order = (np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.n) if self.shuffle
-                 else np.arange(self.n))
+        order = (
+            np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.n)
+            if self.shuffle
+            else np.arange(self.n)
+        )
         g = self.batch_size * self.world_size
         for b in range(self.start_batch, self.n_batches()):
-            chunk = order[b * g:(b + 1) * g]
-            mine = chunk[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+            chunk = order[b * g : (b + 1) * g]
+            mine = chunk[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
             if len(mine) == 0:
                 continue
             s = batch_seed(self.seed, self.epoch, b)
             yield [(int(i), s) for i in mine]
 
 
-def make_loader(dataset, batch_size: int, resolutions: Sequence[int], *, train: bool = True, seed: int = 0,
-                epoch: int = 0, start_batch: int = 0, rank: int = 0, world_size: int = 1, workers: int = 0,
-                scale=(0.08, 1.0), pin_memory: bool = False) -> torch.utils.data.DataLoader:
+def make_loader(
+    dataset,
+    batch_size: int,
+    resolutions: Sequence[int],
+    *,
+    train: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+    start_batch: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    workers: int = 0,
+    scale=(0.08, 1.0),
+    pin_memory: bool = False,
+) -> torch.utils.data.DataLoader:
     """A loader over one epoch (training: shuffled, last partial batch dropped, elastic
     resolution; evaluation: in order, at ``resolutions[0]``)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -352,10 +413,26 @@ def make_loader(dataset, batch_size: int, resolutions: Sequence[int], *, train: 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
     if train and len(dataset) < batch_size * world_size:
-        raise ValueError(f"the training set has {len(dataset)} images, fewer than one global batch "
-                         f"({batch_size} x {world_size} processes); lower batch_size")
-    sampler = _EpochBatches(len(dataset), batch_size, seed, epoch, shuffle=train, drop_last=train,
-                            rank=rank, world_size=world_size, start_batch=start_batch)
-    return torch.utils.data.DataLoader(_Keyed(dataset), batch_sampler=sampler, num_workers=workers,
-                                       collate_fn=ElasticCollate(resolutions, train=train, scale=scale),
-                                       pin_memory=pin_memory, persistent_workers=False)
+        raise ValueError(
+            f"the training set has {len(dataset)} images, fewer than one global batch "
+            f"({batch_size} x {world_size} processes); lower batch_size"
+        )
+    sampler = _EpochBatches(
+        len(dataset),
+        batch_size,
+        seed,
+        epoch,
+        shuffle=train,
+        drop_last=train,
+        rank=rank,
+        world_size=world_size,
+        start_batch=start_batch,
+    )
+    return torch.utils.data.DataLoader(
+        _Keyed(dataset),
+        batch_sampler=sampler,
+        num_workers=workers,
+        collate_fn=ElasticCollate(resolutions, train=train, scale=scale),
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )

@@ -27,9 +27,10 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -50,11 +51,23 @@ CHECKPOINT = "checkpoint.pt"
 TEACHER = "teacher.pt"
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
-CSV_FIELDS = ["kind", "phase", "epoch", "batch", "global_step", "lr", "loss", "resolution",
-              "top1_largest", "top1_smallest", "seconds"]
+CSV_FIELDS = [
+    "kind",
+    "phase",
+    "epoch",
+    "batch",
+    "global_step",
+    "lr",
+    "loss",
+    "resolution",
+    "top1_largest",
+    "top1_smallest",
+    "seconds",
+]
 
 
 # --- configuration -------------------------------------------------------------------------
+
 
 @dataclass
 class Phase:
@@ -133,8 +146,10 @@ def _choice_spec(where: str, value, n_choices: int):
     if value in ("max", "all"):
         return value
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= n_choices:
-        raise ValueError(f"{where} must be 'max', 'all' or an integer 1..{n_choices} (how many of the largest "
-                         f"choices), got {value!r}")
+        raise ValueError(
+            f"{where} must be 'max', 'all' or an integer 1..{n_choices} (how many of the largest "
+            f"choices), got {value!r}"
+        )
     return value
 
 
@@ -155,10 +170,14 @@ def load_config(source, **overrides) -> TrainConfig:
         if not path.is_file() and str(source) in builtin_configs():
             path = CONFIG_DIR / f"{source}.toml"
         if not path.is_file():
-            raise ValueError(f"config {str(source)!r} is neither a file nor a built-in config {builtin_configs()}")
+            raise ValueError(
+                f"config {str(source)!r} is neither a file nor a built-in config {builtin_configs()}"
+            )
         raw, where = _toml_load(path), f"config {path}"
     else:
-        raise TypeError(f"config must be a path, a built-in name, a dict or a TrainConfig, got {type(source).__name__}")
+        raise TypeError(
+            f"config must be a path, a built-in name, a dict or a TrainConfig, got {type(source).__name__}"
+        )
     raw.update({k: v for k, v in overrides.items() if v is not None})
 
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -185,10 +204,14 @@ def load_config(source, **overrides) -> TrainConfig:
     if cfg.resolutions is not None:
         bad = [r for r in cfg.resolutions if r not in space.resolutions]
         if bad:
-            raise ValueError(f"{where}: resolutions {bad} are not in space {space.name!r} "
-                             f"(allowed: {list(space.resolutions)})")
+            raise ValueError(
+                f"{where}: resolutions {bad} are not in space {space.name!r} "
+                f"(allowed: {list(space.resolutions)})"
+            )
     if not 0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1:
-        raise ValueError(f"{where}: crop_scale must be [min, max] with 0 < min <= max <= 1, got {cfg.crop_scale}")
+        raise ValueError(
+            f"{where}: crop_scale must be [min, max] with 0 < min <= max <= 1, got {cfg.crop_scale}"
+        )
 
     phases = raw.get("phases")
     if not isinstance(phases, list) or not phases:
@@ -201,7 +224,9 @@ def load_config(source, **overrides) -> TrainConfig:
             raise ValueError(f"{where}: phases[{i}] must be a table, got {type(p).__name__}")
         unknown = sorted(set(p) - phase_fields)
         if unknown:
-            raise ValueError(f"{where}: phases[{i}]: unknown key(s) {unknown}; allowed: {sorted(phase_fields)}")
+            raise ValueError(
+                f"{where}: phases[{i}]: unknown key(s) {unknown}; allowed: {sorted(phase_fields)}"
+            )
         for req in ("name", "epochs", "lr"):
             if req not in p:
                 raise ValueError(f"{where}: phases[{i}] needs '{req}'")
@@ -233,8 +258,11 @@ def _check_value(where: str, name: str, value, default, minimum=None):
             raise ValueError(f"{where}: resolutions must be a list of positive integers, got {value!r}")
         return list(value)
     if name == "crop_scale":
-        if not isinstance(value, (list, tuple)) or len(value) != 2 \
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        ):
             raise ValueError(f"{where}: crop_scale must be two numbers [min, max], got {value!r}")
         return (float(value[0]), float(value[1]))
     if name == "data":
@@ -246,13 +274,31 @@ def _check_value(where: str, name: str, value, default, minimum=None):
             raise ValueError(f"{where}: {name} must be true or false, got {value!r}")
         return value
     if isinstance(default, int) or name in ("n_classes", "steps_per_epoch", "val_batches"):
-        lo = 1 if minimum is None and name in ("batch_size", "val_batch_size", "n_classes", "steps_per_epoch",
-                                               "val_batches", "log_every", "calib_batches") else (minimum or 0)
+        lo = (
+            1
+            if minimum is None
+            and name
+            in (
+                "batch_size",
+                "val_batch_size",
+                "n_classes",
+                "steps_per_epoch",
+                "val_batches",
+                "log_every",
+                "calib_batches",
+            )
+            else (minimum or 0)
+        )
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             raise ValueError(f"{where}: {name} must be an integer >= {lo}, got {value!r}")
         return value
     if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+        ):
             raise ValueError(f"{where}: {name} must be a non-negative number, got {value!r}")
         return float(value)
     return value
@@ -264,10 +310,11 @@ def _allowed(spec, choices: Sequence) -> list:
         return ordered[-1:]
     if spec == "all":
         return ordered
-    return ordered[-int(spec):]
+    return ordered[-int(spec) :]
 
 
 # --- checkpoints -----------------------------------------------------------------------------
+
 
 def _atomic_save(obj, path: Path) -> None:
     """torch.save to a temporary file in the same folder, fsync, then rename over ``path``:
@@ -299,16 +346,20 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torn, truncated or foreign files fail in many ways
-        raise ValueError(f"checkpoint {path} is corrupt or not a moofa training checkpoint: "
-                         f"{type(exc).__name__}: {exc}") from None
+        raise ValueError(
+            f"checkpoint {path} is corrupt or not a moofa training checkpoint: {type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {path} is not a moofa training checkpoint (format "
-                         f"{ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r}, "
-                         f"expected {CHECKPOINT_FORMAT!r})")
+        raise ValueError(
+            f"checkpoint {path} is not a moofa training checkpoint (format "
+            f"{ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r}, "
+            f"expected {CHECKPOINT_FORMAT!r})"
+        )
     return ckpt
 
 
 # --- metrics ---------------------------------------------------------------------------------
+
 
 class _Metrics:
     """Appends records to metrics.jsonl and metrics.csv (rank 0 only)."""
@@ -362,6 +413,7 @@ def _write_text_atomic(path: Path, text: str) -> None:
 
 # --- progress --------------------------------------------------------------------------------
 
+
 class _Progress:
     """tqdm when installed, else a plain line every few percent on stderr."""
 
@@ -396,6 +448,7 @@ class _Progress:
 
 
 # --- training --------------------------------------------------------------------------------
+
 
 @dataclass
 class TrainResult:
@@ -460,9 +513,16 @@ def _dist_info():
     return world, rank, local
 
 
-def train(config, workdir: str | os.PathLike, *, resume: bool = False, device: str | None = None,
-          progress: bool = True, on_step: Callable[[dict], None] | None = None,
-          check_sync: bool = False) -> TrainResult:
+def train(
+    config,
+    workdir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    on_step: Callable[[dict], None] | None = None,
+    check_sync: bool = False,
+) -> TrainResult:
     """Train a supernet by progressive shrinking; see the module docstring.
 
     ``config``: anything :func:`load_config` takes. ``workdir`` receives ``checkpoint.pt``,
@@ -506,11 +566,15 @@ def train(config, workdir: str | os.PathLike, *, resume: bool = False, device: s
             ckpt = load_checkpoint(ckpt_path)
             check_same_space(space, _space_from(ckpt), f"checkpoint {ckpt_path}")
             if ckpt["config_phases"] != [dataclasses.asdict(p) for p in cfg.phases]:
-                raise ValueError(f"checkpoint {ckpt_path} was written with other phases than this config; "
-                                 "resume with the config the run started with")
+                raise ValueError(
+                    f"checkpoint {ckpt_path} was written with other phases than this config; "
+                    "resume with the config the run started with"
+                )
         elif ckpt_path.exists():
-            raise ValueError(f"{workdir} already holds a run ({CHECKPOINT}); pass resume=True (--resume) "
-                             "to continue it, or choose another workdir")
+            raise ValueError(
+                f"{workdir} already holds a run ({CHECKPOINT}); pass resume=True (--resume) "
+                "to continue it, or choose another workdir"
+            )
 
         train_set = load_dataset(cfg.data, "train", **_synthetic_kwargs(cfg, space))
         val_set = load_dataset(cfg.data, "val", **_synthetic_kwargs(cfg, space, val=True))
@@ -519,8 +583,9 @@ def train(config, workdir: str | os.PathLike, *, resume: bool = False, device: s
             raise ValueError(f"n_classes={n_classes} but the data has {len(train_set.classes)} classes")
         resolutions = cfg.resolutions or list(space.resolutions)
         torch.manual_seed(_step_seed(cfg.seed, 1 << 20))  # the initial weights depend on the seed only
-        model = Supernet(space, n_classes=n_classes, dropout=cfg.dropout, bn_momentum=cfg.bn_momentum,
-                         bn_eps=cfg.bn_eps)
+        model = Supernet(
+            space, n_classes=n_classes, dropout=cfg.dropout, bn_momentum=cfg.bn_momentum, bn_eps=cfg.bn_eps
+        )
         if ckpt is not None:
             model.load_state_dict_checked(ckpt["model"], source=f"checkpoint {ckpt_path}")
         model.to(dev)
@@ -530,8 +595,11 @@ def train(config, workdir: str | os.PathLike, *, resume: bool = False, device: s
         metrics = _Metrics(workdir, is_main)
         if ckpt is not None:
             metrics.truncate_after(ckpt["global_step"])
-        pos = {"phase": 0, "epoch": 0, "batch": 0, "global_step": 0} if ckpt is None else \
-            {k: int(ckpt[k]) for k in ("phase", "epoch", "batch", "global_step")}
+        pos = (
+            {"phase": 0, "epoch": 0, "batch": 0, "global_step": 0}
+            if ckpt is None
+            else {k: int(ckpt[k]) for k in ("phase", "epoch", "batch", "global_step")}
+        )
         use_amp = cfg.amp and dev.type == "cuda"
         global_batch = cfg.batch_size * world
         lr_scale = global_batch / 64.0
@@ -544,19 +612,31 @@ def train(config, workdir: str | os.PathLike, *, resume: bool = False, device: s
             kernels = _allowed(phase.kernels, space.kernels)
             depths = _allowed(phase.depths, space.depths)
             expands = _allowed(phase.expands, space.expands)
-            if starting and pos["epoch"] == 0 and pos["batch"] == 0 and _shrinks_expand(space, depths, expands):
+            if (
+                starting
+                and pos["epoch"] == 0
+                and pos["batch"] == 0
+                and _shrinks_expand(space, depths, expands)
+            ):
                 # Before training narrower middle layers, put the important channels first.
-                trained = sum(1 for p in cfg.phases[:phase_idx]
-                              if len(_allowed(p.expands, space.expands)) > 1)
+                trained = sum(
+                    1 for p in cfg.phases[:phase_idx] if len(_allowed(p.expands, space.expands)) > 1
+                )
                 model.sort_channels(expand_stage=min(trained, len(space.expands) - 1))
             if phase_idx > 0 and cfg.kd_ratio > 0 and teacher is None:
                 teacher = _load_teacher(workdir / TEACHER, model, dev)
 
             decay = [p for p in model.parameters() if p.dim() > 1]
             no_decay = [p for p in model.parameters() if p.dim() <= 1]
-            optimizer = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                                         {"params": no_decay, "weight_decay": 0.0}],
-                                        lr=phase.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+            optimizer = torch.optim.SGD(
+                [
+                    {"params": decay, "weight_decay": cfg.weight_decay},
+                    {"params": no_decay, "weight_decay": 0.0},
+                ],
+                lr=phase.lr,
+                momentum=cfg.momentum,
+                nesterov=cfg.nesterov,
+            )
             scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
             if not starting:
                 optimizer.load_state_dict(ckpt["optimizer"])
@@ -565,22 +645,38 @@ def train(config, workdir: str | os.PathLike, *, resume: bool = False, device: s
             net = model
             if distributed:
                 net = torch.nn.parallel.DistributedDataParallel(
-                    model, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True)
+                    model, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True
+                )
 
-            probe = make_loader(train_set, cfg.batch_size, resolutions, train=True, seed=cfg.seed,
-                                world_size=world, rank=rank)
+            probe = make_loader(
+                train_set, cfg.batch_size, resolutions, train=True, seed=cfg.seed, world_size=world, rank=rank
+            )
             n_batches = len(probe) if cfg.steps_per_epoch is None else min(len(probe), cfg.steps_per_epoch)
             total_steps = phase.epochs * n_batches
             first_epoch = pos["epoch"] if phase_idx == pos["phase"] else 0
-            bar = _Progress(total_steps, f"{phase.name}", progress and is_main,
-                            initial=first_epoch * n_batches + (pos["batch"] if phase_idx == pos["phase"] else 0))
+            bar = _Progress(
+                total_steps,
+                f"{phase.name}",
+                progress and is_main,
+                initial=first_epoch * n_batches + (pos["batch"] if phase_idx == pos["phase"] else 0),
+            )
             last_loss = float("nan")
             for epoch in range(first_epoch, phase.epochs):
                 start_batch = pos["batch"] if (phase_idx == pos["phase"] and epoch == pos["epoch"]) else 0
-                loader = make_loader(train_set, cfg.batch_size, resolutions, train=True,
-                                     seed=_step_seed(cfg.seed, phase_idx), epoch=epoch, start_batch=start_batch,
-                                     rank=rank, world_size=world, workers=cfg.workers, scale=cfg.crop_scale,
-                                     pin_memory=dev.type == "cuda")
+                loader = make_loader(
+                    train_set,
+                    cfg.batch_size,
+                    resolutions,
+                    train=True,
+                    seed=_step_seed(cfg.seed, phase_idx),
+                    epoch=epoch,
+                    start_batch=start_batch,
+                    rank=rank,
+                    world_size=world,
+                    workers=cfg.workers,
+                    scale=cfg.crop_scale,
+                    pin_memory=dev.type == "cuda",
+                )
                 model.train()
                 t0 = time.perf_counter()
                 batch_no = start_batch
@@ -603,8 +699,13 @@ def train(config, workdir: str | os.PathLike, *, resume: bool = False, device: s
                     optimizer.zero_grad(set_to_none=True)
                     losses = []
                     for _ in range(phase.subnets_per_step):
-                        model.sample_active_subnet(rng, kernels=kernels, depths=depths, expands=expands,
-                                                   resolutions=[min(space.resolutions)])
+                        model.sample_active_subnet(
+                            rng,
+                            kernels=kernels,
+                            depths=depths,
+                            expands=expands,
+                            resolutions=[min(space.resolutions)],
+                        )
                         with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
                             out = net(images)
                             loss = F.cross_entropy(out.float(), labels, label_smoothing=cfg.label_smoothing)
@@ -617,26 +718,60 @@ def train(config, workdir: str | os.PathLike, *, resume: bool = False, device: s
                     batch_no += 1
                     pos["global_step"] += 1
                     last_loss = sum(losses) / len(losses)
-                    record = {"kind": "step", "phase": phase.name, "epoch": epoch, "batch": batch_no,
-                              "global_step": pos["global_step"], "lr": lr, "loss": last_loss,
-                              "resolution": int(images.shape[-1])}
+                    record = {
+                        "kind": "step",
+                        "phase": phase.name,
+                        "epoch": epoch,
+                        "batch": batch_no,
+                        "global_step": pos["global_step"],
+                        "lr": lr,
+                        "loss": last_loss,
+                        "resolution": int(images.shape[-1]),
+                    }
                     if is_main and (batch_no % cfg.log_every == 0 or batch_no == n_batches):
                         metrics.write({**record, "seconds": round(time.perf_counter() - t0, 4)})
                     bar.update(last_loss)
-                    if (cfg.checkpoint_every and pos["global_step"] % cfg.checkpoint_every == 0
-                            and batch_no < n_batches):
-                        _save(workdir, is_main, model, optimizer, scaler, cfg, space,
-                              phase_idx, epoch, batch_no, pos["global_step"], distributed)
+                    if (
+                        cfg.checkpoint_every
+                        and pos["global_step"] % cfg.checkpoint_every == 0
+                        and batch_no < n_batches
+                    ):
+                        _save(
+                            workdir,
+                            is_main,
+                            model,
+                            optimizer,
+                            scaler,
+                            cfg,
+                            space,
+                            phase_idx,
+                            epoch,
+                            batch_no,
+                            pos["global_step"],
+                            distributed,
+                        )
                     if on_step is not None:
                         on_step(record)
                 # End of epoch: validate the largest and smallest subnets, then checkpoint.
-                top1 = _validate(model, train_set, val_set, cfg, resolutions, dev, kernels, depths, expands) \
-                    if is_main else (None, None)
+                top1 = (
+                    _validate(model, train_set, val_set, cfg, resolutions, dev, kernels, depths, expands)
+                    if is_main
+                    else (None, None)
+                )
                 if is_main:
-                    metrics.write({"kind": "epoch", "phase": phase.name, "epoch": epoch, "batch": batch_no,
-                                   "global_step": pos["global_step"], "loss": last_loss,
-                                   "top1_largest": top1[0], "top1_smallest": top1[1],
-                                   "seconds": round(time.perf_counter() - t0, 4)})
+                    metrics.write(
+                        {
+                            "kind": "epoch",
+                            "phase": phase.name,
+                            "epoch": epoch,
+                            "batch": batch_no,
+                            "global_step": pos["global_step"],
+                            "loss": last_loss,
+                            "top1_largest": top1[0],
+                            "top1_smallest": top1[1],
+                            "seconds": round(time.perf_counter() - t0, 4),
+                        }
+                    )
                 last_epoch = epoch == phase.epochs - 1
                 if last_epoch:
                     nxt = (phase_idx + 1, 0, 0)
@@ -644,10 +779,22 @@ def train(config, workdir: str | os.PathLike, *, resume: bool = False, device: s
                     nxt = (phase_idx, epoch + 1, 0)
                 if phase_idx == 0 and last_epoch and is_main:
                     # The full network at the end of the first phase teaches all later ones.
-                    _atomic_save({"format": CHECKPOINT_FORMAT + "-teacher", "model": model.state_dict()},
-                                 workdir / TEACHER)
-                _save(workdir, is_main, model, None if last_epoch else optimizer,
-                      None if last_epoch else scaler, cfg, space, *nxt, pos["global_step"], distributed)
+                    _atomic_save(
+                        {"format": CHECKPOINT_FORMAT + "-teacher", "model": model.state_dict()},
+                        workdir / TEACHER,
+                    )
+                _save(
+                    workdir,
+                    is_main,
+                    model,
+                    None if last_epoch else optimizer,
+                    None if last_epoch else scaler,
+                    cfg,
+                    space,
+                    *nxt,
+                    pos["global_step"],
+                    distributed,
+                )
             bar.close()
             if check_sync and distributed:
                 _check_sync(model, phase.name, metrics, pos["global_step"])
@@ -668,8 +815,12 @@ def train(config, workdir: str | os.PathLike, *, resume: bool = False, device: s
 def _synthetic_kwargs(cfg: TrainConfig, space, val: bool = False) -> dict:
     if cfg.data != "synthetic":
         return {}
-    return {"n": 256 if val else 2048, "n_classes": cfg.n_classes or space.n_classes,
-            "size": max(space.resolutions) * 8 // 7, "seed": 1 if val else 0}
+    return {
+        "n": 256 if val else 2048,
+        "n_classes": cfg.n_classes or space.n_classes,
+        "size": max(space.resolutions) * 8 // 7,
+        "seed": 1 if val else 0,
+    }
 
 
 def _space_from(ckpt: dict):
@@ -689,8 +840,10 @@ def _load_teacher(path: Path, model, dev):
     import torch
 
     if not path.is_file():
-        raise ValueError(f"the teacher weights {path} are missing: the first phase writes them; "
-                         "resume the run from its start or set kd_ratio = 0")
+        raise ValueError(
+            f"the teacher weights {path} are missing: the first phase writes them; "
+            "resume the run from its start or set kd_ratio = 0"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)["model"]
     except Exception as exc:
@@ -718,12 +871,20 @@ def _validate(model, train_set, val_set, cfg, resolutions, dev, kernels, depths,
 
     res = max(resolutions)
     loader = make_loader(val_set, cfg.val_batch_size, [res], train=False, workers=cfg.workers)
-    calib = make_loader(train_set, min(cfg.batch_size, len(train_set)), [res], train=True, seed=cfg.seed + 1,
-                        scale=cfg.crop_scale)
+    calib = make_loader(
+        train_set,
+        min(cfg.batch_size, len(train_set)),
+        [res],
+        train=True,
+        seed=cfg.seed + 1,
+        scale=cfg.crop_scale,
+    )
     batches = [images for _, (images, _) in zip(range(cfg.calib_batches), calib)]
     largest = model.largest_subnet(res)
-    low = Subnet.from_dict(model.sample_active_subnet(0, kernels=kernels[:1], depths=depths[:1],
-                                                      expands=expands[:1]).to_dict() | {"image_size": res})
+    low = Subnet.from_dict(
+        model.sample_active_subnet(0, kernels=kernels[:1], depths=depths[:1], expands=expands[:1]).to_dict()
+        | {"image_size": res}
+    )
     active = model.active
     scores = []
     for net in (largest, low):
@@ -733,19 +894,27 @@ def _validate(model, train_set, val_set, cfg, resolutions, dev, kernels, depths,
     return tuple(scores)
 
 
-def _save(workdir, is_main, model, optimizer, scaler, cfg, space, phase, epoch, batch, global_step, distributed):
+def _save(
+    workdir, is_main, model, optimizer, scaler, cfg, space, phase, epoch, batch, global_step, distributed
+):
     import torch.distributed as dist
 
     if is_main:
-        _atomic_save({
-            "format": CHECKPOINT_FORMAT,
-            "space": space.to_dict(),
-            "config_phases": [dataclasses.asdict(p) for p in cfg.phases],
-            "phase": phase, "epoch": epoch, "batch": batch, "global_step": global_step,
-            "model": model.state_dict(),
-            "optimizer": None if optimizer is None else optimizer.state_dict(),
-            "scaler": None if scaler is None or not scaler.is_enabled() else scaler.state_dict(),
-        }, workdir / CHECKPOINT)
+        _atomic_save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "space": space.to_dict(),
+                "config_phases": [dataclasses.asdict(p) for p in cfg.phases],
+                "phase": phase,
+                "epoch": epoch,
+                "batch": batch,
+                "global_step": global_step,
+                "model": model.state_dict(),
+                "optimizer": None if optimizer is None else optimizer.state_dict(),
+                "scaler": None if scaler is None or not scaler.is_enabled() else scaler.state_dict(),
+            },
+            workdir / CHECKPOINT,
+        )
     if distributed:
         dist.barrier()
 
@@ -756,8 +925,9 @@ def _check_sync(model, phase_name, metrics, global_step):
 
     flat = torch.cat([p.detach().double().flatten().cpu() for p in model.parameters()])
     # Three position-sensitive summaries: equal replicas give identical numbers.
-    sums = torch.stack([flat.sum(), (flat * torch.linspace(0, 1, len(flat), dtype=torch.float64)).sum(),
-                        flat.abs().max()])
+    sums = torch.stack(
+        [flat.sum(), (flat * torch.linspace(0, 1, len(flat), dtype=torch.float64)).sum(), flat.abs().max()]
+    )
     gathered = [torch.zeros_like(sums) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, sums)
     checksums = [g.tolist() for g in gathered]
@@ -768,13 +938,19 @@ def _check_sync(model, phase_name, metrics, global_step):
 
 # --- command line ----------------------------------------------------------------------------
 
+
 def train_main(argv: Sequence[str] | None = None) -> int:
     """``moofa train`` / ``python -m moofa.train``: see ``--help``."""
     parser = argparse.ArgumentParser(
         prog="moofa train",
-        description="Train a supernet by progressive shrinking (under torchrun: DistributedDataParallel).")
-    parser.add_argument("config", help=f"a TOML config path or a built-in one: {', '.join(builtin_configs())}")
-    parser.add_argument("--workdir", required=True, help="folder for checkpoints, metrics and the trained weights")
+        description="Train a supernet by progressive shrinking (under torchrun: DistributedDataParallel).",
+    )
+    parser.add_argument(
+        "config", help=f"a TOML config path or a built-in one: {', '.join(builtin_configs())}"
+    )
+    parser.add_argument(
+        "--workdir", required=True, help="folder for checkpoints, metrics and the trained weights"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from WORKDIR/checkpoint.pt")
     parser.add_argument("--data", help="override the config's data: digits, synthetic or a folder")
     parser.add_argument("--batch-size", type=int, help="override the per-process batch size")
@@ -782,19 +958,34 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="override the seed")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: the local GPU if any)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--check-sync", action="store_true", help="compare the replicas' weights after each phase")
+    parser.add_argument(
+        "--check-sync", action="store_true", help="compare the replicas' weights after each phase"
+    )
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.config, data=args.data, batch_size=args.batch_size,
-                          steps_per_epoch=args.steps_per_epoch, seed=args.seed)
-        result = train(cfg, args.workdir, resume=args.resume, device=args.device, progress=not args.no_progress,
-                       check_sync=args.check_sync)
+        cfg = load_config(
+            args.config,
+            data=args.data,
+            batch_size=args.batch_size,
+            steps_per_epoch=args.steps_per_epoch,
+            seed=args.seed,
+        )
+        result = train(
+            cfg,
+            args.workdir,
+            resume=args.resume,
+            device=args.device,
+            progress=not args.no_progress,
+            check_sync=args.check_sync,
+        )
     except ValueError as exc:
         print(f"moofa train: error: {exc}", file=sys.stderr)
         return 2
     if _dist_info()[1] == 0:
-        print(f"trained supernet: {result.weights} ({result.global_step} steps); top-1 largest "
-              f"{result.top1_largest}, smallest {result.top1_smallest}")
+        print(
+            f"trained supernet: {result.weights} ({result.global_step} steps); top-1 largest "
+            f"{result.top1_largest}, smallest {result.top1_smallest}"
+        )
     return 0
 
 

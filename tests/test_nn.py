@@ -36,11 +36,24 @@ def tiny_space(name="tiny-test", **changes) -> moofa.Space:
     """A user-defined space small enough to train in seconds on a CPU."""
     fields = dict(
         name=name,
-        stages=(moofa.Stage(8, 2, "relu", False, 2), moofa.Stage(16, 2, "h_swish", True, 2),
-                moofa.Stage(16, 1, "relu6", True, 2), moofa.Stage(24, 2, "swish", False, 2)),
-        kernels=(3, 5, 7), expands=(1, 2, 3), depths=(1, 2), resolutions=(32, 40, 48),
-        first_conv_width=8, first_block_width=8, final_expand_width=48, feature_mix_width=64,
-        n_classes=10, first_conv_act="h_swish", head_act="h_swish")
+        stages=(
+            moofa.Stage(8, 2, "relu", False, 2),
+            moofa.Stage(16, 2, "h_swish", True, 2),
+            moofa.Stage(16, 1, "relu6", True, 2),
+            moofa.Stage(24, 2, "swish", False, 2),
+        ),
+        kernels=(3, 5, 7),
+        expands=(1, 2, 3),
+        depths=(1, 2),
+        resolutions=(32, 40, 48),
+        first_conv_width=8,
+        first_block_width=8,
+        final_expand_width=48,
+        feature_mix_width=64,
+        n_classes=10,
+        first_conv_act="h_swish",
+        head_act="h_swish",
+    )
     fields.update(changes)
     return moofa.Space(**fields)
 
@@ -117,8 +130,9 @@ def test_user_space_memory_agrees_with_cpp_evaluator(memory_model):
     sup = mnn.Supernet(space).eval()
     nets = moofa.decode(moofa.random_subnets(60, space, seed=3), space)
     for net in nets:
-        hooked = mnn.profile_memory(sup.extract(net), (1, 3, net.image_size, net.image_size),
-                                    memory_model=memory_model)
+        hooked = mnn.profile_memory(
+            sup.extract(net), (1, 3, net.image_size, net.image_size), memory_model=memory_model
+        )
         computed = moofa.profile(net, space, memory_model=memory_model)
         assert (hooked.peak, hooked.hist, hooked.params) == (computed.peak, computed.hist, computed.params)
         assert hooked.mflops == pytest.approx(computed.mflops, rel=1e-9)

@@ -24,8 +24,9 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, max_batches: int | None 
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, int)
-                                    or max_batches < 1):
+    if max_batches is not None and (
+        isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1
+    ):
         raise ValueError(f"max_batches must be a positive integer or None, got {max_batches!r}")
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
@@ -43,8 +44,9 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, max_batches: int | None 
         for batch in batches:
             images = batch[0] if isinstance(batch, (tuple, list)) else batch
             if not isinstance(images, torch.Tensor):
-                raise TypeError("batches must yield image tensors or (images, labels), "
-                                f"got {type(images).__name__}")
+                raise TypeError(
+                    f"batches must yield image tensors or (images, labels), got {type(images).__name__}"
+                )
             model(images.to(param.device, param.dtype))
             seen += 1
             if max_batches is not None and seen >= max_batches:

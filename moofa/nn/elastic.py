@@ -18,8 +18,15 @@ from torch import nn
 from ..spaces import make_divisible
 from .layers import ConvBNAct, MBConv, SqueezeExcite, activation
 
-__all__ = ["ElasticBatchNorm", "ElasticDepthwise", "ElasticMBConv", "ElasticPointwise", "ElasticSE",
-           "middle_width", "se_width"]
+__all__ = [
+    "ElasticBatchNorm",
+    "ElasticDepthwise",
+    "ElasticMBConv",
+    "ElasticPointwise",
+    "ElasticSE",
+    "middle_width",
+    "se_width",
+]
 
 
 def middle_width(c_in: int, expand: float) -> int:
@@ -55,9 +62,16 @@ class ElasticBatchNorm(nn.BatchNorm2d):
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         use_batch_stats = self.training or not self.track_running_stats
         # Slices of the contiguous buffers are views: batch_norm updates the prefix in place.
-        return F.batch_norm(x, self.running_mean[:c] if self.track_running_stats else None,
-                            self.running_var[:c] if self.track_running_stats else None,
-                            self.weight[:c], self.bias[:c], use_batch_stats, factor, self.eps)
+        return F.batch_norm(
+            x,
+            self.running_mean[:c] if self.track_running_stats else None,
+            self.running_var[:c] if self.track_running_stats else None,
+            self.weight[:c],
+            self.bias[:c],
+            use_batch_stats,
+            factor,
+            self.eps,
+        )
 
     def copy_to(self, bn: nn.BatchNorm2d) -> None:
         """Give ``bn`` (possibly built on the meta device) copies of the first channels."""
@@ -77,7 +91,7 @@ class ElasticPointwise(nn.Module):
         nn.init.kaiming_normal_(self.weight, mode="fan_out")
 
     def forward(self, x: torch.Tensor, c_out: int) -> torch.Tensor:
-        return F.conv2d(x, self.weight[:c_out, :x.shape[1]])
+        return F.conv2d(x, self.weight[:c_out, : x.shape[1]])
 
 
 class ElasticDepthwise(nn.Module):
@@ -91,10 +105,12 @@ class ElasticDepthwise(nn.Module):
         self.weight = nn.Parameter(torch.empty(max_channels, 1, self.max_kernel, self.max_kernel))
         nn.init.kaiming_normal_(self.weight, mode="fan_out")
         # One matrix per step down the kernel list, shared by all channels (OFA's mode 1).
-        self.transforms = nn.ParameterDict({
-            f"{big}to{small}": nn.Parameter(torch.eye(small * small))
-            for big, small in zip(self.kernels[1:], self.kernels[:-1])
-        })
+        self.transforms = nn.ParameterDict(
+            {
+                f"{big}to{small}": nn.Parameter(torch.eye(small * small))
+                for big, small in zip(self.kernels[1:], self.kernels[:-1])
+            }
+        )
 
     def active_weight(self, kernel: int, channels: int) -> torch.Tensor:
         if kernel not in self.kernels:
@@ -104,7 +120,7 @@ class ElasticDepthwise(nn.Module):
             if big <= kernel:
                 break
             lo = (big - small) // 2
-            centre = w[:, :, lo:lo + small, lo:lo + small].reshape(channels, small * small)
+            centre = w[:, :, lo : lo + small, lo : lo + small].reshape(channels, small * small)
             w = F.linear(centre, self.transforms[f"{big}to{small}"]).reshape(channels, 1, small, small)
         return w
 
@@ -190,13 +206,16 @@ class ElasticMBConv(nn.Module):
         mid, k = self.active_mid, self.active_kernel
         # Built on the meta device (no random init to pay for), then given copies of the active slices.
         meta = torch.device("meta")
-        expand = ConvBNAct(self.c_in, mid, 1, act=self.act_name, device=meta) if self.active_expand != 1.0 \
+        expand = (
+            ConvBNAct(self.c_in, mid, 1, act=self.act_name, device=meta)
+            if self.active_expand != 1.0
             else nn.Identity()
+        )
         depthwise = ConvBNAct(mid, mid, k, self.stride, groups=mid, act=self.act_name, device=meta)
         se = SqueezeExcite(mid, se_width(mid), device=meta) if self.se is not None else nn.Identity()
         project = ConvBNAct(mid, self.c_out, 1, device=meta)
         if self.active_expand != 1.0:
-            _assign(expand.conv, "weight", self.expand_conv.weight[:mid, :self.c_in])
+            _assign(expand.conv, "weight", self.expand_conv.weight[:mid, : self.c_in])
             self.expand_bn.copy_to(expand.bn)
         _assign(depthwise.conv, "weight", self.depthwise.active_weight(k, mid))
         self.depthwise_bn.copy_to(depthwise.bn)
@@ -221,7 +240,7 @@ class ElasticMBConv(nn.Module):
         if expand_stage > 0:
             widths = sorted({middle_width(self.c_in, e) for e in self.expands}, reverse=True)
             right, base = len(importance), -len(widths) * 1e5
-            for left in widths[1:expand_stage + 1]:
+            for left in widths[1 : expand_stage + 1]:
                 importance[left:right] += base
                 base += 1e5
                 right = left

@@ -17,8 +17,9 @@ __all__ = ["export"]
 FORMATS = ("torchscript", "exported", "onnx")
 
 
-def export(module: nn.Module, path: str | os.PathLike, input_shape=(1, 3, 224, 224),
-           format: str = "torchscript") -> Path:
+def export(
+    module: nn.Module, path: str | os.PathLike, input_shape=(1, 3, 224, 224), format: str = "torchscript"
+) -> Path:
     """Write ``module`` (eval mode) to ``path`` as TorchScript (``.pt``, loads with
     ``torch.jit.load``), a ``torch.export`` program (``"exported"``, ``.pt2``, loads with
     ``torch.export.load``) or ONNX (``.onnx``, needs the ``onnx`` package).
@@ -45,8 +46,9 @@ def export(module: nn.Module, path: str | os.PathLike, input_shape=(1, 3, 224, 2
             # TorchScript is deprecated upstream in favour of torch.export, but it is still what
             # most C++/mobile runtimes load; the warning is about the API, not this file.
             with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+` is deprecated",
-                                        category=DeprecationWarning)
+                warnings.filterwarnings(
+                    "ignore", message=r".*torch\.jit\.\w+` is deprecated", category=DeprecationWarning
+                )
                 torch.jit.save(torch.jit.script(module), str(tmp))
         elif format == "exported":
             x = torch.zeros(shape, dtype=next(module.parameters()).dtype)
@@ -70,5 +72,12 @@ def _export_onnx(module: nn.Module, shape: tuple, path: Path) -> None:
     with warnings.catch_warnings():
         # Its own notices about being deprecated: about torch's API, not about this model.
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(module, (x,), str(path), input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+        torch.onnx.export(
+            module,
+            (x,),
+            str(path),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            dynamo=False,
+        )

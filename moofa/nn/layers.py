@@ -18,8 +18,13 @@ __all__ = ["Classifier", "ConvBNAct", "FeatureMix", "MBConv", "SqueezeExcite", "
 def activation(name: str) -> nn.Module:
     """The module of a moofa activation name (see ``moofa.spaces.ACTIVATIONS``)."""
     table = {
-        "relu": nn.ReLU, "relu6": nn.ReLU6, "h_swish": nn.Hardswish, "h_sigmoid": nn.Hardsigmoid,
-        "sigmoid": nn.Sigmoid, "swish": nn.SiLU, "none": nn.Identity,
+        "relu": nn.ReLU,
+        "relu6": nn.ReLU6,
+        "h_swish": nn.Hardswish,
+        "h_sigmoid": nn.Hardsigmoid,
+        "sigmoid": nn.Sigmoid,
+        "swish": nn.SiLU,
+        "none": nn.Identity,
     }
     if name not in table:
         raise ValueError(f"activation must be one of {sorted(table)}, got {name!r}")
@@ -31,11 +36,22 @@ class ConvBNAct(nn.Module):
 
     memory_counted = True
 
-    def __init__(self, c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1,
-                 act: str = "none", use_bn: bool = True, bias: bool = False, device=None):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+        act: str = "none",
+        use_bn: bool = True,
+        bias: bool = False,
+        device=None,
+    ):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=bias,
-                              device=device)
+        self.conv = nn.Conv2d(
+            c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=bias, device=device
+        )
         self.bn = nn.BatchNorm2d(c_out, device=device) if use_bn else nn.Identity()
         self.act = activation(act)
 
@@ -72,8 +88,14 @@ class SqueezeExcite(nn.Module):
 class MBConv(nn.Module):
     """Inverted bottleneck: [expand 1x1] -> depthwise kxk (stride) -> [SE] -> project 1x1 (+ identity)."""
 
-    def __init__(self, expand: nn.Module, depthwise: ConvBNAct, se: nn.Module, project: ConvBNAct,
-                 identity_shortcut: bool):
+    def __init__(
+        self,
+        expand: nn.Module,
+        depthwise: ConvBNAct,
+        se: nn.Module,
+        project: ConvBNAct,
+        identity_shortcut: bool,
+    ):
         super().__init__()
         self.expand = expand  # nn.Identity when the block has no expansion layer (e = 1)
         self.depthwise = depthwise
@@ -107,9 +129,17 @@ class SubnetModel(nn.Module):
     ``config`` (a dict: ks, e, d, image_size) and ``space_name`` record where it came from.
     """
 
-    def __init__(self, first_conv: ConvBNAct, first_block: MBConv, blocks: list[MBConv],
-                 final_expand: ConvBNAct, feature_mix: nn.Module, classifier: Classifier,
-                 config: dict | None = None, space_name: str = ""):
+    def __init__(
+        self,
+        first_conv: ConvBNAct,
+        first_block: MBConv,
+        blocks: list[MBConv],
+        final_expand: ConvBNAct,
+        feature_mix: nn.Module,
+        classifier: Classifier,
+        config: dict | None = None,
+        space_name: str = "",
+    ):
         super().__init__()
         self.first_conv = first_conv
         self.first_block = first_block

@@ -26,8 +26,9 @@ WEIGHTS_FORMAT = "moofa-supernet-v1"
 def build_static_stem(space: Space) -> tuple[ConvBNAct, MBConv]:
     """First conv and first block (e = 1, k = 3, stride 1): fixed in every subnet."""
     c0, c1 = space.first_conv_width, space.first_block_width
-    first_conv = ConvBNAct(space.in_channels, c0, space.first_conv_kernel, space.first_conv_stride,
-                           act=space.first_conv_act)
+    first_conv = ConvBNAct(
+        space.in_channels, c0, space.first_conv_kernel, space.first_conv_stride, act=space.first_conv_act
+    )
     depthwise = ConvBNAct(c0, c0, 3, 1, groups=c0, act=space.first_block_act)
     block = MBConv(nn.Identity(), depthwise, nn.Identity(), ConvBNAct(c0, c1, 1), identity_shortcut=c0 == c1)
     return first_conv, block
@@ -42,8 +43,14 @@ class Supernet(nn.Module):
     ``n_classes`` defaults to the space's; ``dropout`` is applied before the classifier.
     """
 
-    def __init__(self, space: str | Space = "moofa", n_classes: int | None = None, dropout: float = 0.1,
-                 bn_momentum: float = 0.1, bn_eps: float = 1e-5):
+    def __init__(
+        self,
+        space: str | Space = "moofa",
+        n_classes: int | None = None,
+        dropout: float = 0.1,
+        bn_momentum: float = 0.1,
+        bn_eps: float = 1e-5,
+    ):
         super().__init__()
         sp = get_space(space)
         if n_classes is not None:
@@ -61,8 +68,17 @@ class Supernet(nn.Module):
             slots = []
             for j in range(stage.max_depth):
                 slots.append(len(blocks))
-                blocks.append(ElasticMBConv(c_in, stage.width, sp.kernels, sp.expands,
-                                            stage.stride if j == 0 else 1, stage.act, stage.se))
+                blocks.append(
+                    ElasticMBConv(
+                        c_in,
+                        stage.width,
+                        sp.kernels,
+                        sp.expands,
+                        stage.stride if j == 0 else 1,
+                        stage.act,
+                        stage.se,
+                    )
+                )
                 c_in = stage.width
             self.stage_slots.append(slots)
         self.blocks = nn.ModuleList(blocks)
@@ -102,16 +118,21 @@ class Supernet(nn.Module):
         e = [max(sp.expands)] * sp.n_slots
         if sp.expand_by_depth:
             e = [sp.expand_by_depth[max(sp.depths)]] * sp.n_slots
-        return Subnet(ks=[max(sp.kernels)] * sp.n_slots, e=e, d=d,
-                      image_size=image_size or max(sp.resolutions))
+        return Subnet(
+            ks=[max(sp.kernels)] * sp.n_slots, e=e, d=d, image_size=image_size or max(sp.resolutions)
+        )
 
     def smallest_subnet(self) -> Subnet:
         sp = self.space
         e = [min(sp.expands)] * sp.n_slots
         if sp.expand_by_depth:
             e = [sp.expand_by_depth[min(sp.depths)]] * sp.n_slots
-        return Subnet(ks=[min(sp.kernels)] * sp.n_slots, e=e, d=[min(sp.depths)] * sp.n_stages,
-                      image_size=min(sp.resolutions))
+        return Subnet(
+            ks=[min(sp.kernels)] * sp.n_slots,
+            e=e,
+            d=[min(sp.depths)] * sp.n_stages,
+            image_size=min(sp.resolutions),
+        )
 
     def _check(self, net) -> Subnet:
         if isinstance(net, np.ndarray):
@@ -129,8 +150,9 @@ class Supernet(nn.Module):
         self.active = net
         return net
 
-    def sample_active_subnet(self, rng=None, *, kernels=None, expands=None, depths=None,
-                             resolutions=None) -> Subnet:
+    def sample_active_subnet(
+        self, rng=None, *, kernels=None, expands=None, depths=None, resolutions=None
+    ) -> Subnet:
         """Sample a subnet uniformly (optionally restricted to some choices) and activate it.
 
         ``rng``: a ``numpy.random.Generator``, a seed, or None. Restrictions are lists of
@@ -170,8 +192,10 @@ class Supernet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.space.in_channels:
-            raise ValueError(f"input must have shape (batch, {self.space.in_channels}, height, width), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"input must have shape (batch, {self.space.in_channels}, height, width), "
+                f"got {tuple(x.shape)}"
+            )
         return self.classifier(self.features(x))
 
     # --- extraction -------------------------------------------------------------------------
@@ -183,9 +207,16 @@ class Supernet(nn.Module):
             self.set_active_subnet(net)
         try:
             blocks = [b.extract() for b in self.active_blocks()]
-            model = SubnetModel(_clone(self.first_conv), _clone(self.first_block), blocks,
-                                _clone(self.final_expand), _clone(self.feature_mix), _clone(self.classifier),
-                                config=self.active.to_dict(), space_name=self.space.name)
+            model = SubnetModel(
+                _clone(self.first_conv),
+                _clone(self.first_block),
+                blocks,
+                _clone(self.final_expand),
+                _clone(self.feature_mix),
+                _clone(self.classifier),
+                config=self.active.to_dict(),
+                space_name=self.space.name,
+            )
         finally:
             if net is not None:
                 self.set_active_subnet(previous)
@@ -211,8 +242,12 @@ class Supernet(nn.Module):
         """Write ``<path>.npz`` and ``<path>.json`` atomically; returns the .npz path."""
         base = _strip_suffix(Path(path))
         arrays = {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
-        meta = {"format": WEIGHTS_FORMAT, "space": self.space.to_dict(),
-                "dropout": float(self.classifier.dropout.p), "tensors": sorted(arrays)}
+        meta = {
+            "format": WEIGHTS_FORMAT,
+            "space": self.space.to_dict(),
+            "dropout": float(self.classifier.dropout.p),
+            "tensors": sorted(arrays),
+        }
         npz = base.with_suffix(".npz")
         _atomic_write(npz, lambda f: np.savez(f, **arrays))
         _atomic_write(base.with_suffix(".json"), lambda f: f.write(json.dumps(meta, indent=1).encode()))
@@ -225,17 +260,21 @@ class Supernet(nn.Module):
         meta_path, npz_path = base.with_suffix(".json"), base.with_suffix(".npz")
         for p in (meta_path, npz_path):
             if not p.is_file():
-                raise ValueError(f"supernet weights: {p} does not exist "
-                                 f"(expected {base}.npz and {base}.json)")
+                raise ValueError(
+                    f"supernet weights: {p} does not exist (expected {base}.npz and {base}.json)"
+                )
         try:
             meta = json.loads(meta_path.read_text())
             file_space = Space.from_dict(meta["space"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"supernet weights: {meta_path} is not a moofa supernet description: "
-                             f"{exc}") from None
+            raise ValueError(
+                f"supernet weights: {meta_path} is not a moofa supernet description: {exc}"
+            ) from None
         if meta.get("format") != WEIGHTS_FORMAT:
-            raise ValueError(f"supernet weights: {meta_path} has format {meta.get('format')!r}, "
-                             f"expected {WEIGHTS_FORMAT!r}")
+            raise ValueError(
+                f"supernet weights: {meta_path} has format {meta.get('format')!r}, "
+                f"expected {WEIGHTS_FORMAT!r}"
+            )
         if space is not None:
             check_same_space(get_space(space), file_space, f"supernet weights {npz_path}")
         net = cls(file_space, dropout=meta.get("dropout", 0.1))
@@ -255,15 +294,21 @@ class Supernet(nn.Module):
         shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
         if missing or unexpected or shapes:
             detail = "; ".join(
-                part for part in (
+                part
+                for part in (
                     f"missing {missing[:3]}" if missing else "",
                     f"unexpected {unexpected[:3]}" if unexpected else "",
                     f"shape of {shapes[0]} is {tuple(state[shapes[0]].shape)}, "
                     f"expected {tuple(own[shapes[0]].shape)}"
-                    if shapes else "",
-                ) if part)
-            raise ValueError(f"{source} does not fit a supernet of space {self.space.name!r} "
-                             f"(was it saved for another space?): {detail}")
+                    if shapes
+                    else "",
+                )
+                if part
+            )
+            raise ValueError(
+                f"{source} does not fit a supernet of space {self.space.name!r} "
+                f"(was it saved for another space?): {detail}"
+            )
         self.load_state_dict(state)
 
 
@@ -272,8 +317,10 @@ def check_same_space(expected: Space, found: Space, where: str) -> None:
     a, b = expected.to_dict(), found.to_dict()
     diff = [k for k in a if k != "name" and a.get(k) != b.get(k)]
     if diff:
-        raise ValueError(f"{where} is for space {found.name!r}, which differs from space {expected.name!r} "
-                         f"in {diff[0]}: {b.get(diff[0])!r} vs {a.get(diff[0])!r}")
+        raise ValueError(
+            f"{where} is for space {found.name!r}, which differs from space {expected.name!r} "
+            f"in {diff[0]}: {b.get(diff[0])!r} vs {a.get(diff[0])!r}"
+        )
 
 
 def _subset(field: str, values, allowed: tuple) -> tuple:
@@ -311,4 +358,3 @@ def _atomic_write(path: Path, write) -> None:
         except OSError:
             pass
         raise
-
