@@ -22,6 +22,10 @@ int round_up(int v, int m) { return (v + m - 1) / m * m; }
 // Padding unit of dense widths: two AVX-512 registers, so every kernel's column
 // panel (two vectors) divides it.
 constexpr int kPad = 32;
+// Dense weight rows and activation rows get 16 extra floats (64 bytes) of stride: with
+// a power-of-two stride (a 512-wide layer is 2 KB per row) the rows a k-block walks
+// down would all map to the same few L1 sets and evict each other.
+constexpr int kStrideSkew = 16;
 
 bool all_finite(const std::vector<float>& v) {
   return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
@@ -145,17 +149,70 @@ MlpPredictor::MlpPredictor(const SpaceSpec& space, std::vector<DenseLayer> layer
     const bool last = i + 1 == n_layers;
     P.in_pad = i == 0 ? L.in : prev_pad;
     P.out_pad = last ? 1 : round_up(L.out, kPad);
-    P.weight.assign(static_cast<std::size_t>(P.in_pad) * P.out_pad, 0.0f);
+    P.ld = last ? 1 : P.out_pad + kStrideSkew;
+    P.weight.assign(static_cast<std::size_t>(P.in_pad) * P.ld, 0.0f);
     P.bias.assign(P.out_pad, 0.0f);
     for (int r = 0; r < L.in; ++r)
       std::copy(L.weight.begin() + static_cast<std::ptrdiff_t>(r) * L.out,
                 L.weight.begin() + static_cast<std::ptrdiff_t>(r + 1) * L.out,
-                P.weight.begin() + static_cast<std::ptrdiff_t>(r) * P.out_pad);
+                P.weight.begin() + static_cast<std::ptrdiff_t>(r) * P.ld);
     std::copy(L.bias.begin(), L.bias.end(), P.bias.begin());
     prev_pad = P.out_pad;
-    max_width_ = std::max(max_width_, last ? 0 : P.out_pad);
+    max_width_ = std::max(max_width_, last ? 0 : P.ld);
     layers_.push_back(std::move(P));
   }
+  build_gather_table();
+}
+
+void MlpPredictor::build_gather_table() {
+  const PaddedLayer& L = layers_[0];
+  const int per_slot = n_k_ * n_e_;
+  int rows = 0;
+  for (int j = 0; j < n_slots_; ++j) {
+    slot_row_base_.push_back(rows);
+    rows += j == 0 ? n_res_ * per_slot : per_slot;
+  }
+  require(static_cast<double>(rows) * L.out_pad <= 64.0 * 1024 * 1024,
+          "space: too many kernel x expand (x resolution) choices for the predictor's per-slot table");
+  // Chunk-major: [out_pad / kFirstChunk][rows][kFirstChunk] (see predictor_kernels.hpp).
+  gather_rows_ = rows;
+  gather_table_.assign(static_cast<std::size_t>(rows) * L.out_pad, 0.0f);
+  if (!skip_.empty()) gather_skip_.assign(rows, 0.0f);
+  zero_bias_.assign(L.out_pad, 0.0f);
+  const int kernel_base = n_res_, expand_base = n_res_ + n_slots_ * n_k_;
+  const int chunk = layers_.size() == 1 ? 1 : detail::kFirstChunk;  // a linear model has one output
+  for (int j = 0; j < n_slots_; ++j)
+    for (int r = 0; r < (j == 0 ? n_res_ : 1); ++r)
+      for (int k = 0; k < n_k_; ++k)
+        for (int e = 0; e < n_e_; ++e) {
+          const int g = slot_row_base_[j] + (r * n_k_ + k) * n_e_ + e;
+          // Sum in double, round once: the table is at least as exact as the one-hot sum.
+          int parts[3] = {kernel_base + j * n_k_ + k, expand_base + j * n_e_ + e, r};
+          const int n_parts = j == 0 ? 3 : 2;
+          for (int c = 0; c < L.out_pad; ++c) {
+            double v = j == 0 ? L.bias[c] : 0.0;
+            for (int p = 0; p < n_parts; ++p) v += L.weight[static_cast<std::size_t>(parts[p]) * L.ld + c];
+            const std::size_t at = (static_cast<std::size_t>(c / chunk) * rows + g) * chunk + c % chunk;
+            gather_table_[at] = static_cast<float>(v);
+          }
+          if (!skip_.empty()) {
+            double v = 0.0;
+            for (int p = 0; p < n_parts; ++p) v += skip_[parts[p]];
+            gather_skip_[g] = static_cast<float>(v);
+          }
+        }
+}
+
+int MlpPredictor::gather(const uint8_t* row, int32_t* out) const {
+  const uint8_t* kernels = row + space_.col_kernel(0);
+  const uint8_t* expands = row + space_.col_expand(0);
+  out[0] = slot_row_base_[0] + (row[0] * n_k_ + kernels[0]) * n_e_ + expands[0];
+  int n = 1;
+  for (int j = 1; j < n_slots_; ++j) {
+    if (slot_pos_[j] >= depth_value_[row[1 + slot_stage_[j]]]) continue;  // inactive slot
+    out[n++] = slot_row_base_[j] + kernels[j] * n_e_ + expands[j];
+  }
+  return n;
 }
 
 std::vector<int> MlpPredictor::layer_sizes() const {
@@ -200,22 +257,24 @@ std::ptrdiff_t MlpPredictor::first_invalid(const uint8_t* rows, std::size_t n, i
 
 void MlpPredictor::score_range(const uint8_t* rows, std::size_t begin, std::size_t end, float* out) const {
   const int cols = n_columns();
-  const int max_features = 1 + 2 * n_slots_;
+  const int max_features = n_slots_;
   std::vector<int32_t> feats(static_cast<std::size_t>(detail::kTileRows) * max_features);
   std::vector<int32_t> n_feats(detail::kTileRows);
-  if (layers_.size() == 1) {  // a linear model: the selected weights are the output
-    const auto& L = layers_[0];
+  if (layers_.size() == 1) {  // a linear model: the gathered weights are the output
     for (std::size_t i = begin; i < end; ++i) {
-      const int nf = features(rows + i * cols, feats.data());
-      float y = L.bias[0];
-      for (int k = 0; k < nf; ++k) y += L.weight[feats[k]];
-      for (int k = 0; k < nf && !skip_.empty(); ++k) y += skip_[feats[k]];
+      const int nf = gather(rows + i * cols, feats.data());
+      float y = 0.0f;
+      for (int k = 0; k < nf; ++k) y += gather_table_[feats[k]];
+      for (int k = 0; k < nf && !skip_.empty(); ++k) y += gather_skip_[feats[k]];
       out[i] = offset_ + scale_ * y;
     }
     return;
   }
   std::vector<detail::LayerView> views;
-  for (const auto& L : layers_) views.push_back({L.in_pad, L.out_pad, L.weight.data(), L.bias.data()});
+  for (const auto& L : layers_) views.push_back({L.in_pad, L.out_pad, L.ld, L.weight.data(), L.bias.data()});
+  views[0].in_pad = gather_rows_;
+  views[0].weight = gather_table_.data();
+  views[0].bias = zero_bias_.data();
   const int stride = max_width_;
   Scratch buf0(static_cast<std::size_t>(detail::kTileRows) * stride);
   Scratch buf1(static_cast<std::size_t>(detail::kTileRows) * stride);
@@ -234,14 +293,14 @@ void MlpPredictor::score_range(const uint8_t* rows, std::size_t begin, std::size
   for (std::size_t t0 = begin; t0 < end; t0 += detail::kTileRows) {
     const int nt = static_cast<int>(std::min<std::size_t>(detail::kTileRows, end - t0));
     for (int r = 0; r < nt; ++r)
-      n_feats[r] = features(rows + (t0 + r) * cols, feats.data() + static_cast<std::ptrdiff_t>(r) * max_features);
+      n_feats[r] = gather(rows + (t0 + r) * cols, feats.data() + static_cast<std::ptrdiff_t>(r) * max_features);
     work.rows = nt;
     kernel(work);
     for (int r = 0; r < nt; ++r) {
       float v = y[r];
       if (!skip_.empty()) {
         const int32_t* f = feats.data() + static_cast<std::ptrdiff_t>(r) * max_features;
-        for (int k = 0; k < n_feats[r]; ++k) v += skip_[f[k]];
+        for (int k = 0; k < n_feats[r]; ++k) v += gather_skip_[f[k]];
       }
       out[t0 + r] = offset_ + scale_ * v;
     }

@@ -7,13 +7,16 @@ namespace moofa::detail {
 
 // Rows per tile: a multiple of every kernel's register block (4, 6, 12).
 constexpr int kTileRows = 48;
+// Output chunk of the first layer's chunk-major gather table (floats).
+constexpr int kFirstChunk = 32;
 
 // Dense layers are padded: out_pad is a multiple of 32 floats (two AVX-512 vectors),
-// in_pad is the previous layer's out_pad. The first layer is a row table
-// (in = one-hot size rows of out_pad floats); the last layer has out == 1 and keeps
-// its weight as one column of in_pad floats.
+// in_pad is the previous layer's out_pad. The first layer is a gather table of
+// in_pad rows stored chunk-major: [out_pad / kFirstChunk][in_pad][kFirstChunk]. The
+// last layer has out == 1 and keeps its weight as one column of in_pad floats.
 struct LayerView {
   int in_pad = 0, out_pad = 0;
+  int ld = 0;  // floats between weight rows: out_pad plus 16, see predictor.cpp
   const float* weight = nullptr;
   const float* bias = nullptr;
 };

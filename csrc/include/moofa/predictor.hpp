@@ -70,10 +70,14 @@ class MlpPredictor : public Scorer {
   struct PaddedLayer {
     int in = 0, out = 0;          // true sizes
     int in_pad = 0, out_pad = 0;  // padded sizes (zeros in the padding)
-    std::vector<float> weight;    // in_pad x out_pad (first layer: in x out_pad)
+    int ld = 0;                   // row stride of weight (floats)
+    std::vector<float> weight;    // in_pad rows of ld floats (first layer: in rows)
     std::vector<float> bias;      // out_pad
   };
   void score_range(const uint8_t* rows, std::size_t begin, std::size_t end, float* out) const;
+  void build_gather_table();
+  // Rows of the gather table a config adds up (one per active slot); returns how many.
+  int gather(const uint8_t* row, int32_t* out) const;
 
   SpaceSpec space_;
   int n_features_ = 0;
@@ -84,6 +88,14 @@ class MlpPredictor : public Scorer {
   float scale_ = 1.0f, offset_ = 0.0f;
   Isa isa_ = Isa::kGeneric;
   int max_width_ = 0;
+  // First layer regrouped per slot: row (k, e) of slot j is W_0[kernel k of j] +
+  // W_0[expand e of j]; slot 0 (always active) also folds in the resolution row and
+  // the bias. A config then adds one row per active slot instead of two plus one.
+  int gather_rows_ = 0;
+  std::vector<float> gather_table_;  // chunk-major, see predictor_kernels.hpp
+  std::vector<float> gather_skip_;   // rows (empty without a skip)
+  std::vector<float> zero_bias_;     // layers_[0].out_pad zeros (the bias is folded in)
+  std::vector<int> slot_row_base_;   // first gather row of each slot
 };
 
 }  // namespace moofa
