@@ -76,6 +76,7 @@ def evolve(
     mutation_ratio: float = 0.5,
     mutate_prob: float = 0.1,
     resolution_mutate_prob: float = 0.5,
+    resolution_niche: int = 1,
     seed: int = 0,
     threads: int = 0,
     max_tries: int = 100,

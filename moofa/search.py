@@ -38,6 +38,7 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "mutation_ratio": 0.5,           # share of the children bred by mutation (the rest: crossover)
     "mutate_prob": 0.1,              # per block slot (kernel + expand) and per stage depth
     "resolution_mutate_prob": 0.5,   # input resolution
+    "resolution_niche": 1,           # parents kept per input resolution first (0: plain OFA selection)
     "max_mflops": None,              # optional constraint
     "max_params": None,              # optional constraint
     "memory_model": "full",          # "full" (paper: inputs + outputs + weights) or "activations" (MCU)
@@ -322,6 +323,7 @@ def search(budget, space: str | Space = "moofa", predictor=None, seed: int = 0, 
         mutation_ratio=_ratio("mutation_ratio", opts["mutation_ratio"]),
         mutate_prob=_ratio("mutate_prob", opts["mutate_prob"]),
         resolution_mutate_prob=_ratio("resolution_mutate_prob", opts["resolution_mutate_prob"]),
+        resolution_niche=_int("resolution_niche", opts["resolution_niche"], 0),
         seed=seed, threads=_int("threads", opts["threads"], 0),
         max_tries=_int("max_tries", opts["max_tries"], 1), max_evaluations=max_evaluations)
     if raw["interrupted"]:
