@@ -58,7 +58,7 @@ _OBJECTIVES = ("top1", "peak", "mflops")
 
 # --- results ----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SearchResult:
     """The best subnet found under a budget, with everything needed to trust and deploy it.
 
@@ -115,7 +115,7 @@ class SearchResult:
                 f"evaluations={self.evaluations}, seconds={self.seconds:.3f})")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ParetoFront:
     """Non-dominated subnets: no other found subnet is both more accurate and smaller
     (and, with the ``mflops`` objective, cheaper). Sorted by peak memory.

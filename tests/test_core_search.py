@@ -298,3 +298,24 @@ def test_nsga2_ctrl_c_returns_the_front_found_so_far():
         timer.cancel()
     assert out["interrupted"] is True
     assert 0 < out["generations_run"] < 200_000 and len(out["rows"]) > 0
+
+
+def test_evolve_ctrl_c_stops_between_generations():
+    scorer, _, _ = random_linear("moofa")
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    try:
+        out = _core.evolve(moofa.evaluator("moofa"), scorer, max_peak=800_000, population=50,
+                           generations=100_000, seed=0)
+    finally:
+        timer.cancel()
+    assert out["interrupted"] is True and 0 < out["generations_run"] < 100_000
+    assert len(out["history"]) == out["generations_run"] + 1
+    # The facade turns it into KeyboardInterrupt (sweeps catch it and keep finished budgets).
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            moofa.search("800k", predictor=scorer, population=50, generations=100_000)
+    finally:
+        timer.cancel()

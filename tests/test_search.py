@@ -10,6 +10,7 @@ from __future__ import annotations
 import _thread
 import json
 import math
+import threading
 
 import numpy as np
 import oracle
@@ -318,6 +319,39 @@ def test_ctrl_c_during_a_sweep_returns_the_finished_budgets(how):
     assert swept.interrupted and [r.budget for r in swept] == [325_000, 400_000]
     rows = report.table(["moofa"], budgets, {"moofa": interrupting}, population=20, generations=3)
     assert rows.interrupted and [row["budget"] for row in rows] == [325_000, 400_000]
+
+
+def test_ctrl_c_while_the_cpp_search_runs_returns_the_finished_budgets():
+    # The signal lands while C++ holds no GIL: the search notices it between generations.
+    scorer = linear("moofa")
+    budgets = [300_000 + 10_000 * i for i in range(60)]
+    timer = threading.Timer(0.25, _thread.interrupt_main)
+    timer.start()
+    try:
+        swept = sweep(budgets, "moofa", scorer, generations=500)
+    finally:
+        timer.cancel()
+    assert swept.interrupted and len(swept) < len(budgets)
+    assert [r.budget for r in swept] == budgets[:len(swept)]
+    assert all(r.peak <= r.budget and r.generations == 500 for r in swept)
+
+
+def test_concurrent_searches_from_python_threads_agree_with_sequential_ones():
+    scorer = linear("moofa")
+    budgets = ["325k", "400k", "500k", "800k"]
+    sequential = [moofa.search(b, predictor=scorer, generations=100) for b in budgets]
+    results = [None] * len(budgets)
+
+    def run(i):
+        results[i] = moofa.search(budgets[i], predictor=scorer, generations=100)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(budgets))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.config for r in results] == [r.config for r in sequential]
+    assert [r.top1 for r in results] == [r.top1 for r in sequential]
 
 
 def test_progress_bar_on_sweeps(capsys):
