@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import spaces
 from .memory import MEMORY_MODELS, Profile, evaluator, layer_names, min_peak, peak_memory, profile, profiles
 from .predictor import Predictor, load_predictor
+from .search import ParetoFront, SearchResult, pareto, search
 from .spaces import Space, Stage, design_widths, get_space, register
 from .subnet import Subnet, column_names, decode, encode, random_subnets
 from .units import format_items, parse_budget
@@ -18,7 +19,9 @@ __version__ = "0.1.0"
 __all__ = [
     "MEMORY_MODELS",
     "Predictor",
+    "ParetoFront",
     "Profile",
+    "SearchResult",
     "Space",
     "Stage",
     "Subnet",
@@ -33,11 +36,13 @@ __all__ = [
     "layer_names",
     "load_predictor",
     "min_peak",
+    "pareto",
     "parse_budget",
     "peak_memory",
     "profile",
     "profiles",
     "random_subnets",
     "register",
+    "search",
     "spaces",
 ]

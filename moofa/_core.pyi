@@ -1,4 +1,4 @@
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -79,3 +79,59 @@ class MlpPredictor(Scorer):
 def best_isa() -> str: ...
 def isa_supported(isa: str) -> bool: ...
 def make_divisible(v: float, divisor: int = 8) -> int: ...
+
+class Scorer:
+    @property
+    def n_columns(self) -> int: ...
+
+class LinearScorer(Scorer):
+    def __init__(self, space: SpaceSpec, weights: npt.ArrayLike, bias: float = 0.0) -> None: ...
+    @staticmethod
+    def n_features(space: SpaceSpec) -> int: ...
+    @property
+    def weights(self) -> npt.NDArray[np.float32]: ...
+    @property
+    def bias(self) -> float: ...
+    def score(self, rows: npt.ArrayLike, threads: int = 0) -> npt.NDArray[np.float32]: ...
+
+def evolve(
+    evaluator: Evaluator,
+    predictor: Scorer | Callable[[npt.NDArray[np.uint8]], npt.ArrayLike],
+    *,
+    max_peak: int,
+    max_mflops: float | None = None,
+    max_params: int | None = None,
+    population: int = 100,
+    generations: int = 500,
+    parent_ratio: float = 0.25,
+    mutation_ratio: float = 0.5,
+    mutate_prob: float = 0.1,
+    resolution_mutate_prob: float = 0.5,
+    resolution_niche: int = 1,
+    seed: int = 0,
+    threads: int = 0,
+    max_tries: int = 100,
+    max_evaluations: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]: ...
+def nsga2(
+    evaluator: Evaluator,
+    predictor: Scorer | Callable[[npt.NDArray[np.uint8]], npt.ArrayLike],
+    *,
+    max_peak: int = ...,
+    max_mflops: float | None = None,
+    max_params: int | None = None,
+    minimize_mflops: bool = False,
+    population: int = 100,
+    generations: int = 200,
+    mutation_ratio: float = 0.5,
+    mutate_prob: float = 0.1,
+    resolution_mutate_prob: float = 0.5,
+    seed: int = 0,
+    threads: int = 0,
+    max_tries: int = 100,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]: ...
+def non_dominated(
+    scores: npt.ArrayLike, peaks: npt.ArrayLike, mflops: npt.ArrayLike | None = None
+) -> npt.NDArray[np.int64]: ...

@@ -1,36 +1,70 @@
-"""A progress bar for long jobs: tqdm when installed, else a plain counter on stderr."""
+"""Progress bars for long sweeps: tqdm when installed, else a small bar on stderr."""
 
 from __future__ import annotations
 
 import sys
+import time
 
 
 class Progress:
-    def __init__(self, total: int, desc: str, enabled: bool = True, initial: int = 0):
-        self.enabled, self.total, self.desc, self.n, self._bar = enabled, total, desc, initial, None
-        if enabled:
+    """``with Progress(total, "searching") as bar: bar.update(1, best=...)``.
+
+    ``enabled=None`` shows the bar only when stderr is a terminal.
+    """
+
+    def __init__(self, total: int, desc: str, enabled: bool | None = None, stream=None, initial: int = 0):
+        self.total = int(total)
+        self.desc = desc
+        self.stream = stream if stream is not None else sys.stderr
+        if enabled is None:
+            enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.enabled = bool(enabled)
+        self.done = int(initial)  # work already done (a resumed job)
+        self._tqdm = None
+        self._start = time.perf_counter()
+        self._postfix = ""
+        if self.enabled:
             try:
                 from tqdm import tqdm
             except ImportError:
-                self._print()
+                tqdm = None
+            if tqdm is not None and stream is None:
+                self._tqdm = tqdm(total=self.total, desc=desc, file=self.stream, initial=self.done)
             else:
-                self._bar = tqdm(total=total, desc=desc, initial=initial, leave=False)
+                self._draw()
 
-    def _print(self) -> None:
-        print(f"\r{self.desc}: {self.n}/{self.total}", end="", file=sys.stderr, flush=True)
+    def update(self, n: int = 1, **postfix) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        if self._tqdm is not None:
+            if postfix:
+                self._tqdm.set_postfix(postfix, refresh=False)
+            self._tqdm.update(n)
+            return
+        self._postfix = " ".join(f"{k}={v}" for k, v in postfix.items())
+        self._draw()
 
-    def update(self, k: int = 1) -> None:
-        self.n += k
-        if self._bar is not None:
-            self._bar.update(k)
-        elif self.enabled and (self.n == self.total or self.n % max(1, self.total // 50) == 0):
-            self._print()
+    def _draw(self) -> None:
+        width = 30
+        filled = width * self.done // self.total if self.total else width
+        elapsed = time.perf_counter() - self._start
+        bar = "#" * filled + "." * (width - filled)
+        line = f"\r{self.desc} [{bar}] {self.done}/{self.total} {elapsed:.1f}s"
+        if self._postfix:
+            line += " " + self._postfix
+        self.stream.write(line)
+        self.stream.flush()
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        elif self.enabled:
-            print(file=sys.stderr, flush=True)
+        if not self.enabled:
+            return
+        if self._tqdm is not None:
+            self._tqdm.close()
+        else:
+            self.stream.write("\n")
+            self.stream.flush()
+        self.enabled = False
 
     def __enter__(self) -> Progress:
         return self

@@ -9,4 +9,5 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("n_columns", &moofa::Scorer::n_columns);
   moofa::bind::memory(m);
   moofa::bind::predictor(m);
+  moofa::bind::search(m);
 }

@@ -60,6 +60,12 @@ class Evaluator {
   // Smallest peak any subnet of the space can have, and one subnet that has it.
   int64_t min_peak(std::vector<uint8_t>* row = nullptr) const;
 
+  // The peak is separable: max(fixed_peak(r), slot_peak(...) of every active slot).
+  // The search uses these to keep its operators inside a peak budget.
+  int64_t fixed_peak(int r) const { return fixed_peak_[r]; }
+  int64_t slot_peak(int slot, int r, int k, int e) const { return slot_peak_[slot_index(slot, r, k, e)]; }
+  int stage_first_slot(int stage) const { return stage_first_slot_[stage]; }
+
  private:
   std::size_t slot_index(int slot, int r, int k, int e) const {
     return ((static_cast<std::size_t>(slot) * n_res_ + r) * n_k_ + k) * n_e_ + e;

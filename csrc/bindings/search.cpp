@@ -1,0 +1,325 @@
+// pybind11 layer over moofa/search.hpp and moofa/pareto.hpp: argument checks under the
+// GIL, the searches without it. A Python callable can stand in for a C++ scorer: it is
+// wrapped here (and only here) in a Scorer that takes the GIL for each batch.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "bindings.hpp"
+#include "moofa/linear_scorer.hpp"
+#include "moofa/memory.hpp"
+#include "moofa/pareto.hpp"
+#include "moofa/search.hpp"
+
+namespace py = pybind11;
+
+namespace moofa::bind {
+
+namespace {
+
+using Rows = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+
+std::string shape_of(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// A Python callable as a Scorer: called with a uint8 array (n, n_columns) of encoded
+// subnets, it must return n finite numbers (higher is better).
+class CallableScorer : public Scorer {
+ public:
+  CallableScorer(py::function fn, int n_columns) : fn_(std::move(fn)), n_columns_(n_columns) {}
+
+  int n_columns() const override { return n_columns_; }
+
+  void score(const uint8_t* rows, std::size_t n, float* out, int /*threads*/) const override {
+    py::gil_scoped_acquire gil;
+    const auto sn = static_cast<py::ssize_t>(n);
+    py::array_t<uint8_t> batch({sn, static_cast<py::ssize_t>(n_columns_)});
+    std::memcpy(batch.mutable_data(), rows, n * static_cast<std::size_t>(n_columns_));
+    py::object returned = fn_(batch);
+    if (returned.is_none())
+      throw py::value_error("the predictor returned None; it must return one number per config (" +
+                            std::to_string(n) + " here)");
+    auto scores = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(returned);
+    if (!scores)
+      throw py::value_error("the predictor must return one number per config (a list or 1-D array of " +
+                            std::to_string(n) + " numbers), got " +
+                            std::string(py::str(py::type::of(returned).attr("__name__"))));
+    const bool column = scores.ndim() == 2 && scores.shape(1) == 1;
+    if (!((scores.ndim() == 1 || column) && scores.shape(0) == sn))
+      throw py::value_error("the predictor returned shape " + shape_of(scores) + " for a batch of " +
+                            std::to_string(n) + " configs; expected (" + std::to_string(n) + ",)");
+    const double* s = scores.data();
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!std::isfinite(s[i]))
+        throw py::value_error("the predictor returned a non-finite score (" + std::to_string(s[i]) +
+                              ") for config " + std::to_string(i) + " of a batch of " + std::to_string(n));
+      out[i] = static_cast<float>(s[i]);
+    }
+  }
+
+ private:
+  py::function fn_;
+  int n_columns_;
+};
+
+// The scorer a search uses: a C++ Scorer held by its Python object, or a wrapped callable.
+struct ScorerArg {
+  const Scorer* scorer = nullptr;
+  std::unique_ptr<CallableScorer> owned;
+};
+
+ScorerArg resolve_scorer(const py::object& predictor, int n_columns) {
+  ScorerArg arg;
+  if (py::isinstance<Scorer>(predictor)) {
+    arg.scorer = &predictor.cast<const Scorer&>();
+  } else if (PyCallable_Check(predictor.ptr())) {
+    arg.owned = std::make_unique<CallableScorer>(py::reinterpret_borrow<py::function>(predictor), n_columns);
+    arg.scorer = arg.owned.get();
+  } else {
+    throw py::type_error(
+        "predictor must be a moofa predictor (a moofa._core.Scorer) or a callable taking a uint8 array of "
+        "encoded configs (n, " + std::to_string(n_columns) + ") and returning n scores; got " +
+        std::string(py::str(py::type::of(predictor).attr("__name__"))));
+  }
+  return arg;
+}
+
+// Per-generation hook: every 50 ms at most (taking the GIL each generation would stall
+// behind other Python threads), check for Ctrl-C and report progress.
+class GenerationHook {
+ public:
+  explicit GenerationHook(py::object progress) : progress_(std::move(progress)) {}
+
+  std::function<bool(int)> callback() {
+    return [this](int generation) {
+      const auto now = std::chrono::steady_clock::now();
+      if (generation != 0 && now - last_ < std::chrono::milliseconds(50)) return true;
+      last_ = now;
+      py::gil_scoped_acquire gil;
+      if (PyErr_CheckSignals() != 0) {
+        pending_ = std::make_unique<py::error_already_set>();
+        return false;
+      }
+      if (!progress_.is_none()) progress_(generation);
+      return true;
+    };
+  }
+  // After the search, with the GIL: Ctrl-C gives back the partial result; any other
+  // exception a signal handler raised propagates.
+  bool interrupted() {
+    if (!pending_) return false;
+    if (!pending_->matches(PyExc_KeyboardInterrupt)) throw std::move(*pending_);
+    return true;
+  }
+ private:
+  py::object progress_;
+  std::chrono::steady_clock::time_point last_{};
+  std::unique_ptr<py::error_already_set> pending_;
+};
+
+Constraints make_constraints(int64_t max_peak, std::optional<double> max_mflops, std::optional<int64_t> max_params) {
+  Constraints c;
+  c.max_peak = max_peak;
+  if (max_mflops) c.max_mflops = *max_mflops;
+  if (max_params) c.max_params = *max_params;
+  c.validate();
+  return c;
+}
+
+template <class T>
+py::array_t<T> to_array(const std::vector<T>& v) {
+  py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), a.mutable_data());
+  return a;
+}
+
+py::array_t<uint8_t> to_rows(const std::vector<uint8_t>& v, int cols) {
+  const auto n = static_cast<py::ssize_t>(v.size() / static_cast<std::size_t>(cols));
+  py::array_t<uint8_t> a({n, static_cast<py::ssize_t>(cols)});
+  std::copy(v.begin(), v.end(), a.mutable_data());
+  return a;
+}
+
+const uint8_t* check_scorer_rows(const Rows& rows, const SpaceSpec& spec, std::size_t* n) {
+  const int cols = spec.n_columns();
+  if (rows.ndim() != 2 || rows.shape(1) != cols)
+    throw py::value_error("encoded configs must be a 2-D array of shape (n, " + std::to_string(cols) + ")");
+  *n = static_cast<std::size_t>(rows.shape(0));
+  const uint8_t* p = rows.data();
+  // A scorer reads its weights by index: out-of-range indices must not reach it.
+  for (std::size_t i = 0; i < *n; ++i) {
+    const uint8_t* row = p + i * static_cast<std::size_t>(cols);
+    for (int c = 0; c < cols; ++c) {
+      std::size_t limit = c == 0                      ? spec.resolutions.size()
+                          : c < 1 + spec.n_stages()   ? spec.depths.size()
+                          : c < 1 + spec.n_stages() + spec.n_slots() ? spec.kernels.size()
+                                                                     : spec.expands.size();
+      if (row[c] >= limit)
+        throw py::value_error("encoded config row " + std::to_string(i) + ", column " + std::to_string(c) +
+                              " holds index " + std::to_string(row[c]) + "; allowed 0.." +
+                              std::to_string(limit - 1));
+    }
+  }
+  return p;
+}
+
+}  // namespace
+
+void search(py::module_& m) {
+  py::class_<LinearScorer, Scorer>(m, "LinearScorer",
+                                   "Linear model on the published one-hot encoding (a light predictor)")
+      .def(py::init([](const SpaceSpec& space, py::array_t<float, py::array::c_style | py::array::forcecast> weights,
+                       float bias) {
+             if (weights.ndim() != 1)
+               throw py::value_error("weights must be a 1-D array of " +
+                                     std::to_string(LinearScorer::n_features(space)) + " values");
+             return LinearScorer(space, std::vector<float>(weights.data(), weights.data() + weights.size()), bias);
+           }),
+           py::arg("space"), py::arg("weights"), py::arg("bias") = 0.0f)
+      .def_static("n_features", &LinearScorer::n_features, py::arg("space"))
+      .def_property_readonly("weights", [](const LinearScorer& s) { return to_array(s.weights()); })
+      .def_property_readonly("bias", &LinearScorer::bias)
+      .def(
+          "score",
+          [](const LinearScorer& s, const Rows& rows, int threads) {
+            std::size_t n;
+            const uint8_t* p = check_scorer_rows(rows, s.space(), &n);
+            py::array_t<float> out(static_cast<py::ssize_t>(n));
+            float* o = out.mutable_data();
+            {
+              py::gil_scoped_release nogil;
+              s.score(p, n, o, threads);
+            }
+            return out;
+          },
+          py::arg("rows"), py::arg("threads") = 0, "scores of encoded configs (n, n_columns)");
+
+  m.def(
+      "evolve",
+      [](const Evaluator& ev, const py::object& predictor, int64_t max_peak, std::optional<double> max_mflops,
+         std::optional<int64_t> max_params, int population, int generations, double parent_ratio,
+         double mutation_ratio, double mutate_prob, double resolution_mutate_prob, int resolution_niche,
+         uint64_t seed, int threads, int max_tries, int64_t max_evaluations, const py::object& progress) {
+        const Constraints c = make_constraints(max_peak, max_mflops, max_params);
+        EvolutionOptions o;
+        o.population = population;
+        o.generations = generations;
+        o.parent_ratio = parent_ratio;
+        o.mutation_ratio = mutation_ratio;
+        o.mutate_prob = mutate_prob;
+        o.resolution_mutate_prob = resolution_mutate_prob;
+        o.resolution_niche = resolution_niche;
+        o.seed = seed;
+        o.threads = threads;
+        o.max_tries = max_tries;
+        o.max_evaluations = max_evaluations;
+        o.validate();
+        ScorerArg scorer = resolve_scorer(predictor, ev.n_columns());
+        GenerationHook hook(progress);
+        EvolutionResult r;
+        {
+          py::gil_scoped_release nogil;
+          r = evolve(ev, *scorer.scorer, c, o, hook.callback());
+        }
+        py::dict out;
+        out["best_row"] = to_array(r.best_row);
+        out["best_score"] = r.best_score;
+        out["best_peak"] = r.best_peak;
+        out["history"] = to_array(r.history);
+        out["evaluations"] = r.evaluations;
+        out["candidates"] = r.candidates;
+        out["rejected"] = r.rejected;
+        out["duplicates"] = r.duplicates;
+        out["generations_run"] = r.generations_run;
+        out["interrupted"] = hook.interrupted();
+        return out;
+      },
+      py::arg("evaluator"), py::arg("predictor"), py::kw_only(), py::arg("max_peak"),
+      py::arg("max_mflops") = py::none(), py::arg("max_params") = py::none(), py::arg("population") = 100,
+      py::arg("generations") = 500, py::arg("parent_ratio") = 0.25, py::arg("mutation_ratio") = 0.5,
+      py::arg("mutate_prob") = 0.1, py::arg("resolution_mutate_prob") = 0.5, py::arg("resolution_niche") = 1,
+      py::arg("seed") = 0, py::arg("threads") = 0, py::arg("max_tries") = 100, py::arg("max_evaluations") = 0,
+      py::arg("progress") = py::none(),
+      "OFA-style evolutionary search under a peak budget; returns a dict (best_row, best_score, history, ...)");
+
+  m.def(
+      "nsga2",
+      [](const Evaluator& ev, const py::object& predictor, int64_t max_peak, std::optional<double> max_mflops,
+         std::optional<int64_t> max_params, bool minimize_mflops, int population, int generations,
+         double mutation_ratio, double mutate_prob, double resolution_mutate_prob, uint64_t seed, int threads,
+         int max_tries, const py::object& progress) {
+        const Constraints c = make_constraints(max_peak, max_mflops, max_params);
+        ParetoOptions o;
+        o.population = population;
+        o.generations = generations;
+        o.mutation_ratio = mutation_ratio;
+        o.mutate_prob = mutate_prob;
+        o.resolution_mutate_prob = resolution_mutate_prob;
+        o.minimize_mflops = minimize_mflops;
+        o.seed = seed;
+        o.threads = threads;
+        o.max_tries = max_tries;
+        o.validate();
+        ScorerArg scorer = resolve_scorer(predictor, ev.n_columns());
+        GenerationHook hook(progress);
+        ParetoResult r;
+        {
+          py::gil_scoped_release nogil;
+          r = nsga2(ev, *scorer.scorer, c, o, hook.callback());
+        }
+        py::dict out;
+        out["rows"] = to_rows(r.rows, ev.n_columns());
+        out["scores"] = to_array(r.scores);
+        out["peaks"] = to_array(r.peaks);
+        out["mflops"] = to_array(r.mflops);
+        out["evaluations"] = r.evaluations;
+        out["candidates"] = r.candidates;
+        out["rejected"] = r.rejected;
+        out["duplicates"] = r.duplicates;
+        out["generations_run"] = r.generations_run;
+        out["interrupted"] = hook.interrupted();
+        return out;
+      },
+      py::arg("evaluator"), py::arg("predictor"), py::kw_only(),
+      py::arg("max_peak") = std::numeric_limits<int64_t>::max(), py::arg("max_mflops") = py::none(),
+      py::arg("max_params") = py::none(), py::arg("minimize_mflops") = false, py::arg("population") = 100,
+      py::arg("generations") = 200, py::arg("mutation_ratio") = 0.5, py::arg("mutate_prob") = 0.1,
+      py::arg("resolution_mutate_prob") = 0.5, py::arg("seed") = 0, py::arg("threads") = 0,
+      py::arg("max_tries") = 100, py::arg("progress") = py::none(),
+      "NSGA-II front of score vs. peak (and MFLOPs); returns a dict (rows, scores, peaks, mflops, ...)");
+
+  m.def(
+      "non_dominated",
+      [](py::array_t<float, py::array::c_style | py::array::forcecast> scores,
+         py::array_t<int64_t, py::array::c_style | py::array::forcecast> peaks,
+         std::optional<py::array_t<double, py::array::c_style | py::array::forcecast>> mflops) {
+        const py::ssize_t n = scores.size();
+        if (scores.ndim() != 1 || peaks.ndim() != 1 || peaks.size() != n ||
+            (mflops && (mflops->ndim() != 1 || mflops->size() != n)))
+          throw py::value_error("scores, peaks (and mflops) must be 1-D arrays of the same length");
+        const double* mf = mflops ? mflops->data() : nullptr;
+        std::vector<std::size_t> idx;
+        {
+          py::gil_scoped_release nogil;
+          idx = non_dominated(scores.data(), peaks.data(), mf, static_cast<std::size_t>(n));
+        }
+        py::array_t<int64_t> out(static_cast<py::ssize_t>(idx.size()));
+        std::copy(idx.begin(), idx.end(), out.mutable_data());
+        return out;
+      },
+      py::arg("scores"), py::arg("peaks"), py::arg("mflops") = py::none(),
+      "indices of the non-dominated points (max score, min peak, min mflops), by peak");
+}
+
+}  // namespace moofa::bind

@@ -1,0 +1,59 @@
+// Multi-objective search: the front of predicted accuracy vs. peak memory (and
+// optionally MFLOPs) in one run, by NSGA-II (Deb et al. 2002) with the same
+// constraint-aware operators as the single-objective evolution.
+//
+// Two additions over textbook NSGA-II: the initial population is stratified over peak
+// budgets from the space's smallest peak (included) to its largest (random subnets would
+// crowd the middle), and the returned front is the non-dominated set of *every* subnet scored
+// during the run, not only of the last population.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "moofa/memory.hpp"
+#include "moofa/scorer.hpp"
+#include "moofa/variation.hpp"
+
+namespace moofa {
+
+struct ParetoOptions {
+  int population = 100;
+  int generations = 200;
+  double mutation_ratio = 0.5;  // the rest of the children come from crossover
+  double mutate_prob = 0.1;
+  double resolution_mutate_prob = 0.5;
+  bool minimize_mflops = false;  // third objective
+  uint64_t seed = 0;
+  int threads = 0;
+  int max_tries = 100;
+
+  void validate() const;
+};
+
+struct ParetoResult {
+  // The front, sorted by peak (then by score, best first): canonical rows.
+  std::vector<uint8_t> rows;
+  std::vector<float> scores;
+  std::vector<int64_t> peaks;
+  std::vector<double> mflops;
+  int64_t evaluations = 0;
+  int64_t candidates = 0;
+  int64_t rejected = 0;
+  int64_t duplicates = 0;
+  int generations_run = 0;
+  bool stopped = false;
+};
+
+ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Constraints& constraints,
+                   const ParetoOptions& options, const std::function<bool(int)>& on_generation = {});
+
+// Indices of the points no other point dominates (higher score, lower peak and, when
+// mflops is given, lower MFLOPs), ordered by peak then score (best first). Of points
+// with identical objectives only the first (lowest index) is kept.
+std::vector<std::size_t> non_dominated(const float* scores, const int64_t* peaks, const double* mflops,
+                                       std::size_t n);
+
+}  // namespace moofa

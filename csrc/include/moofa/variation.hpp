@@ -1,0 +1,97 @@
+// Constraint-aware genetic operators on encoded subnets (rows of SpaceSpec columns):
+// random sampling, OFA-style mutation and uniform crossover.
+//
+// The peak is separable (the max of a fixed part and one figure per active slot, see
+// Evaluator::slot_peak), so the operators draw slot genes among the choices that fit
+// the peak budget and repair slots that a depth or resolution change pushed over it.
+// Nearly every candidate then fits, where OFA's rejection loop needs thousands of
+// draws per candidate under tight budgets. The evaluator still checks every
+// candidate (peak, MFLOPs, parameters) before it may be scored.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "moofa/memory.hpp"
+#include "moofa/rng.hpp"
+
+namespace moofa {
+
+struct Constraints {
+  int64_t max_peak = std::numeric_limits<int64_t>::max();  // items, in the evaluator's memory model
+  double max_mflops = std::numeric_limits<double>::infinity();
+  int64_t max_params = std::numeric_limits<int64_t>::max();
+
+  bool limits_mflops() const { return std::isfinite(max_mflops); }
+  bool limits_params() const { return max_params != std::numeric_limits<int64_t>::max(); }
+  // Throws std::invalid_argument naming the field.
+  void validate() const;
+};
+
+class Variation {
+ public:
+  // mutate_prob: per slot (kernel and expand together) and per stage depth, as in OFA;
+  // resolution_mutate_prob: for the input resolution.
+  Variation(const Evaluator& evaluator, const Constraints& constraints, double mutate_prob,
+            double resolution_mutate_prob);
+
+  const Evaluator& evaluator() const { return ev_; }
+  const Constraints& constraints() const { return c_; }
+  int n_columns() const { return n_cols_; }
+
+  // Each operator writes a candidate into out and returns whether it fits every
+  // constraint (checked by the evaluator).
+  // sample: a random subnet whose peak is at most peak_cap (<= max_peak): resolution,
+  // then per stage a depth, then per slot a kernel/expand, each uniform among the
+  // choices that can still fit.
+  bool sample(Rng& rng, int64_t peak_cap, uint8_t* out) const;
+  // strength scales the mutation probabilities (capped at 1): the search raises it when
+  // a child keeps landing on subnets it has already scored.
+  bool mutate(const uint8_t* parent, Rng& rng, uint8_t* out, double strength = 1.0) const;
+  // Uniform crossover, then a mutation of the given strength when strength > 0.
+  bool crossover(const uint8_t* a, const uint8_t* b, Rng& rng, uint8_t* out, double strength = 0.0) const;
+
+  bool fits(const uint8_t* row) const;
+  // The same subnet with inactive slots reset (kernel 0, expand 0 or the stage's coupled
+  // expand): equal subnets get equal rows, which the de-duplication and the scorer see.
+  void canonical(const uint8_t* row, uint8_t* out) const;
+
+  // Largest peak any subnet of the space can reach (with no budget).
+  int64_t peak_ceiling() const { return ceiling_; }
+
+ private:
+  int col_kernel(int slot) const { return kernel_col0_ + slot; }
+  int col_expand(int slot) const { return expand_col0_ + slot; }
+  void mutate_genes(uint8_t* row, Rng& rng, double prob, double resolution_prob) const;
+  bool slot_fits(int slot, int r, int k, int e, int64_t cap) const {
+    return ev_.slot_peak(slot, r, k, e) <= cap;
+  }
+  // Uniform draw of a (kernel, expand) for one slot among those fitting cap; the expand
+  // is fixed to forced_e when >= 0 (coupled spaces). Returns false when none fits.
+  bool draw_slot(Rng& rng, int slot, int r, int forced_e, int64_t cap, uint8_t* row) const;
+  bool depth_fits(int stage, int depth_index, int r, int64_t cap) const;
+  // Puts over-budget active slots back under the peak budget; false when impossible.
+  bool repair(uint8_t* row, Rng& rng) const;
+  // Steps genes down until MFLOPs and params fit (the peak only drops on the way).
+  bool shrink(uint8_t* row, Rng& rng) const;
+  void set_depth(uint8_t* row, int stage, int depth_index) const;
+  int coupled_expand(int depth_index) const { return spec_.expand_by_depth[depth_index]; }
+
+  const Evaluator& ev_;
+  const SpaceSpec& spec_;
+  Constraints c_;
+  double mutate_prob_, resolution_mutate_prob_;
+  int n_cols_, n_res_, n_k_, n_e_, n_d_, n_stages_, n_slots_, kernel_col0_, expand_col0_;
+  bool coupled_;
+  int64_t ceiling_ = 0;
+  std::vector<int> first_slot_;
+  std::vector<uint8_t> feasible_res_;  // resolutions where some subnet fits max_peak
+  // (kernel * n_e + expand) pairs fitting max_peak, listed per [r][slot][forced expand + 1 (coupled only)].
+  int fit_stride_ = 1;
+  std::vector<uint32_t> fit_begin_;
+  std::vector<uint16_t> fit_pairs_;
+};
+
+}  // namespace moofa

@@ -1,0 +1,277 @@
+#include "moofa/pareto.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+
+#include "moofa/breeding.hpp"
+
+namespace moofa {
+
+namespace {
+
+constexpr int kMaxIndividuals = 1 << 27;
+
+void require(bool ok, const char* message) {
+  if (!ok) throw std::invalid_argument(message);
+}
+
+// Objectives to minimise, per individual: -score, peak, [mflops].
+struct Objectives {
+  int m = 2;
+  std::vector<double> f;  // n x m
+  const double* at(std::size_t i) const { return f.data() + i * m; }
+};
+
+bool dominates(const double* a, const double* b, int m) {
+  bool strictly = false;
+  for (int j = 0; j < m; ++j) {
+    if (a[j] > b[j]) return false;
+    if (a[j] < b[j]) strictly = true;
+  }
+  return strictly;
+}
+
+// Deb's fast non-dominated sort: front index per member of `members`.
+std::vector<std::vector<std::size_t>> sort_fronts(const Objectives& obj, const std::vector<std::size_t>& members) {
+  const std::size_t n = members.size();
+  std::vector<std::vector<std::size_t>> dominated_by_me(n);
+  std::vector<int> n_dominating(n, 0);
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = i + 1; j < n; ++j) {
+      const double *a = obj.at(members[i]), *b = obj.at(members[j]);
+      if (dominates(a, b, obj.m)) {
+        dominated_by_me[i].push_back(j);
+        ++n_dominating[j];
+      } else if (dominates(b, a, obj.m)) {
+        dominated_by_me[j].push_back(i);
+        ++n_dominating[i];
+      }
+    }
+  std::vector<std::vector<std::size_t>> fronts;  // positions in members
+  std::vector<std::size_t> current;
+  for (std::size_t i = 0; i < n; ++i)
+    if (n_dominating[i] == 0) current.push_back(i);
+  while (!current.empty()) {
+    std::vector<std::size_t> next;
+    for (std::size_t i : current)
+      for (std::size_t j : dominated_by_me[i])
+        if (--n_dominating[j] == 0) next.push_back(j);
+    std::sort(next.begin(), next.end());
+    fronts.push_back(std::move(current));
+    current = std::move(next);
+  }
+  return fronts;
+}
+
+// Crowding distance of each member of one front (positions into members).
+std::vector<double> crowding(const Objectives& obj, const std::vector<std::size_t>& members,
+                             const std::vector<std::size_t>& front) {
+  const std::size_t n = front.size();
+  std::vector<double> dist(n, 0.0);
+  std::vector<std::size_t> idx(n);
+  for (int j = 0; j < obj.m; ++j) {
+    std::iota(idx.begin(), idx.end(), std::size_t{0});
+    auto value = [&](std::size_t p) { return obj.at(members[front[p]])[j]; };
+    std::stable_sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return value(a) < value(b); });
+    const double lo = value(idx.front()), hi = value(idx.back());
+    dist[idx.front()] = dist[idx.back()] = std::numeric_limits<double>::infinity();
+    if (hi <= lo) continue;
+    for (std::size_t p = 1; p + 1 < n; ++p) dist[idx[p]] += (value(idx[p + 1]) - value(idx[p - 1])) / (hi - lo);
+  }
+  return dist;
+}
+
+}  // namespace
+
+void ParetoOptions::validate() const {
+  require(population >= 2 && population < kMaxIndividuals, "population must be at least 2");
+  require(generations >= 0 && generations < kMaxIndividuals, "generations must be >= 0");
+  require(mutation_ratio >= 0.0 && mutation_ratio <= 1.0, "mutation_ratio must be in [0, 1]");
+  require(mutate_prob >= 0.0 && mutate_prob <= 1.0, "mutate_prob must be in [0, 1]");
+  require(resolution_mutate_prob >= 0.0 && resolution_mutate_prob <= 1.0,
+          "resolution_mutate_prob must be in [0, 1]");
+  require(max_tries >= 1, "max_tries must be at least 1");
+}
+
+std::vector<std::size_t> non_dominated(const float* scores, const int64_t* peaks, const double* mflops,
+                                       std::size_t n) {
+  std::vector<std::size_t> order(n);
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    if (peaks[a] != peaks[b]) return peaks[a] < peaks[b];
+    if (scores[a] != scores[b]) return scores[a] > scores[b];
+    return mflops && mflops[a] < mflops[b];
+  });
+  // In this order no point can dominate an earlier one, so one pass against the kept
+  // points decides (a kept point weakly dominating the new one rules it out).
+  std::vector<std::size_t> front;
+  float best = -std::numeric_limits<float>::infinity();
+  for (std::size_t i : order) {
+    if (!mflops) {
+      if (front.empty() || scores[i] > best) {
+        front.push_back(i);
+        best = scores[i];
+      }
+      continue;
+    }
+    bool covered = false;
+    for (std::size_t q : front)
+      if (scores[q] >= scores[i] && mflops[q] <= mflops[i]) {
+        covered = true;
+        break;
+      }
+    if (!covered) front.push_back(i);
+  }
+  return front;
+}
+
+ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Constraints& constraints,
+                   const ParetoOptions& options, const std::function<bool(int)>& on_generation) {
+  options.validate();
+  if (scorer.n_columns() != evaluator.n_columns())
+    throw std::invalid_argument("the predictor reads " + std::to_string(scorer.n_columns()) +
+                                " columns but the space encodes subnets in " +
+                                std::to_string(evaluator.n_columns()));
+  const Variation var(evaluator, constraints, options.mutate_prob, options.resolution_mutate_prob);
+  const std::size_t cols = static_cast<std::size_t>(evaluator.n_columns());
+  const std::size_t n_pop = static_cast<std::size_t>(options.population);
+  const int n_mutants = static_cast<int>(std::lround(options.mutation_ratio * options.population));
+  const bool with_mflops = options.minimize_mflops;
+
+  ParetoResult result;
+  BreedStats stats;
+  RowSet seen(static_cast<int>(cols));  // ids are archive indices: every kept child is scored
+  Brood brood;
+  std::vector<float> arch_score;
+  std::vector<int64_t> arch_peak;
+  std::vector<double> arch_mflops;
+  Objectives obj;
+  obj.m = with_mflops ? 3 : 2;
+
+  // Population members: archive id, row as bred, NSGA rank and crowding.
+  std::vector<std::size_t> pop_ids;
+  std::vector<uint8_t> pop_rows;
+  std::vector<int> pop_rank;
+  std::vector<double> pop_crowd;
+
+  auto score_brood = [&]() {
+    std::vector<float> s(brood.size);
+    scorer.score(brood.keys.data(), brood.size, s.data(), options.threads);
+    check_scores(s.data(), brood.size);
+    for (std::size_t i = 0; i < brood.size; ++i) {
+      const uint8_t* key = brood.keys.data() + i * cols;
+      arch_score.push_back(s[i]);
+      arch_peak.push_back(evaluator.peak(key));
+      arch_mflops.push_back(with_mflops ? evaluator.mflops(key) : 0.0);
+      obj.f.push_back(-static_cast<double>(s[i]));
+      obj.f.push_back(static_cast<double>(arch_peak.back()));
+      if (with_mflops) obj.f.push_back(arch_mflops.back());
+    }
+    result.evaluations += static_cast<int64_t>(brood.size);
+  };
+
+  // Survivors of members (archive ids with their rows): whole fronts while they fit,
+  // then the least crowded of the front that overflows.
+  auto select = [&](const std::vector<std::size_t>& ids, const std::vector<uint8_t>& rows) {
+    const auto fronts = sort_fronts(obj, ids);
+    std::vector<std::size_t> next_ids;
+    std::vector<uint8_t> next_rows;
+    std::vector<int> next_rank;
+    std::vector<double> next_crowd;
+    for (std::size_t f = 0; f < fronts.size() && next_ids.size() < n_pop; ++f) {
+      const auto dist = crowding(obj, ids, fronts[f]);
+      std::vector<std::size_t> pos(fronts[f].size());
+      std::iota(pos.begin(), pos.end(), std::size_t{0});
+      if (next_ids.size() + pos.size() > n_pop)
+        std::stable_sort(pos.begin(), pos.end(), [&](std::size_t a, std::size_t b) { return dist[a] > dist[b]; });
+      for (std::size_t p : pos) {
+        if (next_ids.size() == n_pop) break;
+        const std::size_t member = fronts[f][p];
+        next_ids.push_back(ids[member]);
+        next_rows.insert(next_rows.end(), rows.begin() + member * cols, rows.begin() + (member + 1) * cols);
+        next_rank.push_back(static_cast<int>(f));
+        next_crowd.push_back(dist[p]);
+      }
+    }
+    pop_ids.swap(next_ids);
+    pop_rows.swap(next_rows);
+    pop_rank.swap(next_rank);
+    pop_crowd.swap(next_crowd);
+  };
+
+  // Initial population stratified over peak budgets, smallest to largest.
+  const int64_t lo = evaluator.min_peak();
+  const int64_t hi = std::min(constraints.max_peak, var.peak_ceiling());
+  breed(
+      var, seen, n_pop, options.seed, /*phase=*/3, 0, options.threads, options.max_tries,
+      [&](std::size_t i, Rng& rng, int, uint8_t* out) {
+        const double t = static_cast<double>(i) / static_cast<double>(n_pop - 1);  // population >= 2
+        const auto cap = static_cast<int64_t>(static_cast<double>(lo) + t * static_cast<double>(hi - lo));
+        return var.sample(rng, std::max(lo, cap), out);
+      },
+      &brood, &stats);
+  if (brood.size == 0)
+    throw std::invalid_argument(
+        "no subnet satisfying the constraints was found (max_peak, max_mflops, max_params): loosen them");
+  score_brood();
+  {
+    std::vector<std::size_t> ids(brood.size);
+    std::iota(ids.begin(), ids.end(), std::size_t{0});
+    select(ids, brood.rows);
+  }
+  bool go_on = !on_generation || on_generation(0);
+  result.stopped = !go_on;
+
+  for (int g = 1; go_on && g <= options.generations; ++g) {
+    const int np = static_cast<int>(pop_ids.size());
+    // Binary tournament: lower rank, then larger crowding distance, then older.
+    auto tournament = [&](Rng& rng) {
+      const int a = rng.below(np), b = rng.below(np);
+      if (pop_rank[a] != pop_rank[b]) return pop_rank[a] < pop_rank[b] ? a : b;
+      if (pop_crowd[a] != pop_crowd[b]) return pop_crowd[a] > pop_crowd[b] ? a : b;
+      return std::min(a, b);
+    };
+    breed(
+        var, seen, n_pop, options.seed, /*phase=*/4, static_cast<uint64_t>(g), options.threads,
+        options.max_tries,
+        [&](std::size_t i, Rng& rng, int failures, uint8_t* out) {
+          if (static_cast<int>(i) < n_mutants)
+            return var.mutate(pop_rows.data() + tournament(rng) * cols, rng, out, 1.0 + failures);
+          const uint8_t* a = pop_rows.data() + tournament(rng) * cols;
+          const uint8_t* b = pop_rows.data() + tournament(rng) * cols;
+          return var.crossover(a, b, rng, out, failures);
+        },
+        &brood, &stats);
+    if (brood.size == 0) break;
+    const std::size_t first_child = arch_score.size();
+    score_brood();
+    std::vector<std::size_t> ids = pop_ids;
+    std::vector<uint8_t> rows = pop_rows;
+    for (std::size_t i = 0; i < brood.size; ++i) ids.push_back(first_child + i);
+    rows.insert(rows.end(), brood.rows.begin(), brood.rows.end());
+    select(ids, rows);
+    result.generations_run = g;
+    if (on_generation && !on_generation(g)) {
+      result.stopped = true;
+      break;
+    }
+  }
+
+  const auto front = non_dominated(arch_score.data(), arch_peak.data(),
+                                   with_mflops ? arch_mflops.data() : nullptr, arch_score.size());
+  for (std::size_t id : front) {
+    result.rows.insert(result.rows.end(), seen.row(id), seen.row(id) + cols);
+    result.scores.push_back(arch_score[id]);
+    result.peaks.push_back(arch_peak[id]);
+    result.mflops.push_back(evaluator.mflops(seen.row(id)));
+  }
+  result.candidates = stats.candidates;
+  result.rejected = stats.rejected;
+  result.duplicates = stats.duplicates;
+  return result;
+}
+
+}  // namespace moofa

@@ -1,0 +1,170 @@
+#include "moofa/search.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+
+#include "moofa/breeding.hpp"
+
+namespace moofa {
+
+namespace {
+
+constexpr int kMaxIndividuals = 1 << 27;  // stream ids hold 28 bits per field
+
+void require(bool ok, const char* message) {
+  if (!ok) throw std::invalid_argument(message);
+}
+
+}  // namespace
+
+void EvolutionOptions::validate() const {
+  require(population >= 1 && population < kMaxIndividuals, "population must be at least 1");
+  require(generations >= 0 && generations < kMaxIndividuals, "generations must be >= 0");
+  require(parent_ratio > 0.0 && parent_ratio <= 1.0, "parent_ratio must be in (0, 1]");
+  require(mutation_ratio >= 0.0 && mutation_ratio <= 1.0, "mutation_ratio must be in [0, 1]");
+  require(mutate_prob >= 0.0 && mutate_prob <= 1.0, "mutate_prob must be in [0, 1]");
+  require(resolution_mutate_prob >= 0.0 && resolution_mutate_prob <= 1.0,
+          "resolution_mutate_prob must be in [0, 1]");
+  require(resolution_niche >= 0, "resolution_niche must be >= 0");
+  require(max_tries >= 1, "max_tries must be at least 1");
+  require(max_evaluations >= 0, "max_evaluations must be >= 0 (0: no limit)");
+}
+
+EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer, const Constraints& constraints,
+                       const EvolutionOptions& options, const std::function<bool(int)>& on_generation) {
+  options.validate();
+  if (scorer.n_columns() != evaluator.n_columns())
+    throw std::invalid_argument("the predictor reads " + std::to_string(scorer.n_columns()) +
+                                " columns but the space encodes subnets in " +
+                                std::to_string(evaluator.n_columns()));
+  const Variation var(evaluator, constraints, options.mutate_prob, options.resolution_mutate_prob);
+  const std::size_t cols = static_cast<std::size_t>(evaluator.n_columns());
+  const int n_parents = std::max(1, static_cast<int>(std::lround(options.parent_ratio * options.population)));
+  const int n_mutants = static_cast<int>(std::lround(options.mutation_ratio * options.population));
+  const int64_t eval_limit = options.max_evaluations > 0 ? options.max_evaluations : INT64_MAX;
+
+  EvolutionResult result;
+  BreedStats stats;
+  RowSet seen(static_cast<int>(cols));
+  Brood brood;
+  std::vector<float> child_scores;
+
+  auto brood_size = [&]() {
+    return static_cast<std::size_t>(std::min<int64_t>(options.population, eval_limit - result.evaluations));
+  };
+  auto score_brood = [&]() {
+    child_scores.resize(brood.size);
+    scorer.score(brood.keys.data(), brood.size, child_scores.data(), options.threads);
+    check_scores(child_scores.data(), brood.size);
+    result.evaluations += static_cast<int64_t>(brood.size);
+  };
+
+  // The population: rows as bred, canonical keys, scores; parents first, then children.
+  std::vector<uint8_t> pop_rows, pop_keys;
+  std::vector<float> pop_scores;
+  std::vector<uint8_t> par_rows, par_keys;
+  std::vector<float> par_scores;
+  std::vector<std::size_t> order;
+
+  auto absorb_brood = [&]() {
+    pop_rows.insert(pop_rows.end(), brood.rows.begin(), brood.rows.end());
+    pop_keys.insert(pop_keys.end(), brood.keys.begin(), brood.keys.end());
+    for (std::size_t i = 0; i < brood.size; ++i) {
+      pop_scores.push_back(child_scores[i]);
+      // Strictly better only: among equal scores the first found stays the best.
+      if (child_scores[i] > result.best_score || result.best_row.empty()) {
+        result.best_score = child_scores[i];
+        result.best_row.assign(brood.keys.begin() + i * cols, brood.keys.begin() + (i + 1) * cols);
+      }
+    }
+    result.history.push_back(result.best_score);
+  };
+
+  const uint64_t seed = options.seed;
+  breed(var, seen, brood_size(), seed, /*phase=*/1, 0, options.threads, options.max_tries,
+        [&](std::size_t, Rng& rng, int, uint8_t* out) { return var.sample(rng, constraints.max_peak, out); }, &brood,
+        &stats);
+  if (brood.size == 0)
+    throw std::invalid_argument(
+        "no subnet satisfying the constraints was found (max_peak, max_mflops, max_params): loosen them");
+  score_brood();
+  absorb_brood();
+  bool go_on = !on_generation || on_generation(0);
+  result.stopped = !go_on;
+
+  for (int g = 1; go_on && g <= options.generations && result.evaluations < eval_limit; ++g) {
+    // Truncation selection: the best n_parents survive (stable: older first on ties),
+    // except that the best resolution_niche of each input resolution are kept first. The
+    // budget ties every gene to the resolution, so a population tuned at one resolution
+    // rarely crosses to another whose own optimum is better; niches keep those lineages.
+    const std::size_t n_pop = pop_scores.size();
+    order.resize(n_pop);
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return pop_scores[a] > pop_scores[b]; });
+    const std::size_t n_par = std::min<std::size_t>(static_cast<std::size_t>(n_parents), n_pop);
+    if (options.resolution_niche > 0) {
+      std::vector<int> per_res(evaluator.space().resolutions.size(), 0);
+      std::vector<char> reserved(n_pop, 0);
+      std::vector<std::size_t> picked;
+      for (std::size_t i : order) {
+        if (picked.size() == n_par) break;
+        if (per_res[pop_keys[i * cols]]++ < options.resolution_niche) {
+          reserved[i] = 1;
+          picked.push_back(i);
+        }
+      }
+      for (std::size_t i : order) {
+        if (picked.size() == n_par) break;
+        if (!reserved[i]) picked.push_back(i);
+      }
+      std::stable_sort(picked.begin(), picked.end(),
+                       [&](std::size_t a, std::size_t b) { return pop_scores[a] > pop_scores[b]; });
+      std::copy(picked.begin(), picked.end(), order.begin());
+    }
+    par_rows.resize(n_par * cols);
+    par_keys.resize(n_par * cols);
+    par_scores.resize(n_par);
+    for (std::size_t i = 0; i < n_par; ++i) {
+      std::copy_n(pop_rows.begin() + order[i] * cols, cols, par_rows.begin() + i * cols);
+      std::copy_n(pop_keys.begin() + order[i] * cols, cols, par_keys.begin() + i * cols);
+      par_scores[i] = pop_scores[order[i]];
+    }
+    const int np = static_cast<int>(n_par);
+    breed(
+        var, seen, brood_size(), seed, /*phase=*/2, static_cast<uint64_t>(g), options.threads,
+        options.max_tries,
+        [&](std::size_t i, Rng& rng, int failures, uint8_t* out) {
+          // A child that keeps landing on scored subnets mutates harder, so a converged
+          // population still breeds new candidates instead of re-scoring old ones.
+          if (static_cast<int>(i) < n_mutants)
+            return var.mutate(par_rows.data() + rng.below(np) * cols, rng, out, 1.0 + failures);
+          const uint8_t* a = par_rows.data() + rng.below(np) * cols;
+          const uint8_t* b = par_rows.data() + rng.below(np) * cols;
+          return var.crossover(a, b, rng, out, failures);
+        },
+        &brood, &stats);
+    if (brood.size == 0) break;  // every reachable subnet near the parents was scored already
+    score_brood();
+    pop_rows.swap(par_rows);
+    pop_keys.swap(par_keys);
+    pop_scores.swap(par_scores);
+    absorb_brood();
+    result.generations_run = g;
+    if (on_generation && !on_generation(g)) {
+      result.stopped = true;
+      break;
+    }
+  }
+
+  result.candidates = stats.candidates;
+  result.rejected = stats.rejected;
+  result.duplicates = stats.duplicates;
+  result.best_peak = evaluator.peak(result.best_row.data());
+  return result;
+}
+
+}  // namespace moofa
