@@ -112,6 +112,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # cap on batches per epoch (quick runs, tests)
     val_batches: int | None = None  # cap on validation batches
     calib_batches: int = 8  # training batches that recalibrate BatchNorm before validating a subnet
+    val_every_epochs: int = 1  # validate every N epochs (0: only at the end of each phase)
 
     def space_obj(self):
         from .spaces import get_space
@@ -411,42 +412,6 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-# --- progress --------------------------------------------------------------------------------
-
-
-class _Progress:
-    """tqdm when installed, else a plain line every few percent on stderr."""
-
-    def __init__(self, total: int, desc: str, enabled: bool, initial: int = 0):
-        self.enabled, self.total, self.n, self.desc = enabled, total, initial, desc
-        self.bar = None
-        self._last = -1
-        if enabled:
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=True)
-            except ImportError:
-                pass
-
-    def update(self, loss: float) -> None:
-        self.n += 1
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-            self.bar.update(1)
-            return
-        pct = int(100 * self.n / max(1, self.total))
-        if pct // 10 != self._last // 10 or self.n == self.total:
-            self._last = pct
-            print(f"{self.desc}: {self.n}/{self.total} ({pct}%) loss {loss:.3f}", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 # --- training --------------------------------------------------------------------------------
 
 
@@ -538,6 +503,7 @@ def train(
     import torch.distributed as dist
     import torch.nn.functional as F
 
+    from ._progress import Progress
     from .data import load_dataset, make_loader
     from .nn.supernet import Supernet, check_same_space
 
@@ -654,7 +620,7 @@ def train(
             n_batches = len(probe) if cfg.steps_per_epoch is None else min(len(probe), cfg.steps_per_epoch)
             total_steps = phase.epochs * n_batches
             first_epoch = pos["epoch"] if phase_idx == pos["phase"] else 0
-            bar = _Progress(
+            bar = Progress(
                 total_steps,
                 f"{phase.name}",
                 progress and is_main,
@@ -730,7 +696,7 @@ def train(
                     }
                     if is_main and (batch_no % cfg.log_every == 0 or batch_no == n_batches):
                         metrics.write({**record, "seconds": round(time.perf_counter() - t0, 4)})
-                    bar.update(last_loss)
+                    bar.update(1, loss=f"{last_loss:.3f}")
                     if (
                         cfg.checkpoint_every
                         and pos["global_step"] % cfg.checkpoint_every == 0
@@ -753,9 +719,11 @@ def train(
                     if on_step is not None:
                         on_step(record)
                 # End of epoch: validate the largest and smallest subnets, then checkpoint.
+                last_epoch = epoch == phase.epochs - 1
+                due = last_epoch or (cfg.val_every_epochs > 0 and (epoch + 1) % cfg.val_every_epochs == 0)
                 top1 = (
                     _validate(model, train_set, val_set, cfg, resolutions, dev, kernels, depths, expands)
-                    if is_main
+                    if is_main and due
                     else (None, None)
                 )
                 if is_main:
