@@ -12,14 +12,14 @@ class Progress:
     ``enabled=None`` shows the bar only when stderr is a terminal.
     """
 
-    def __init__(self, total: int, desc: str, enabled: bool | None = None, stream=None):
+    def __init__(self, total: int, desc: str, enabled: bool | None = None, stream=None, initial: int = 0):
         self.total = int(total)
         self.desc = desc
         self.stream = stream if stream is not None else sys.stderr
         if enabled is None:
             enabled = bool(getattr(self.stream, "isatty", lambda: False)())
         self.enabled = bool(enabled)
-        self.done = 0
+        self.done = int(initial)  # work already done (a resumed job)
         self._tqdm = None
         self._start = time.perf_counter()
         self._postfix = ""
@@ -29,7 +29,7 @@ class Progress:
             except ImportError:
                 tqdm = None
             if tqdm is not None and stream is None:
-                self._tqdm = tqdm(total=self.total, desc=desc, file=self.stream)
+                self._tqdm = tqdm(total=self.total, desc=desc, file=self.stream, initial=self.done)
             else:
                 self._draw()
 

@@ -38,6 +38,7 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "mutation_ratio": 0.5,           # share of the children bred by mutation (the rest: crossover)
     "mutate_prob": 0.1,              # per block slot (kernel + expand) and per stage depth
     "resolution_mutate_prob": 0.5,   # input resolution
+    "resolution_niche": 1,           # parents kept per input resolution first (0: plain OFA selection)
     "max_mflops": None,              # optional constraint
     "max_params": None,              # optional constraint
     "memory_model": "full",          # "full" (paper: inputs + outputs + weights) or "activations" (MCU)
@@ -57,7 +58,7 @@ _OBJECTIVES = ("top1", "peak", "mflops")
 
 # --- results ----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SearchResult:
     """The best subnet found under a budget, with everything needed to trust and deploy it.
 
@@ -114,7 +115,7 @@ class SearchResult:
                 f"evaluations={self.evaluations}, seconds={self.seconds:.3f})")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ParetoFront:
     """Non-dominated subnets: no other found subnet is both more accurate and smaller
     (and, with the ``mflops`` objective, cheaper). Sorted by peak memory.
@@ -322,6 +323,7 @@ def search(budget, space: str | Space = "moofa", predictor=None, seed: int = 0, 
         mutation_ratio=_ratio("mutation_ratio", opts["mutation_ratio"]),
         mutate_prob=_ratio("mutate_prob", opts["mutate_prob"]),
         resolution_mutate_prob=_ratio("resolution_mutate_prob", opts["resolution_mutate_prob"]),
+        resolution_niche=_int("resolution_niche", opts["resolution_niche"], 0),
         seed=seed, threads=_int("threads", opts["threads"], 0),
         max_tries=_int("max_tries", opts["max_tries"], 1), max_evaluations=max_evaluations)
     if raw["interrupted"]:

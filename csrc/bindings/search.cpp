@@ -47,6 +47,9 @@ class CallableScorer : public Scorer {
     py::array_t<uint8_t> batch({sn, static_cast<py::ssize_t>(n_columns_)});
     std::memcpy(batch.mutable_data(), rows, n * static_cast<std::size_t>(n_columns_));
     py::object returned = fn_(batch);
+    if (returned.is_none())
+      throw py::value_error("the predictor returned None; it must return one number per config (" +
+                            std::to_string(n) + " here)");
     auto scores = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(returned);
     if (!scores)
       throw py::value_error("the predictor must return one number per config (a list or 1-D array of " +
@@ -206,8 +209,8 @@ void search(py::module_& m) {
       "evolve",
       [](const Evaluator& ev, const py::object& predictor, int64_t max_peak, std::optional<double> max_mflops,
          std::optional<int64_t> max_params, int population, int generations, double parent_ratio,
-         double mutation_ratio, double mutate_prob, double resolution_mutate_prob, uint64_t seed, int threads,
-         int max_tries, int64_t max_evaluations, const py::object& progress) {
+         double mutation_ratio, double mutate_prob, double resolution_mutate_prob, int resolution_niche,
+         uint64_t seed, int threads, int max_tries, int64_t max_evaluations, const py::object& progress) {
         const Constraints c = make_constraints(max_peak, max_mflops, max_params);
         EvolutionOptions o;
         o.population = population;
@@ -216,6 +219,7 @@ void search(py::module_& m) {
         o.mutation_ratio = mutation_ratio;
         o.mutate_prob = mutate_prob;
         o.resolution_mutate_prob = resolution_mutate_prob;
+        o.resolution_niche = resolution_niche;
         o.seed = seed;
         o.threads = threads;
         o.max_tries = max_tries;
@@ -244,8 +248,8 @@ void search(py::module_& m) {
       py::arg("evaluator"), py::arg("predictor"), py::kw_only(), py::arg("max_peak"),
       py::arg("max_mflops") = py::none(), py::arg("max_params") = py::none(), py::arg("population") = 100,
       py::arg("generations") = 500, py::arg("parent_ratio") = 0.25, py::arg("mutation_ratio") = 0.5,
-      py::arg("mutate_prob") = 0.1, py::arg("resolution_mutate_prob") = 0.5, py::arg("seed") = 0,
-      py::arg("threads") = 0, py::arg("max_tries") = 100, py::arg("max_evaluations") = 0,
+      py::arg("mutate_prob") = 0.1, py::arg("resolution_mutate_prob") = 0.5, py::arg("resolution_niche") = 1,
+      py::arg("seed") = 0, py::arg("threads") = 0, py::arg("max_tries") = 100, py::arg("max_evaluations") = 0,
       py::arg("progress") = py::none(),
       "OFA-style evolutionary search under a peak budget; returns a dict (best_row, best_score, history, ...)");
 

@@ -208,7 +208,7 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
   breed(
       var, seen, n_pop, options.seed, /*phase=*/3, 0, options.threads, options.max_tries,
       [&](std::size_t i, Rng& rng, int, uint8_t* out) {
-        const double t = (static_cast<double>(i) + 1.0) / static_cast<double>(n_pop);
+        const double t = static_cast<double>(i) / static_cast<double>(n_pop - 1);  // population >= 2
         const auto cap = static_cast<int64_t>(static_cast<double>(lo) + t * static_cast<double>(hi - lo));
         return var.sample(rng, std::max(lo, cap), out);
       },

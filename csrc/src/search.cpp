@@ -28,6 +28,7 @@ void EvolutionOptions::validate() const {
   require(mutate_prob >= 0.0 && mutate_prob <= 1.0, "mutate_prob must be in [0, 1]");
   require(resolution_mutate_prob >= 0.0 && resolution_mutate_prob <= 1.0,
           "resolution_mutate_prob must be in [0, 1]");
+  require(resolution_niche >= 0, "resolution_niche must be >= 0");
   require(max_tries >= 1, "max_tries must be at least 1");
   require(max_evaluations >= 0, "max_evaluations must be >= 0 (0: no limit)");
 }
@@ -95,13 +96,35 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer, const C
   result.stopped = !go_on;
 
   for (int g = 1; go_on && g <= options.generations && result.evaluations < eval_limit; ++g) {
-    // Truncation selection: the best n_parents survive (stable: older first on ties).
+    // Truncation selection: the best n_parents survive (stable: older first on ties),
+    // except that the best resolution_niche of each input resolution are kept first. The
+    // budget ties every gene to the resolution, so a population tuned at one resolution
+    // rarely crosses to another whose own optimum is better; niches keep those lineages.
     const std::size_t n_pop = pop_scores.size();
     order.resize(n_pop);
     std::iota(order.begin(), order.end(), std::size_t{0});
     std::stable_sort(order.begin(), order.end(),
                      [&](std::size_t a, std::size_t b) { return pop_scores[a] > pop_scores[b]; });
     const std::size_t n_par = std::min<std::size_t>(static_cast<std::size_t>(n_parents), n_pop);
+    if (options.resolution_niche > 0) {
+      std::vector<int> per_res(evaluator.space().resolutions.size(), 0);
+      std::vector<char> reserved(n_pop, 0);
+      std::vector<std::size_t> picked;
+      for (std::size_t i : order) {
+        if (picked.size() == n_par) break;
+        if (per_res[pop_keys[i * cols]]++ < options.resolution_niche) {
+          reserved[i] = 1;
+          picked.push_back(i);
+        }
+      }
+      for (std::size_t i : order) {
+        if (picked.size() == n_par) break;
+        if (!reserved[i]) picked.push_back(i);
+      }
+      std::stable_sort(picked.begin(), picked.end(),
+                       [&](std::size_t a, std::size_t b) { return pop_scores[a] > pop_scores[b]; });
+      std::copy(picked.begin(), picked.end(), order.begin());
+    }
     par_rows.resize(n_par * cols);
     par_keys.resize(n_par * cols);
     par_scores.resize(n_par);

@@ -224,10 +224,11 @@ void Variation::mutate_genes(uint8_t* out, Rng& rng, double prob, double resolut
   if (rng.chance(resolution_prob) && !feasible_res_.empty())
     out[0] = feasible_res_[rng.below(static_cast<int>(feasible_res_.size()))];
   const int r = out[0];
+  Coins coins(rng, prob);
   for (int s = 0; s < n_stages_; ++s) {
     const int forced = coupled_ ? coupled_expand(out[spec_.col_depth(s)]) : -1;
     for (int j = 0; j < spec_.stages[s].max_depth; ++j) {
-      if (!rng.chance(prob)) continue;
+      if (!coins.flip()) continue;
       const int slot = first_slot_[s] + j;
       if (draw_slot(rng, slot, r, forced, c_.max_peak, out)) continue;
       out[col_kernel(slot)] = static_cast<uint8_t>(rng.below(n_k_));
@@ -235,7 +236,7 @@ void Variation::mutate_genes(uint8_t* out, Rng& rng, double prob, double resolut
     }
   }
   for (int s = 0; s < n_stages_; ++s)
-    if (rng.chance(prob)) set_depth(out, s, rng.below(n_d_));
+    if (coins.flip()) set_depth(out, s, rng.below(n_d_));
 }
 
 bool Variation::mutate(const uint8_t* parent, Rng& rng, uint8_t* out, double strength) const {

@@ -3,8 +3,8 @@
 // constraint-aware operators as the single-objective evolution.
 //
 // Two additions over textbook NSGA-II: the initial population is stratified over peak
-// budgets from the space's smallest to its largest peak (random subnets would crowd the
-// middle), and the returned front is the non-dominated set of *every* subnet scored
+// budgets from the space's smallest peak (included) to its largest (random subnets would
+// crowd the middle), and the returned front is the non-dominated set of *every* subnet scored
 // during the run, not only of the last population.
 #pragma once
 

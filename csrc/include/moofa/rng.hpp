@@ -36,6 +36,29 @@ class Rng {
   uint64_t state_;
 };
 
+// Coin flips of probability p (quantised to 1/65536) from 16-bit slices of 64-bit
+// draws: four flips per draw, for the per-gene mutation decisions.
+class Coins {
+ public:
+  Coins(Rng& rng, double p) : rng_(rng), threshold_(static_cast<uint32_t>(p * 65536.0 + 0.5)) {}
+  bool flip() {
+    if (left_ == 0) {
+      bits_ = rng_.next();
+      left_ = 4;
+    }
+    const bool hit = (bits_ & 0xFFFFu) < threshold_;
+    bits_ >>= 16;
+    --left_;
+    return hit;
+  }
+
+ private:
+  Rng& rng_;
+  uint32_t threshold_;
+  uint64_t bits_ = 0;
+  int left_ = 0;
+};
+
 // Stream ids of the search: one per (phase, generation, individual), never reused.
 inline uint64_t stream_id(uint64_t phase, uint64_t generation, uint64_t individual) {
   return (phase << 56) ^ (generation << 28) ^ individual;

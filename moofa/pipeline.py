@@ -1,0 +1,282 @@
+"""The whole moofa workflow in one call: train a supernet, measure subnets, train a predictor,
+search under a memory budget, extract the winner and check it.
+
+    python -m moofa.pipeline --workdir runs/demo            # digits-tiny, a few minutes on a CPU
+
+Steps (each resumable: run the same command again after an interruption):
+
+1. progressive-shrinking training of the supernet (``moofa.train``) -> ``supernet/``;
+2. a balanced accuracy data set (``moofa.dataset.build_dataset``): subnets drawn evenly over
+   peak-memory bins, each extracted, BatchNorm-recalibrated and evaluated on the validation
+   split -> ``accuracy.jsonl``;
+3. an accuracy predictor trained on it (``moofa.predictor_train``) -> ``predictor.npz/.json``;
+4. the evolutionary search under the budget (``moofa.search``);
+5. the winner extracted, recalibrated and measured: top-1 on the validation split, peak memory
+   from the C++ evaluator and from forward hooks on the real module -> ``report.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = ["PipelineResult", "SubnetEvaluator", "pipeline_main", "run_pipeline"]
+
+
+@dataclass
+class PipelineResult:
+    """What the end-to-end run found; memory in items (x4 for float32 bytes)."""
+
+    subnet: dict
+    budget: int
+    predicted_top1: float
+    measured_top1: float
+    cpp_peak: int
+    hooked_peak: int
+    hist_equal: bool
+    mflops: float
+    params: int
+    dataset_records: int
+    predictor_oob: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    workdir: str = ""
+
+    def summary(self) -> str:
+        return (
+            f"winner under {self.budget:,} items: {self.subnet}\n"
+            f"  top-1 predicted {self.predicted_top1:.2f}%, measured {self.measured_top1:.2f}% "
+            f"(difference {self.measured_top1 - self.predicted_top1:+.2f} points)\n"
+            f"  peak memory: C++ evaluator {self.cpp_peak:,} items, forward hooks {self.hooked_peak:,} items "
+            f"({'identical' if self.hist_equal else 'DIFFERENT'} per-layer histograms)\n"
+            f"  {self.mflops:.2f} MFLOPs, {self.params:,} parameters"
+        )
+
+
+class SubnetEvaluator:
+    """Top-1 (percent) of subnets of a trained supernet on a validation split, each extracted
+    and BatchNorm-recalibrated on the same fixed training batches at its own resolution."""
+
+    def __init__(
+        self,
+        supernet,
+        train_set,
+        val_set,
+        *,
+        calib_batches: int = 8,
+        batch_size: int = 64,
+        crop_scale=(0.08, 1.0),
+        seed: int = 0,
+        device=None,
+    ):
+        self.supernet, self.train_set, self.val_set = supernet.eval(), train_set, val_set
+        self.calib_batches, self.batch_size, self.crop_scale, self.seed = (
+            calib_batches,
+            batch_size,
+            crop_scale,
+            seed,
+        )
+        self.device = device or next(supernet.parameters()).device
+        self._calib: dict[int, list] = {}
+        self._val: dict[int, list] = {}
+
+    def _batches(self, res: int):
+        from .data import make_loader
+
+        if res not in self._calib:
+            loader = make_loader(
+                self.train_set,
+                min(self.batch_size, len(self.train_set)),
+                [res],
+                train=True,
+                seed=self.seed,
+                scale=self.crop_scale,
+            )
+            self._calib[res] = [x.to(self.device) for _, (x, _) in zip(range(self.calib_batches), loader)]
+            self._val[res] = list(make_loader(self.val_set, 256, [res], train=False))
+        return self._calib[res], self._val[res]
+
+    def model(self, config):
+        """The extracted, recalibrated subnet (eval mode)."""
+        from .subnet import Subnet
+
+        net = Subnet.from_dict(config)
+        calib, _ = self._batches(net.image_size)
+        return self.supernet.recalibrated(net, calib)
+
+    def __call__(self, config) -> float:
+        from .subnet import Subnet
+        from .train import evaluate
+
+        net = Subnet.from_dict(config)
+        _, val = self._batches(net.image_size)
+        return evaluate(self.model(net), val, self.device)
+
+
+def run_pipeline(
+    workdir: str | os.PathLike,
+    *,
+    config="digits-tiny",
+    budget=None,
+    n_per_bin: int = 20,
+    bins: int = 8,
+    predictor_epochs: int = 200,
+    population: int = 100,
+    generations: int = 100,
+    seed: int = 0,
+    steps_per_epoch: int | None = None,
+    progress: bool = True,
+    device: str | None = None,
+) -> PipelineResult:
+    """Run the end-to-end workflow in ``workdir`` (see the module docstring).
+
+    ``config``: a training config (see :func:`moofa.train.load_config`; default the built-in
+    ``digits-tiny``). ``budget``: items or a string like ``"60k"``; default the median peak of
+    the accuracy data set. ``n_per_bin`` x ``bins`` subnets are evaluated for the predictor.
+    ``steps_per_epoch`` caps training (quick runs). Writes ``report.json`` and returns a
+    :class:`PipelineResult`.
+    """
+    import numpy as np
+    import torch
+
+    from .data import load_dataset
+    from .dataset import build_dataset
+    from .memory import profile
+    from .nn import Supernet, export, profile_memory
+    from .predictor_train import train_predictor
+    from .search import search
+    from .subnet import Subnet
+    from .train import CHECKPOINT, load_config, train
+    from .units import parse_budget
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(config, steps_per_epoch=steps_per_epoch, seed=seed)
+    space = cfg.space_obj()
+    seconds = {}
+
+    t0 = time.perf_counter()
+    run_dir = workdir / "supernet"
+    weights = run_dir / "supernet.npz"
+    if not weights.is_file():
+        train(cfg, run_dir, resume=(run_dir / CHECKPOINT).is_file(), device=device, progress=progress)
+    supernet = Supernet.load(weights)
+    if device:
+        supernet.to(device)
+    space = supernet.space  # the data set's class count
+    seconds["train"] = round(time.perf_counter() - t0, 1)
+
+    t0 = time.perf_counter()
+    evaluator = SubnetEvaluator(
+        supernet,
+        load_dataset(cfg.data, "train"),
+        load_dataset(cfg.data, "val"),
+        calib_batches=cfg.calib_batches,
+        batch_size=cfg.batch_size,
+        crop_scale=cfg.crop_scale,
+        seed=seed,
+    )
+    summary = build_dataset(
+        space,
+        evaluator,
+        workdir / "accuracy.jsonl",
+        n_per_bin=n_per_bin,
+        bins=bins,
+        seed=seed,
+        progress=progress,
+    )
+    records = [json.loads(line) for line in (workdir / "accuracy.jsonl").read_text().splitlines() if line]
+    seconds["dataset"] = round(time.perf_counter() - t0, 1)
+
+    t0 = time.perf_counter()
+    predictor = train_predictor(
+        records, space, epochs=predictor_epochs, seed=seed, name=f"{space.name}-pipeline"
+    )
+    predictor.save(workdir / "predictor")
+    seconds["predictor"] = round(time.perf_counter() - t0, 1)
+
+    t0 = time.perf_counter()
+    items = (
+        parse_budget(budget) if budget is not None else int(np.median([r["peak_memory"] for r in records]))
+    )
+    result = search(
+        items, space, predictor=predictor, seed=seed, population=population, generations=generations
+    )
+    seconds["search"] = round(time.perf_counter() - t0, 1)
+
+    t0 = time.perf_counter()
+    net = Subnet.from_dict(result.subnet.to_dict())
+    model = evaluator.model(net)
+    measured = evaluator(net)
+    with torch.no_grad():
+        hooked = profile_memory(model, (1, space.in_channels, net.image_size, net.image_size))
+    computed = profile(net, space)
+    # The deployable winner: TorchScript (any input size) and its config.
+    export(model, workdir / "winner.pt", (1, space.in_channels, net.image_size, net.image_size))
+    (workdir / "winner.json").write_text(json.dumps(net.to_dict()))
+    seconds["check"] = round(time.perf_counter() - t0, 1)
+
+    out = PipelineResult(
+        subnet=net.to_dict(),
+        budget=int(items),
+        predicted_top1=float(result.top1),
+        measured_top1=float(measured),
+        cpp_peak=int(result.peak),
+        hooked_peak=int(hooked.peak),
+        hist_equal=hooked.hist == computed.hist,
+        mflops=float(computed.mflops),
+        params=int(computed.params),
+        dataset_records=int(summary["records"]),
+        predictor_oob=dict(predictor.metadata.get("validation", {}).get("out_of_bag", {}) or {}),
+        seconds=seconds,
+        workdir=str(workdir),
+    )
+    tmp = workdir / "report.json.tmp"
+    tmp.write_text(json.dumps(asdict(out), indent=1))
+    os.replace(tmp, workdir / "report.json")
+    return out
+
+
+def pipeline_main(argv: Sequence[str] | None = None) -> int:
+    """``moofa pipeline`` / ``python -m moofa.pipeline``: see ``--help``."""
+    p = argparse.ArgumentParser(prog="moofa pipeline", description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", required=True, help="folder for every artefact (resumable)")
+    p.add_argument("--config", default="digits-tiny", help="training config: a TOML path or a built-in name")
+    p.add_argument("--budget", help="peak-memory budget: items (60000), '60k' or bytes ('240kB')")
+    p.add_argument("--n-per-bin", type=int, default=20, help="subnets evaluated per peak-memory bin")
+    p.add_argument("--bins", type=int, default=8, help="peak-memory bins of the accuracy data set")
+    p.add_argument("--generations", type=int, default=100)
+    p.add_argument("--population", type=int, default=100)
+    p.add_argument("--steps-per-epoch", type=int, help="cap the training batches per epoch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="cpu, cuda, ... (default: the GPU if any)")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        res = run_pipeline(
+            args.workdir,
+            config=args.config,
+            budget=args.budget,
+            n_per_bin=args.n_per_bin,
+            bins=args.bins,
+            generations=args.generations,
+            population=args.population,
+            seed=args.seed,
+            steps_per_epoch=args.steps_per_epoch,
+            progress=not args.no_progress,
+            device=args.device,
+        )
+    except ValueError as exc:
+        print(f"moofa pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    print(res.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(pipeline_main())

@@ -1,0 +1,321 @@
+"""moofa._core search bindings: evolve, nsga2, non_dominated, LinearScorer.
+
+Ground truth: oracle.py (layer-by-layer peaks), numpy one-hot models and brute force.
+"""
+
+from __future__ import annotations
+
+import _thread
+import threading
+
+import numpy as np
+import oracle
+import pytest
+import search_helpers as helpers
+
+import moofa
+from moofa import _core
+from moofa.memory import spec
+
+SPACES = ["ofa", "compofa", "moofa", "moofa-e346", "moofa-e1-2"]
+
+
+def random_linear(space: str, seed: int = 0):
+    sp = moofa.get_space(space)
+    w = np.random.default_rng(seed).normal(size=_core.LinearScorer.n_features(spec(sp)))
+    return _core.LinearScorer(spec(sp), w.astype(np.float32), 70.0), w.astype(np.float32), 70.0
+
+
+def oracle_peak(space: str, row: np.ndarray, **kw) -> int:
+    net = moofa.decode(row[None, :], space)[0]
+    return oracle.evaluate(moofa.get_space(space), net.ks, net.e, net.d, net.image_size, **kw)["peak"]
+
+
+# --- LinearScorer ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("space", SPACES)
+def test_linear_scorer_equals_numpy_one_hot_model(space):
+    scorer, w, b = random_linear(space, seed=1)
+    rows = moofa.random_subnets(500, space, seed=2)
+    configs = [n.to_dict() for n in moofa.decode(rows, space)]
+    expected = helpers.one_hot(configs, space) @ w.astype(np.float64) + b
+    np.testing.assert_allclose(scorer.score(rows), expected, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(scorer.score(rows, threads=2), scorer.score(rows, threads=1))
+
+
+def test_linear_scorer_rejects_bad_weights_and_rows():
+    sp = spec(moofa.get_space("moofa"))
+    n = _core.LinearScorer.n_features(sp)
+    assert n == 4 + 20 * 3 + 20 * 3  # the published 124-dim encoding
+    with pytest.raises(ValueError, match="124"):
+        _core.LinearScorer(sp, np.zeros(n - 1, np.float32), 0.0)
+    with pytest.raises(ValueError, match="finite"):
+        _core.LinearScorer(sp, np.full(n, np.nan, np.float32), 0.0)
+    scorer = _core.LinearScorer(sp, np.zeros(n, np.float32), 0.0)
+    rows = moofa.random_subnets(3, "moofa", seed=0)
+    rows[1, 0] = 4  # resolution index out of range
+    with pytest.raises(ValueError, match="row 1, column 0"):
+        scorer.score(rows)
+    with pytest.raises(ValueError, match=r"\(n, 46\)"):
+        scorer.score(rows[:, :10])
+
+
+# --- evolve --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("space", SPACES)
+def test_evolve_best_fits_and_its_score_is_the_scorer_s(space):
+    scorer, _, _ = random_linear(space)
+    budget = moofa.min_peak(space)[0] + 60_000
+    out = _core.evolve(moofa.evaluator(space), scorer, max_peak=budget, population=50, generations=30, seed=3)
+    row = out["best_row"]
+    assert out["best_peak"] == oracle_peak(space, row) <= budget
+    assert out["best_score"] == pytest.approx(float(scorer.score(row[None, :])[0]), abs=1e-5)
+    history = out["history"]
+    assert len(history) == out["generations_run"] + 1 == 31
+    assert np.all(np.diff(history) >= 0) and history[-1] == pytest.approx(out["best_score"])
+    assert out["evaluations"] <= 50 * 31 and out["candidates"] >= out["evaluations"]
+
+
+@pytest.mark.parametrize("space", ["ofa", "compofa", "moofa"])
+@pytest.mark.parametrize("budget", [325_000, 400_000, 600_000, 800_000])
+def test_evolve_reaches_the_exact_optimum_of_a_linear_model(shared_dir, space, budget):
+    # A linear one-hot model under a separable peak has an exact optimum (per-stage DP
+    # over oracle slot figures): the search must find it.
+    scorer, w, b = helpers.ridge_scorer(shared_dir / "data", f"{space}-imagenet", space)
+    best = helpers.exact_linear_optimum(w, b, space, budget, helpers.SlotTables(space))
+    out = _core.evolve(moofa.evaluator(space), scorer, max_peak=budget, seed=0)
+    assert out["best_score"] == pytest.approx(best, abs=2e-3)
+
+
+def test_evolve_is_deterministic_across_thread_counts():
+    scorer, _, _ = random_linear("moofa")
+    ev = moofa.evaluator("moofa")
+    # 600 children per generation: the breeding really runs on several threads.
+    runs = [_core.evolve(ev, scorer, max_peak=400_000, population=600, generations=6, seed=11, threads=t)
+            for t in (1, 2, 3)]
+    for other in runs[1:]:
+        assert other.keys() == runs[0].keys()
+        for key, value in runs[0].items():
+            np.testing.assert_array_equal(other[key], value, err_msg=key)
+    other_seed = _core.evolve(ev, scorer, max_peak=400_000, population=600, generations=6, seed=12)
+    assert not np.array_equal(other_seed["history"], runs[0]["history"])
+
+
+@pytest.mark.parametrize("space", ["compofa", "moofa-e1-2"])
+def test_evolve_scores_each_subnet_once_and_only_valid_ones(space):
+    seen: set[bytes] = set()
+    batches = []
+    budget = moofa.min_peak(space)[0] + 100_000
+    tables = helpers.SlotTables(space)
+    base, _, _ = random_linear(space, seed=5)
+
+    def predictor(rows):
+        assert rows.dtype == np.uint8 and rows.shape[1] == moofa.get_space(space).n_columns
+        # decode() checks every column, CompOFA's depth -> expand coupling included.
+        moofa.decode(rows, space)
+        assert np.all(tables.peaks(rows) <= budget)
+        for row in rows:
+            key = bytes(canonical(space, row))
+            assert key not in seen, "a subnet was scored twice"
+            seen.add(key)
+        batches.append(len(rows))
+        return base.score(rows)
+
+    out = _core.evolve(moofa.evaluator(space), predictor, max_peak=budget, population=40, generations=40,
+                       seed=2)
+    assert sum(batches) == out["evaluations"] == len(seen)
+    assert max(batches) <= 40  # one batch per generation
+
+
+def canonical(space: str, row: np.ndarray) -> np.ndarray:
+    """Idle slots zeroed (their genes do not change the subnet), computed independently."""
+    sp = moofa.get_space(space)
+    out = row.copy()
+    s, n = sp.n_stages, sp.n_slots
+    first = 0
+    for i, stage in enumerate(sp.stages):
+        depth = sp.depths[row[1 + i]]
+        for j in range(depth, stage.max_depth):
+            out[1 + s + first + j] = 0
+            out[1 + s + n + first + j] = 0
+        first += stage.max_depth
+    return out
+
+
+def test_evolve_stops_at_max_evaluations():
+    scorer, _, _ = random_linear("moofa")
+    out = _core.evolve(moofa.evaluator("moofa"), scorer, max_peak=500_000, population=30, generations=100,
+                       max_evaluations=95)
+    assert out["evaluations"] == 95
+    assert out["generations_run"] == 3  # 30 + 30 + 30 + 5
+
+
+def test_evolve_respects_mflops_and_params_limits():
+    space = "ofa"
+    scorer, _, _ = random_linear(space)
+    out = _core.evolve(moofa.evaluator(space), scorer, max_peak=700_000, max_mflops=150.0,
+                       max_params=4_000_000, population=40, generations=20, seed=1)
+    net = moofa.decode(out["best_row"][None, :], space)[0]
+    truth = oracle.evaluate(moofa.get_space(space), net.ks, net.e, net.d, net.image_size)
+    assert truth["peak"] <= 700_000 and truth["mflops"] <= 150.0 and truth["params"] <= 4_000_000
+
+
+def test_evolve_activations_memory_model():
+    scorer, _, _ = random_linear("moofa")
+    budget = 150_000  # below the full model's minimum, fine for activations only
+    out = _core.evolve(moofa.evaluator("moofa", "activations"), scorer, max_peak=budget, population=30,
+                       generations=10)
+    assert oracle_peak("moofa", out["best_row"], activations_only=True) <= budget
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"population": 0}, "population"), ({"generations": -1}, "generations"),
+    ({"parent_ratio": 0.0}, "parent_ratio"),
+    ({"mutation_ratio": 1.5}, "mutation_ratio"), ({"mutate_prob": -0.1}, "mutate_prob"),
+    ({"resolution_mutate_prob": 2.0}, "resolution_mutate_prob"), ({"max_tries": 0}, "max_tries"),
+    ({"max_peak": 0}, "max_peak"), ({"max_mflops": -1.0}, "max_mflops"), ({"max_params": 0}, "max_params"),
+    ({"resolution_niche": -1}, "resolution_niche"), ({"max_evaluations": -5}, "max_evaluations"),
+])
+def test_evolve_rejects_bad_options(bad, message):
+    scorer, _, _ = random_linear("moofa")
+    kwargs = {"max_peak": 400_000, "population": 10, "generations": 2, **bad}
+    with pytest.raises(ValueError, match=message):
+        _core.evolve(moofa.evaluator("moofa"), scorer, **kwargs)
+
+
+def test_evolve_rejects_infeasible_constraints_and_foreign_scorers():
+    scorer, _, _ = random_linear("moofa")
+    with pytest.raises(ValueError, match="no subnet satisfying the constraints"):
+        _core.evolve(moofa.evaluator("moofa"), scorer, max_peak=400_000, max_mflops=1.0, population=5,
+                     generations=1, max_tries=5)
+    shallow = moofa.get_space("moofa").replace(name="moofa-3", stages=moofa.get_space("moofa").stages[:3])
+    with pytest.raises(ValueError, match="columns"):
+        _core.evolve(moofa.evaluator(shallow), scorer, max_peak=400_000, population=5, generations=1)
+    with pytest.raises(TypeError, match="predictor must be"):
+        _core.evolve(moofa.evaluator("moofa"), 42, max_peak=400_000)
+
+
+@pytest.mark.parametrize("returned, message", [
+    (lambda rows: np.zeros(len(rows) + 1), r"shape \(\d+,\)"),
+    (lambda rows: np.zeros((len(rows), 2)), r"shape \(\d+, 2\)"),
+    (lambda rows: np.where(np.arange(len(rows)) == 3, np.nan, 1.0), r"non-finite score \(nan\) for config 3"),
+    (lambda rows: np.full(len(rows), np.inf), "non-finite score"),
+    (lambda rows: ["high"] * len(rows), "one number per config"),
+    (lambda rows: None, "one number per config"),
+])
+def test_callable_predictor_output_is_checked(returned, message):
+    with pytest.raises(ValueError, match=message):
+        _core.evolve(moofa.evaluator("moofa"), returned, max_peak=400_000, population=10, generations=2)
+
+
+def test_callable_predictor_exceptions_propagate():
+    def broken(rows):
+        raise RuntimeError("predictor exploded")
+
+    with pytest.raises(RuntimeError, match="predictor exploded"):
+        _core.evolve(moofa.evaluator("moofa"), broken, max_peak=400_000, population=10, generations=2)
+    # A column of scores (n, 1), as a regression model returns, is accepted.
+    scorer, _, _ = random_linear("moofa")
+    out = _core.evolve(moofa.evaluator("moofa"), lambda r: scorer.score(r)[:, None], max_peak=400_000,
+                       population=10, generations=2)
+    assert out["evaluations"] > 0
+
+
+# --- non_dominated and NSGA-II ---------------------------------------------------------------
+
+def brute_force_front(scores, peaks, mflops=None):
+    pts = np.stack([-np.asarray(scores, float), np.asarray(peaks, float)]
+                   + ([np.asarray(mflops, float)] if mflops is not None else []), axis=1)
+    keep = []
+    for i, p in enumerate(pts):
+        dominated = np.any(np.all(pts <= p, axis=1) & np.any(pts < p, axis=1))
+        duplicate = np.any(np.all(pts[:i] == p, axis=1))
+        if not dominated and not duplicate:
+            keep.append(i)
+    return sorted(keep)
+
+
+@pytest.mark.parametrize("with_mflops", [False, True])
+def test_non_dominated_matches_brute_force(with_mflops):
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        n = int(rng.integers(1, 60))
+        scores = rng.integers(0, 8, n).astype(np.float32)  # ties on purpose
+        peaks = rng.integers(0, 8, n).astype(np.int64)
+        mflops = rng.integers(0, 5, n).astype(np.float64) if with_mflops else None
+        got = _core.non_dominated(scores, peaks, mflops)
+        assert sorted(got.tolist()) == brute_force_front(scores, peaks, mflops)
+        assert np.all(np.diff(peaks[got]) >= 0)
+
+
+@pytest.mark.parametrize("space", ["compofa", "moofa"])
+def test_nsga2_front_is_non_dominated_exact_and_deterministic(shared_dir, space):
+    scorer, _, _ = helpers.ridge_scorer(shared_dir / "data", f"{space}-imagenet", space)
+    cap = 700_000
+    ev = moofa.evaluator(space)
+    out = _core.nsga2(ev, scorer, max_peak=cap, population=40, generations=25, seed=1, threads=1)
+    rows, scores, peaks = out["rows"], out["scores"], out["peaks"]
+    assert len(rows) >= 5
+    assert sorted(_core.non_dominated(scores, peaks).tolist()) == list(range(len(rows)))
+    assert brute_force_front(scores, peaks) == list(range(len(rows)))
+    assert np.all(np.diff(peaks) > 0) and np.all(np.diff(scores) > 0)
+    assert [oracle_peak(space, r) for r in rows] == peaks.tolist()
+    # The stratified initial population starts at the space's smallest peak.
+    assert peaks.max() <= cap and peaks.min() == moofa.min_peak(space)[0]
+    np.testing.assert_allclose(scorer.score(rows), scores, atol=1e-5)
+    again = _core.nsga2(ev, scorer, max_peak=cap, population=40, generations=25, seed=1, threads=2)
+    np.testing.assert_array_equal(again["rows"], rows)
+
+
+def test_nsga2_with_mflops_objective():
+    scorer, _, _ = random_linear("moofa", seed=8)
+    out = _core.nsga2(moofa.evaluator("moofa"), scorer, minimize_mflops=True, population=30, generations=15)
+    truth = [moofa.profile(n, "moofa").mflops for n in moofa.decode(out["rows"], "moofa")]
+    np.testing.assert_allclose(out["mflops"], truth)
+    assert brute_force_front(out["scores"], out["peaks"], out["mflops"]) == list(range(len(out["rows"])))
+
+
+def test_nsga2_front_tracks_the_exact_linear_optimum(shared_dir):
+    space = "moofa"
+    scorer, w, b = helpers.ridge_scorer(shared_dir / "data", "moofa-imagenet", space)
+    tables = helpers.SlotTables(space)
+    out = _core.nsga2(moofa.evaluator(space), scorer, max_peak=800_000, population=100, generations=200,
+                      seed=0)
+    gaps = []
+    for budget in range(300_000, 800_001, 25_000):
+        best = helpers.exact_linear_optimum(w, b, space, budget, tables)
+        gaps.append(best - out["scores"][out["peaks"] <= budget].max())
+    assert max(gaps) < 0.5 and np.mean(gaps) < 0.1
+
+
+def test_nsga2_ctrl_c_returns_the_front_found_so_far():
+    scorer, _, _ = random_linear("moofa")
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    try:
+        out = _core.nsga2(moofa.evaluator("moofa"), scorer, population=20, generations=200_000, seed=0)
+    finally:
+        timer.cancel()
+    assert out["interrupted"] is True
+    assert 0 < out["generations_run"] < 200_000 and len(out["rows"]) > 0
+
+
+def test_evolve_ctrl_c_stops_between_generations():
+    scorer, _, _ = random_linear("moofa")
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    try:
+        out = _core.evolve(moofa.evaluator("moofa"), scorer, max_peak=800_000, population=50,
+                           generations=100_000, seed=0)
+    finally:
+        timer.cancel()
+    assert out["interrupted"] is True and 0 < out["generations_run"] < 100_000
+    assert len(out["history"]) == out["generations_run"] + 1
+    # The facade turns it into KeyboardInterrupt (sweeps catch it and keep finished budgets).
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            moofa.search("800k", predictor=scorer, population=50, generations=100_000)
+    finally:
+        timer.cancel()

@@ -1,0 +1,281 @@
+"""moofa.train: progressive shrinking on real data (scikit-learn's digits), exact resume,
+atomic checkpoints, clear errors, and a 2-process Gloo run that stays in sync."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+import moofa.nn as mnn  # noqa: E402
+from moofa import train as mtrain  # noqa: E402
+
+ALL_PHASES = [
+    {"name": "teacher", "epochs": 2, "lr": 0.2, "warmup_epochs": 1},
+    {"name": "kernel", "epochs": 1, "lr": 0.06, "kernels": "all"},
+    {"name": "depth-1", "epochs": 1, "lr": 0.02, "subnets_per_step": 2, "kernels": "all", "depths": 2},
+    {"name": "depth-2", "epochs": 1, "lr": 0.04, "subnets_per_step": 2, "kernels": "all", "depths": "all"},
+    {
+        "name": "expand-1",
+        "epochs": 1,
+        "lr": 0.02,
+        "subnets_per_step": 3,
+        "kernels": "all",
+        "depths": "all",
+        "expands": 2,
+    },
+    {
+        "name": "expand-2",
+        "epochs": 2,
+        "lr": 0.04,
+        "subnets_per_step": 3,
+        "kernels": "all",
+        "depths": "all",
+        "expands": "all",
+    },
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def quick_config(**overrides):
+    """The shipped digits-tiny config, cut to a few steps per epoch."""
+    base = dict(
+        phases=ALL_PHASES,
+        steps_per_epoch=3,
+        batch_size=16,
+        calib_batches=1,
+        val_batches=1,
+        val_batch_size=64,
+        log_every=1,
+        checkpoint_every=2,
+    )
+    base.update(overrides)
+    return mtrain.load_config("digits-tiny", **base)
+
+
+def states_equal(a: dict, b: dict) -> list[str]:
+    return [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def test_training_reduces_the_loss_on_digits(tmp_path):
+    losses = []
+    cfg = quick_config(
+        phases=[{"name": "teacher", "epochs": 2, "lr": 0.2, "warmup_epochs": 1}],
+        steps_per_epoch=40,
+        batch_size=32,
+        calib_batches=4,
+        val_batches=None,
+        val_batch_size=360,
+        checkpoint_every=0,
+    )
+    result = mtrain.train(cfg, tmp_path / "run", progress=False, on_step=lambda r: losses.append(r["loss"]))
+    assert len(losses) == 80
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < first - 0.5, (first, last)
+    # 355 held-out real digits, 10 classes: chance is 10%.
+    assert result.top1_largest > 50
+    assert (tmp_path / "run" / "supernet.npz").is_file()
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("kind,phase,epoch") and len(rows) == 1 + 80 + 2
+
+
+def test_resume_after_interruption_gives_the_same_state(tmp_path):
+    cfg = quick_config()
+    straight = mtrain.train(cfg, tmp_path / "a", progress=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at(step):
+        def hook(record):
+            if record["global_step"] == step:
+                raise Stop
+
+        return hook
+
+    # Interrupted twice: inside the teacher phase (before the teacher weights exist), then in
+    # the middle of an expand phase, between checkpoints (steps after the last one are redone).
+    with pytest.raises(Stop):
+        mtrain.train(cfg, tmp_path / "b", progress=False, on_step=stop_at(3))
+    with pytest.raises(Stop):
+        mtrain.train(cfg, tmp_path / "b", resume=True, progress=False, on_step=stop_at(17))
+    resumed = mtrain.train(cfg, tmp_path / "b", resume=True, progress=False)
+
+    assert resumed.global_step == straight.global_step == 3 * 8
+    a = mnn.Supernet.load(tmp_path / "a" / "supernet").state_dict()
+    b = mnn.Supernet.load(tmp_path / "b" / "supernet").state_dict()
+    assert states_equal(a, b) == []
+
+    # The metrics were not duplicated by the replayed steps and hold the same numbers.
+    def strip(records):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+    assert strip(resumed.metrics) == strip(straight.metrics)
+    # ... and the weights did change during training.
+    fresh = mnn.Supernet(cfg.space_obj()).state_dict()
+    assert states_equal(fresh, a)
+
+
+def test_crash_while_writing_a_checkpoint_leaves_the_last_good_one(tmp_path, monkeypatch):
+    cfg = quick_config(phases=ALL_PHASES[:1])
+    workdir = tmp_path / "run"
+    with pytest.raises(KeyError):  # stop after the first checkpoint (step 2)
+        mtrain.train(
+            cfg,
+            workdir,
+            progress=False,
+            on_step=lambda r: (_ for _ in ()).throw(KeyError("stop")) if r["global_step"] == 2 else None,
+        )
+    good = (workdir / "checkpoint.pt").read_bytes()
+    real_save = torch.save
+
+    def torn_save(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        f.truncate(100)  # half-written file ...
+        raise OSError("No space left on device")  # ... then the crash
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    with pytest.raises(OSError, match="No space left"):
+        mtrain.train(cfg, workdir, resume=True, progress=False)
+    monkeypatch.undo()
+    assert (workdir / "checkpoint.pt").read_bytes() == good
+    assert not [p.name for p in workdir.iterdir() if p.name.endswith(".tmp")]
+    assert mtrain.load_checkpoint(workdir / "checkpoint.pt")["global_step"] == 2
+    done = mtrain.train(cfg, workdir, resume=True, progress=False)
+    assert done.global_step == 6
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    cfg = quick_config(phases=ALL_PHASES[:1], steps_per_epoch=2)
+    workdir = tmp_path / "run"
+    mtrain.train(cfg, workdir, progress=False)
+    ckpt = workdir / "checkpoint.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="corrupt or not a moofa training checkpoint"):
+        mtrain.train(cfg, workdir, resume=True, progress=False)
+    ckpt.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="corrupt"):
+        mtrain.load_checkpoint(ckpt)
+    torch.save({"format": "something-else"}, ckpt)
+    with pytest.raises(ValueError, match="not a moofa training checkpoint"):
+        mtrain.load_checkpoint(ckpt)
+    with pytest.raises(ValueError, match="does not exist"):
+        mtrain.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_config_for_another_space_or_phases_is_refused(tmp_path):
+    cfg = quick_config(phases=ALL_PHASES[:1], steps_per_epoch=2)
+    workdir = tmp_path / "run"
+    mtrain.train(cfg, workdir, progress=False)
+    other = cfg.space_obj().to_dict()
+    other["final_expand_width"] = 72
+    with pytest.raises(
+        ValueError, match="is for space 'digits-tiny', which differs .* in final_expand_width"
+    ):
+        mtrain.train(quick_config(phases=ALL_PHASES[:1], space=other), workdir, resume=True, progress=False)
+    with pytest.raises(ValueError, match="other phases"):
+        mtrain.train(quick_config(phases=ALL_PHASES[:2]), workdir, resume=True, progress=False)
+    with pytest.raises(ValueError, match="already holds a run"):
+        mtrain.train(cfg, workdir, progress=False)
+
+
+def test_config_errors_name_the_field(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['batchsize'\]"):
+        mtrain.load_config("digits-tiny", batchsize=3)
+    with pytest.raises(
+        ValueError, match=r"phases\[0\] \('teacher'\): kernels must be 'max', 'all' or an integer 1..3"
+    ):
+        mtrain.load_config("digits-tiny", phases=[{"name": "teacher", "epochs": 1, "lr": 0.1, "kernels": 5}])
+    with pytest.raises(ValueError, match=r"resolutions \[224\] are not in space 'digits-tiny'"):
+        mtrain.load_config("digits-tiny", resolutions=[224])
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        mtrain.load_config("digits-tiny", batch_size=0)
+    with pytest.raises(ValueError, match="unknown space"):
+        mtrain.load_config("digits-tiny", space="no-such-space")
+    with pytest.raises(ValueError, match="neither a file nor a built-in config"):
+        mtrain.load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("space = \n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        mtrain.load_config(bad)
+    assert {"digits-tiny", "progressive-shrinking"} <= set(mtrain.builtin_configs())
+
+
+def test_published_defaults_are_the_reference_table():
+    cfg = mtrain.load_config("progressive-shrinking")
+    table = [(p.name, p.epochs, p.lr, p.warmup_epochs, p.subnets_per_step) for p in cfg.phases]
+    assert table == [
+        ("teacher", 180, 3e-2, 0, 1),
+        ("kernel", 120, 3e-3, 5, 1),
+        ("depth-1", 25, 2.5e-4, 0, 2),
+        ("depth-2", 120, 7.5e-4, 5, 2),
+        ("expand-1", 25, 2.5e-4, 0, 4),
+        ("expand-2", 120, 2.5e-4, 5, 4),
+    ]
+    assert (cfg.weight_decay, cfg.label_smoothing, cfg.dropout, cfg.kd_ratio, cfg.momentum, cfg.nesterov) == (
+        3e-5,
+        0.1,
+        0.1,
+        1.0,
+        0.9,
+        True,
+    )
+    assert cfg.crop_scale == (0.08, 1.0) and cfg.batch_size == 64
+
+
+def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
+    assert (
+        mtrain.train_main(["digits-tiny", "--workdir", str(tmp_path), "--data", str(tmp_path / "nope")]) == 2
+    )
+    assert "data must be one of" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_stay_in_sync(tmp_path):
+    """torchrun, 2 CPU processes, Gloo: DDP over several sampled subnets per step."""
+    config = tmp_path / "tiny.toml"
+    text = (Path(mtrain.__file__).with_name("configs") / "digits-tiny.toml").read_text()
+    text = text.replace(
+        "batch_size = 32", "batch_size = 8\nsteps_per_epoch = 3\ncalib_batches = 1\nval_batches = 1"
+    )
+    config.write_text(text)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "moofa.train",
+        str(config),
+        "--workdir",
+        str(tmp_path / "run"),
+        "--no-progress",
+        "--check-sync",
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    syncs = [r for r in records if r["kind"] == "sync"]
+    assert [r["phase"] for r in syncs] == ["teacher", "kernel", "depth-1", "depth-2", "expand-1", "expand-2"]
+    for r in syncs:
+        assert len(r["checksums"]) == 2 and r["checksums"][0] == r["checksums"][1]
+    steps = [r for r in records if r["kind"] == "step"]
+    assert steps[-1]["global_step"] == 3 * 14  # 14 epochs of 3 steps, each over 2 x 8 images
+    assert (tmp_path / "run" / "supernet.npz").is_file()
