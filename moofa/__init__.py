@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import spaces
 from .memory import MEMORY_MODELS, Profile, evaluator, layer_names, min_peak, peak_memory, profile, profiles
+from .predictor import Predictor, load_predictor
 from .search import ParetoFront, SearchResult, pareto, search
 from .spaces import Space, Stage, design_widths, get_space, register
 from .subnet import Subnet, column_names, decode, encode, random_subnets
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MEMORY_MODELS",
     "ParetoFront",
+    "Predictor",
     "Profile",
     "SearchResult",
     "Space",
@@ -32,6 +34,7 @@ __all__ = [
     "format_items",
     "get_space",
     "layer_names",
+    "load_predictor",
     "min_peak",
     "pareto",
     "parse_budget",

@@ -5,5 +5,6 @@
 
 namespace moofa::bind {
 void memory(pybind11::module_& m);
+void predictor(pybind11::module_& m);
 void search(pybind11::module_& m);
 }  // namespace moofa::bind

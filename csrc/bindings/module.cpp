@@ -8,5 +8,6 @@ PYBIND11_MODULE(_core, m) {
   pybind11::class_<moofa::Scorer>(m, "Scorer")
       .def_property_readonly("n_columns", &moofa::Scorer::n_columns);
   moofa::bind::memory(m);
+  moofa::bind::predictor(m);
   moofa::bind::search(m);
 }

@@ -1,0 +1,316 @@
+#include "moofa/predictor.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+
+#include "moofa/parallel.hpp"
+#include "predictor_kernels.hpp"
+
+namespace moofa {
+
+namespace {
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument(message);
+}
+
+int round_up(int v, int m) { return (v + m - 1) / m * m; }
+
+// Padding unit of dense widths: two AVX-512 registers, so every kernel's column
+// panel (two vectors) divides it.
+constexpr int kPad = 32;
+// Dense weight rows and activation rows get 16 extra floats (64 bytes) of stride: with
+// a power-of-two stride (a 512-wide layer is 2 KB per row) the rows a k-block walks
+// down would all map to the same few L1 sets and evict each other.
+constexpr int kStrideSkew = 16;
+
+bool all_finite(const std::vector<float>& v) {
+  return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
+}
+
+using TileFn = void (*)(const detail::TileWork&);
+
+TileFn tile_kernel(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512: return detail::forward_tile_avx512;
+    case Isa::kAvx2: return detail::forward_tile_avx2;
+    default: return detail::forward_tile_generic;
+  }
+}
+
+// 64-byte aligned scratch of floats, zero-initialised (the kernels may read rows
+// of a partial tile they did not write: they must hold finite values).
+struct Scratch {
+  explicit Scratch(std::size_t n) : data(new float[n + 16]()) {
+    auto p = reinterpret_cast<std::uintptr_t>(data.get());
+    aligned = reinterpret_cast<float*>((p + 63) & ~static_cast<std::uintptr_t>(63));
+  }
+  std::unique_ptr<float[]> data;
+  float* aligned;
+};
+
+}  // namespace
+
+bool isa_supported(Isa isa) {
+  switch (isa) {
+    case Isa::kGeneric: return true;
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    case Isa::kAvx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::kAvx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+             __builtin_cpu_supports("fma");
+#endif
+    default: return false;
+  }
+}
+
+Isa best_isa() {
+  if (isa_supported(Isa::kAvx512)) return Isa::kAvx512;
+  if (isa_supported(Isa::kAvx2)) return Isa::kAvx2;
+  return Isa::kGeneric;
+}
+
+std::string isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    default: return "generic";
+  }
+}
+
+Isa isa_from_name(const std::string& name) {
+  if (name == "auto") return best_isa();
+  if (name == "generic") return Isa::kGeneric;
+  if (name == "avx2") return Isa::kAvx2;
+  if (name == "avx512") return Isa::kAvx512;
+  throw std::invalid_argument("isa must be one of 'auto', 'generic', 'avx2', 'avx512', got '" + name + "'");
+}
+
+int MlpPredictor::one_hot_size(const SpaceSpec& space) {
+  return static_cast<int>(space.resolutions.size()) +
+         space.n_slots() * static_cast<int>(space.kernels.size() + space.expands.size());
+}
+
+MlpPredictor::MlpPredictor(const SpaceSpec& space, std::vector<DenseLayer> layers, std::vector<float> skip,
+                           float scale, float offset, Isa isa)
+    : space_(space), scale_(scale), offset_(offset), isa_(isa) {
+  space_.validate();
+  require(isa_supported(isa), "isa: '" + isa_name(isa) + "' is not supported by this CPU");
+  n_features_ = one_hot_size(space_);
+  n_res_ = static_cast<int>(space_.resolutions.size());
+  n_k_ = static_cast<int>(space_.kernels.size());
+  n_e_ = static_cast<int>(space_.expands.size());
+  n_slots_ = space_.n_slots();
+  n_stages_ = space_.n_stages();
+  for (int s = 0; s < n_stages_; ++s)
+    for (int p = 0; p < space_.stages[s].max_depth; ++p) {
+      slot_stage_.push_back(s);
+      slot_pos_.push_back(p);
+    }
+  depth_value_ = space_.depths;
+
+  require(!layers.empty(), "layers: at least one layer is needed");
+  require(std::isfinite(scale) && std::isfinite(offset), "scale/offset: must be finite");
+  int expect_in = n_features_;
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const DenseLayer& L = layers[i];
+    const std::string name = "layers[" + std::to_string(i) + "]";
+    require(L.in == expect_in, name + ": expected " + std::to_string(expect_in) + " inputs" +
+                                   (i == 0 ? " (the one-hot size of this space)" : " (previous layer's outputs)") +
+                                   ", got " + std::to_string(L.in));
+    require(L.out >= 1, name + ": needs at least one output");
+    require(L.weight.size() == static_cast<std::size_t>(L.in) * L.out,
+            name + ": weight must hold in * out = " + std::to_string(static_cast<long long>(L.in) * L.out) +
+                " values, got " + std::to_string(L.weight.size()));
+    require(L.bias.size() == static_cast<std::size_t>(L.out),
+            name + ": bias must hold " + std::to_string(L.out) + " values, got " + std::to_string(L.bias.size()));
+    require(all_finite(L.weight) && all_finite(L.bias), name + ": weights must be finite (found NaN or inf)");
+    expect_in = L.out;
+  }
+  require(layers.back().out == 1, "layers: the last layer must have 1 output, got " +
+                                      std::to_string(layers.back().out));
+  require(skip.empty() || static_cast<int>(skip.size()) == n_features_,
+          "skip: must be empty or hold one weight per one-hot feature (" + std::to_string(n_features_) +
+              "), got " + std::to_string(skip.size()));
+  require(all_finite(skip), "skip: weights must be finite (found NaN or inf)");
+  skip_ = std::move(skip);
+
+  // Pad every width to kPad with zero weights and biases: zero units stay zero after ReLU.
+  const std::size_t n_layers = layers.size();
+  int prev_pad = 0;
+  for (std::size_t i = 0; i < n_layers; ++i) {
+    const DenseLayer& L = layers[i];
+    PaddedLayer P;
+    P.in = L.in;
+    P.out = L.out;
+    const bool last = i + 1 == n_layers;
+    P.in_pad = i == 0 ? L.in : prev_pad;
+    P.out_pad = last ? 1 : round_up(L.out, kPad);
+    P.ld = last ? 1 : P.out_pad + kStrideSkew;
+    P.weight.assign(static_cast<std::size_t>(P.in_pad) * P.ld, 0.0f);
+    P.bias.assign(P.out_pad, 0.0f);
+    for (int r = 0; r < L.in; ++r)
+      std::copy(L.weight.begin() + static_cast<std::ptrdiff_t>(r) * L.out,
+                L.weight.begin() + static_cast<std::ptrdiff_t>(r + 1) * L.out,
+                P.weight.begin() + static_cast<std::ptrdiff_t>(r) * P.ld);
+    std::copy(L.bias.begin(), L.bias.end(), P.bias.begin());
+    prev_pad = P.out_pad;
+    max_width_ = std::max(max_width_, last ? 0 : P.ld);
+    layers_.push_back(std::move(P));
+  }
+  build_gather_table();
+}
+
+void MlpPredictor::build_gather_table() {
+  const PaddedLayer& L = layers_[0];
+  const int per_slot = n_k_ * n_e_;
+  int rows = 0;
+  for (int j = 0; j < n_slots_; ++j) {
+    slot_row_base_.push_back(rows);
+    rows += j == 0 ? n_res_ * per_slot : per_slot;
+  }
+  require(static_cast<double>(rows) * L.out_pad <= 64.0 * 1024 * 1024,
+          "space: too many kernel x expand (x resolution) choices for the predictor's per-slot table");
+  // Chunk-major: [out_pad / kFirstChunk][rows][kFirstChunk] (see predictor_kernels.hpp).
+  gather_rows_ = rows;
+  gather_table_.assign(static_cast<std::size_t>(rows) * L.out_pad, 0.0f);
+  if (!skip_.empty()) gather_skip_.assign(rows, 0.0f);
+  zero_bias_.assign(L.out_pad, 0.0f);
+  const int kernel_base = n_res_, expand_base = n_res_ + n_slots_ * n_k_;
+  const int chunk = layers_.size() == 1 ? 1 : detail::kFirstChunk;  // a linear model has one output
+  for (int j = 0; j < n_slots_; ++j)
+    for (int r = 0; r < (j == 0 ? n_res_ : 1); ++r)
+      for (int k = 0; k < n_k_; ++k)
+        for (int e = 0; e < n_e_; ++e) {
+          const int g = slot_row_base_[j] + (r * n_k_ + k) * n_e_ + e;
+          // Sum in double, round once: the table is at least as exact as the one-hot sum.
+          int parts[3] = {kernel_base + j * n_k_ + k, expand_base + j * n_e_ + e, r};
+          const int n_parts = j == 0 ? 3 : 2;
+          for (int c = 0; c < L.out_pad; ++c) {
+            double v = j == 0 ? L.bias[c] : 0.0;
+            for (int p = 0; p < n_parts; ++p) v += L.weight[static_cast<std::size_t>(parts[p]) * L.ld + c];
+            const std::size_t at = (static_cast<std::size_t>(c / chunk) * rows + g) * chunk + c % chunk;
+            gather_table_[at] = static_cast<float>(v);
+          }
+          if (!skip_.empty()) {
+            double v = 0.0;
+            for (int p = 0; p < n_parts; ++p) v += skip_[parts[p]];
+            gather_skip_[g] = static_cast<float>(v);
+          }
+        }
+}
+
+int MlpPredictor::gather(const uint8_t* row, int32_t* out) const {
+  const uint8_t* kernels = row + space_.col_kernel(0);
+  const uint8_t* expands = row + space_.col_expand(0);
+  out[0] = slot_row_base_[0] + (row[0] * n_k_ + kernels[0]) * n_e_ + expands[0];
+  int n = 1;
+  for (int j = 1; j < n_slots_; ++j) {
+    if (slot_pos_[j] >= depth_value_[row[1 + slot_stage_[j]]]) continue;  // inactive slot
+    out[n++] = slot_row_base_[j] + kernels[j] * n_e_ + expands[j];
+  }
+  return n;
+}
+
+std::vector<int> MlpPredictor::layer_sizes() const {
+  std::vector<int> sizes{n_features_};
+  for (const auto& L : layers_) sizes.push_back(L.out);
+  return sizes;
+}
+
+int MlpPredictor::features(const uint8_t* row, int32_t* out) const {
+  int n = 0;
+  out[n++] = row[0];
+  const int kernel_base = n_res_, expand_base = n_res_ + n_slots_ * n_k_;
+  const uint8_t* kernels = row + space_.col_kernel(0);
+  const uint8_t* expands = row + space_.col_expand(0);
+  for (int j = 0; j < n_slots_; ++j) {
+    if (slot_pos_[j] >= depth_value_[row[1 + slot_stage_[j]]]) continue;  // inactive slot
+    out[n++] = kernel_base + j * n_k_ + kernels[j];
+    out[n++] = expand_base + j * n_e_ + expands[j];
+  }
+  return n;
+}
+
+std::ptrdiff_t MlpPredictor::first_invalid(const uint8_t* rows, std::size_t n, int* column) const {
+  const int cols = n_columns();
+  std::vector<int> limit(cols);
+  limit[0] = n_res_;
+  for (int s = 0; s < n_stages_; ++s) limit[space_.col_depth(s)] = static_cast<int>(depth_value_.size());
+  for (int j = 0; j < n_slots_; ++j) {
+    limit[space_.col_kernel(j)] = n_k_;
+    limit[space_.col_expand(j)] = n_e_;
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    const uint8_t* row = rows + i * cols;
+    for (int c = 0; c < cols; ++c)
+      if (row[c] >= limit[c]) {
+        if (column) *column = c;
+        return static_cast<std::ptrdiff_t>(i);
+      }
+  }
+  return -1;
+}
+
+void MlpPredictor::score_range(const uint8_t* rows, std::size_t begin, std::size_t end, float* out) const {
+  const int cols = n_columns();
+  const int max_features = n_slots_;
+  std::vector<int32_t> feats(static_cast<std::size_t>(detail::kTileRows) * max_features);
+  std::vector<int32_t> n_feats(detail::kTileRows);
+  if (layers_.size() == 1) {  // a linear model: the gathered weights are the output
+    for (std::size_t i = begin; i < end; ++i) {
+      const int nf = gather(rows + i * cols, feats.data());
+      float y = 0.0f;
+      for (int k = 0; k < nf; ++k) y += gather_table_[feats[k]];
+      for (int k = 0; k < nf && !skip_.empty(); ++k) y += gather_skip_[feats[k]];
+      out[i] = offset_ + scale_ * y;
+    }
+    return;
+  }
+  std::vector<detail::LayerView> views;
+  for (const auto& L : layers_) views.push_back({L.in_pad, L.out_pad, L.ld, L.weight.data(), L.bias.data()});
+  views[0].in_pad = gather_rows_;
+  views[0].weight = gather_table_.data();
+  views[0].bias = zero_bias_.data();
+  const int stride = max_width_;
+  Scratch buf0(static_cast<std::size_t>(detail::kTileRows) * stride);
+  Scratch buf1(static_cast<std::size_t>(detail::kTileRows) * stride);
+  float y[detail::kTileRows];
+  const TileFn kernel = tile_kernel(isa_);
+  detail::TileWork work;
+  work.features = feats.data();
+  work.n_features = n_feats.data();
+  work.max_features = max_features;
+  work.layers = views.data();
+  work.n_layers = static_cast<int>(views.size());
+  work.buf0 = buf0.aligned;
+  work.buf1 = buf1.aligned;
+  work.stride = stride;
+  work.y = y;
+  for (std::size_t t0 = begin; t0 < end; t0 += detail::kTileRows) {
+    const int nt = static_cast<int>(std::min<std::size_t>(detail::kTileRows, end - t0));
+    for (int r = 0; r < nt; ++r)
+      n_feats[r] = gather(rows + (t0 + r) * cols, feats.data() + static_cast<std::ptrdiff_t>(r) * max_features);
+    work.rows = nt;
+    kernel(work);
+    for (int r = 0; r < nt; ++r) {
+      float v = y[r];
+      if (!skip_.empty()) {
+        const int32_t* f = feats.data() + static_cast<std::ptrdiff_t>(r) * max_features;
+        for (int k = 0; k < n_feats[r]; ++k) v += gather_skip_[f[k]];
+      }
+      out[t0 + r] = offset_ + scale_ * v;
+    }
+  }
+}
+
+void MlpPredictor::score(const uint8_t* rows, std::size_t n, float* out, int threads) const {
+  // About a microsecond per config: chunks of 1024 keep thread start-up below 10%.
+  parallel_for(
+      n, threads, [&](std::size_t b, std::size_t e) { score_range(rows, b, e, out); }, 1024);
+}
+
+}  // namespace moofa

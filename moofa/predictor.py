@@ -1,0 +1,417 @@
+"""Accuracy predictors: an MLP over the one-hot subnet encoding, run by the C++ core.
+
+The encoding is the published one (OFA, CompOFA, MOOFA predictors), generalised to
+any space: resolution one-hot, then a kernel one-hot per block slot, then an expand
+one-hot per slot; slots beyond their stage's depth are all zero. For the 5x4-slot
+spaces with 4 resolutions, 3 kernels and 3 expands that is 4 + 60 + 60 = 124 dims.
+
+moofa's own format is torch-free: ``<name>.npz`` (float32 weights, ``x @ W + b``
+convention) beside ``<name>.json`` (space, encoding, layer shapes, output scale,
+training metadata, validation metrics, the weights' SHA-256). The published
+``.pth.tar`` checkpoints load too, through torch with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import numbers
+import os
+import re
+import tempfile
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._ext import core
+from .memory import spec
+from .spaces import Space, get_space
+from .spaces import names as space_names
+from .subnet import encode
+
+__all__ = ["ENCODING", "Predictor", "load_predictor", "one_hot", "one_hot_size", "shipped_names"]
+
+ENCODING = "one-hot-v1"
+FORMAT = "moofa-predictor"
+FORMAT_VERSION = 1
+_SHIPPED_DIR = Path(__file__).resolve().parent / "predictors"
+# Shipped predictor -> the space its configs come from (several data sets share a space).
+SHIPPED = {
+    "ofa": "ofa",
+    "compofa": "compofa",
+    "moofa": "moofa",
+    "moofa-imagenette": "moofa",
+    "moofa-e346": "moofa-e346",
+    "moofa-e1-2": "moofa-e1-2",
+}
+
+
+def shipped_names() -> list[str]:
+    """Names of the predictors that ship inside the package (``load_predictor(name)``)."""
+    return [n for n in SHIPPED if (_SHIPPED_DIR / f"{n}.json").is_file()]
+
+
+def one_hot_size(space: str | Space = "moofa") -> int:
+    sp = get_space(space)
+    return len(sp.resolutions) + sp.n_slots * (len(sp.kernels) + len(sp.expands))
+
+
+def one_hot(nets, space: str | Space = "moofa") -> np.ndarray:
+    """The predictors' input: float32 array ``(n, one_hot_size(space))``.
+
+    ``nets``: Subnet(s), dict(s) or an array from :func:`moofa.encode`.
+    """
+    sp = get_space(space)
+    rows = encode(nets, sp)
+    n = rows.shape[0]
+    n_res, n_k, n_e, n_slots, n_stages = (len(sp.resolutions), len(sp.kernels), len(sp.expands), sp.n_slots,
+                                          sp.n_stages)
+    out = np.zeros((n, one_hot_size(sp)), dtype=np.float32)
+    idx = np.arange(n)
+    out[idx, rows[:, 0]] = 1.0
+    stage = np.array(sp.slot_stage())
+    position = np.array([p for s in sp.stages for p in range(s.max_depth)])
+    depth = np.asarray(sp.depths)[rows[:, 1:1 + n_stages]]
+    active = position[None, :] < depth[:, stage]
+    for j in range(n_slots):
+        on = idx[active[:, j]]
+        out[on, n_res + j * n_k + rows[on, 1 + n_stages + j]] = 1.0
+        out[on, n_res + n_slots * n_k + j * n_e + rows[on, 1 + n_stages + n_slots + j]] = 1.0
+    return out
+
+
+def _as_float32(name: str, value, ndim: int) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}") from None
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} holds NaN or inf values; weights must be finite")
+    return np.ascontiguousarray(arr)
+
+
+class Predictor:
+    """An MLP accuracy predictor: top-1 (percent) of subnets of ``space``.
+
+    ``weights[i]`` has shape ``(in, out)`` (``x @ W + b``), ReLU between layers, the
+    first ``in`` is ``one_hot_size(space)`` and the last ``out`` is 1. ``skip`` is an
+    optional linear term over the one-hot input. Output: ``offset + scale * y``.
+    """
+
+    def __init__(self, space: str | Space, weights: Sequence, biases: Sequence, *, skip=None,
+                 scale: float = 1.0, offset: float = 0.0, metadata: Mapping[str, Any] | None = None,
+                 isa: str = "auto"):
+        self.space = get_space(space)
+        if isinstance(weights, np.ndarray) or isinstance(biases, np.ndarray):
+            raise TypeError("weights and biases must be lists of arrays, one per layer")
+        weights, biases = list(weights), list(biases)
+        if not weights or len(weights) != len(biases):
+            raise ValueError("weights and biases must be non-empty lists of the same length (one per layer), "
+                             f"got {len(weights)} and {len(biases)}")
+        self.weights = [_as_float32(f"weights[{i}]", w, 2) for i, w in enumerate(weights)]
+        self.biases = [_as_float32(f"biases[{i}]", b, 1) for i, b in enumerate(biases)]
+        self.skip = None if skip is None else _as_float32("skip", skip, 1)
+        for name, v in (("scale", scale), ("offset", offset)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v):
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
+        self.scale, self.offset = float(scale), float(offset)
+        self.metadata = dict(metadata or {})
+        if not isinstance(isa, str) or isa not in ("auto", "generic", "avx2", "avx512"):
+            raise ValueError(f"isa must be one of 'auto', 'generic', 'avx2', 'avx512', got {isa!r}")
+        if not core.isa_supported(isa):
+            raise ValueError(f"isa {isa!r} is not supported by this CPU (best: {core.best_isa()!r})")
+        self._check_shapes()
+        # Built now so that a bad predictor fails at construction, not in the search.
+        self._scorer = core.MlpPredictor(spec(self.space), self.weights, self.biases, self.skip,
+                                         self.scale, self.offset, isa)
+
+    def _check_shapes(self) -> None:
+        n_in = one_hot_size(self.space)
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            if w.shape[0] != n_in:
+                what = (f"the one-hot encoding of space {self.space.name!r} ({ENCODING}) has {n_in} features"
+                        if i == 0 else f"layer {i - 1} has {n_in} outputs")
+                raise ValueError(f"weights[{i}] has shape {w.shape}: {what}, so it must be ({n_in}, out)")
+            if b.shape != (w.shape[1],):
+                raise ValueError(f"biases[{i}] must have shape ({w.shape[1]},), got {b.shape}")
+            n_in = w.shape[1]
+        if n_in != 1:
+            raise ValueError("the last layer must have 1 output, "
+                             f"got weights[-1] of shape {self.weights[-1].shape}")
+        if self.skip is not None and self.skip.shape != (one_hot_size(self.space),):
+            raise ValueError(f"skip must have shape ({one_hot_size(self.space)},), got {self.skip.shape}")
+
+    # --- inference --------------------------------------------------------------------
+    @property
+    def scorer(self):
+        """The C++ scorer (a ``moofa._core.Scorer``) the search runs on encoded rows."""
+        return self._scorer
+
+    @property
+    def layer_sizes(self) -> list[int]:
+        return [self.weights[0].shape[0]] + [w.shape[1] for w in self.weights]
+
+    @property
+    def isa(self) -> str:
+        return self._scorer.isa
+
+    @property
+    def metrics(self) -> dict:
+        """Validation metrics recorded at training time (empty for published checkpoints)."""
+        return dict(self.metadata.get("validation", {}))
+
+    def predict(self, nets, *, threads: int = 0) -> np.ndarray:
+        """Predicted top-1 (percent) as a float32 array, one per subnet.
+
+        ``nets``: Subnet(s), dict(s) or an array from :func:`moofa.encode` (fastest).
+        """
+        if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:
+            raise ValueError(f"threads must be a non-negative integer (0: all cores), got {threads!r}")
+        rows = encode(nets, self.space)
+        return self._scorer.score(rows, int(threads))
+
+    def __call__(self, nets, **kw) -> np.ndarray:
+        return self.predict(nets, **kw)
+
+    def __repr__(self) -> str:
+        source = self.metadata.get("name") or self.metadata.get("source", "")
+        return (f"Predictor({source!r}, space={self.space.name!r}, layers={self.layer_sizes}, "
+                f"skip={self.skip is not None}, isa={self.isa!r})")
+
+    # --- persistence ------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> tuple[Path, Path]:
+        """Write ``<path>.npz`` (weights) and ``<path>.json`` (metadata); returns both paths.
+
+        Each file is written to a temporary name and renamed, so a crash never leaves
+        a half-written predictor behind.
+        """
+        npz_path, json_path = _pair(path)
+        arrays = {}
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            arrays[f"w{i}"], arrays[f"b{i}"] = w, b
+        if self.skip is not None:
+            arrays["skip"] = self.skip
+        npz_path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(npz_path, lambda f: np.savez_compressed(f, **arrays), binary=True)
+        digest = hashlib.sha256(npz_path.read_bytes()).hexdigest()
+        meta = {k: v for k, v in self.metadata.items() if k not in ("source",)}
+        doc = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "name": meta.pop("name", npz_path.stem),
+            "space": {"name": self.space.name, "definition": self.space.to_dict()},
+            "encoding": {"name": ENCODING, "size": one_hot_size(self.space),
+                         "order": "resolution, kernel per slot, expand per slot; inactive slots zero"},
+            "layers": [list(w.shape) for w in self.weights],
+            "skip": self.skip is not None,
+            "activation": "relu",
+            "output": {"scale": self.scale, "offset": self.offset, "unit": "top1 percent"},
+            "weights_file": npz_path.name,
+            "weights_sha256": digest,
+            **meta,
+        }
+        _atomic_write(json_path, lambda f: f.write(json.dumps(doc, indent=1, sort_keys=False) + "\n"))
+        return npz_path, json_path
+
+
+def _pair(path: str | os.PathLike) -> tuple[Path, Path]:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    p = Path(path)
+    stem = p.with_suffix("") if p.suffix in (".npz", ".json") else p
+    return stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
+
+
+def _atomic_write(path: Path, write, binary: bool = False) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved predictor is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# --- loading --------------------------------------------------------------------------
+
+def load_predictor(name_or_path: str | os.PathLike = "moofa", *, space: str | Space | None = None,
+                   isa: str = "auto") -> Predictor:
+    """A shipped predictor by name, or one from a file.
+
+    - a shipped name: ``"ofa"``, ``"compofa"``, ``"moofa"`` (ImageNet) or
+      ``"moofa-imagenette"``, ``"moofa-e346"``, ``"moofa-e1-2"`` (Imagenette);
+    - a moofa predictor: ``path.npz`` or ``path.json`` (the pair beside each other);
+    - a published OFA/CompOFA/MOOFA checkpoint ``*.pth.tar`` / ``*.pth`` / ``*.pt``
+      (needs torch; read with ``weights_only=True``). Give ``space`` unless the file
+      is named after it (``ofa.pth.tar``).
+
+    ``space``, when given, must match the predictor's own space.
+    """
+    if isinstance(name_or_path, str) and name_or_path in SHIPPED:
+        if space is not None and get_space(space) != get_space(SHIPPED[name_or_path]):
+            raise ValueError(f"predictor {name_or_path!r} is for space {SHIPPED[name_or_path]!r}, "
+                             f"not {get_space(space).name!r}")
+        return _load_shipped(name_or_path, isa)
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"load_predictor takes a name or a path, got {type(name_or_path).__name__}")
+    path = Path(name_or_path)
+    name = path.name
+    if name.endswith((".pth.tar", ".pth", ".pt", ".tar")):
+        return _load_torch_checkpoint(path, space, isa)
+    if path.suffix in (".npz", ".json") or _pair(path)[1].is_file():
+        return _load_moofa(path, space, isa)
+    raise ValueError(f"unknown predictor {str(name_or_path)!r}: expected one of the shipped names "
+                     f"{list(SHIPPED)}, a moofa .npz/.json pair, or a published .pth.tar checkpoint")
+
+
+@functools.lru_cache(maxsize=16)
+def _load_shipped(name: str, isa: str) -> Predictor:
+    path = _SHIPPED_DIR / f"{name}.json"
+    if not path.is_file():
+        raise ValueError(f"shipped predictor {name!r} is missing from the installation ({path})")
+    return _load_moofa(path, None, isa)
+
+
+def _resolve_space(doc_space: Mapping, want: str | Space | None, where: str) -> Space:
+    if not isinstance(doc_space, Mapping) or "name" not in doc_space:
+        raise ValueError(f"{where}: 'space' must be an object with 'name' and 'definition'")
+    name = doc_space["name"]
+    definition = doc_space.get("definition")
+    try:
+        own = Space.from_dict(definition) if definition is not None else get_space(name)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"{where}: invalid space definition: {exc}") from None
+    if name in space_names() and get_space(name) == own:
+        own = get_space(name)  # the registered object (keeps its description)
+    if want is not None and get_space(want) != own:
+        raise ValueError(f"{where}: this predictor is for space {name!r}, not {get_space(want).name!r} "
+                         "(a predictor only scores configs of the space it was trained on)")
+    return own
+
+
+def _load_moofa(path: Path, space, isa: str) -> Predictor:
+    npz_path, json_path = _pair(path)
+    for p in (json_path, npz_path):
+        if not p.is_file():
+            raise ValueError(f"predictor file {p} not found (a moofa predictor is a .npz + .json pair)")
+    try:
+        doc = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{json_path}: not valid JSON (truncated or corrupt?): {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError(f"{json_path}: not a moofa predictor (expected \"format\": \"{FORMAT}\")")
+    if doc.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{json_path}: format version {doc.get('version')!r} is not supported "
+                         f"(this moofa reads version {FORMAT_VERSION})")
+    encoding = doc.get("encoding", {})
+    if not isinstance(encoding, dict) or encoding.get("name") != ENCODING:
+        raise ValueError(f"{json_path}: encoding {encoding!r} is not supported (expected {ENCODING!r})")
+    sp = _resolve_space(doc.get("space"), space, str(json_path))
+    if encoding.get("size") != one_hot_size(sp):
+        raise ValueError(f"{json_path}: encoding size {encoding.get('size')!r} does not match space "
+                         f"{sp.name!r} ({one_hot_size(sp)} features)")
+    raw = npz_path.read_bytes()
+    want = doc.get("weights_sha256")
+    if want is not None and hashlib.sha256(raw).hexdigest() != want:
+        raise ValueError(f"{npz_path}: weights do not match {json_path.name} (SHA-256 differs: "
+                         "truncated, corrupt, or from another predictor)")
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{npz_path}: cannot read the weights (truncated or corrupt?): {exc}") from None
+    shapes = doc.get("layers")
+    if not isinstance(shapes, list) or not shapes:
+        raise ValueError(f"{json_path}: 'layers' must list the layer shapes")
+    weights, biases = [], []
+    for i, shape in enumerate(shapes):
+        if f"w{i}" not in arrays or f"b{i}" not in arrays:
+            raise ValueError(f"{npz_path}: missing arrays w{i}/b{i} for layer {i} of {len(shapes)}")
+        w, b = arrays[f"w{i}"], arrays[f"b{i}"]
+        if list(w.shape) != list(shape):
+            raise ValueError(f"{npz_path}: w{i} has shape {list(w.shape)}, but {json_path.name} says {shape}")
+        weights.append(w)
+        biases.append(b)
+    skip = arrays.get("skip") if doc.get("skip") else None
+    if doc.get("skip") and skip is None:
+        raise ValueError(f"{npz_path}: the metadata declares a skip layer but the array 'skip' is missing")
+    output = doc.get("output", {})
+    meta = {k: v for k, v in doc.items() if k in ("name", "training", "validation", "dataset", "notes")}
+    meta["source"] = str(json_path)
+    return Predictor(sp, weights, biases, skip=skip, scale=output.get("scale", 1.0),
+                     offset=output.get("offset", 0.0), metadata=meta, isa=isa)
+
+
+_LAYER_KEY = re.compile(r"^layers\.(\d+)(?:\.0)?\.(weight|bias)$")
+
+
+def _load_torch_checkpoint(path: Path, space, isa: str) -> Predictor:
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("reading a published .pth.tar checkpoint needs torch: "
+                          "pip install 'moofa[torch]'") from None
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} not found")
+    if space is None:
+        stem = path.name.split(".")[0]
+        if stem not in space_names():
+            raise ValueError(f"{path}: cannot tell the space from the file name; pass space= "
+                             f"(one of {space_names()} or a moofa.Space)")
+        space = stem
+    sp = get_space(space)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt / truncated / unsafe files
+        raise ValueError(f"{path}: cannot read the checkpoint (truncated, corrupt or not a state dict): "
+                         f"{type(exc).__name__}: {exc}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+    layers: dict[int, dict[str, np.ndarray]] = {}
+    base_acc = 0.0
+    for key, value in state.items():
+        if key == "base_acc":
+            base_acc = float(torch.as_tensor(value).reshape(-1)[0])
+            continue
+        m = _LAYER_KEY.match(key)
+        if m is None:
+            raise ValueError(f"{path}: unexpected entry {key!r}; expected layers.<i>.0.weight/bias and "
+                             "base_acc "
+                             "(the published OFA accuracy predictor)")
+        layers.setdefault(int(m.group(1)), {})[m.group(2)] = torch.as_tensor(value).detach().float().numpy()
+    if not layers or sorted(layers) != list(range(len(layers))):
+        raise ValueError(f"{path}: layer indices {sorted(layers)} are not 0..n-1")
+    weights, biases = [], []
+    for i in range(len(layers)):
+        if "weight" not in layers[i]:
+            raise ValueError(f"{path}: layer {i} has no weight")
+        w = layers[i]["weight"]
+        if w.ndim != 2:
+            raise ValueError(f"{path}: layers.{i} weight must be 2-D (out, in), got shape {list(w.shape)}")
+        weights.append(w.T)  # torch Linear is (out, in); moofa keeps x @ W
+        biases.append(layers[i].get("bias", np.zeros(w.shape[0], np.float32)))
+    n_in = one_hot_size(sp)
+    if weights[0].shape[0] != n_in:
+        raise ValueError(f"{path}: the checkpoint takes {weights[0].shape[0]} inputs but space {sp.name!r} "
+                         f"encodes {n_in} ({ENCODING}): it is for another space or encoding")
+    if not np.isfinite(base_acc):
+        raise ValueError(f"{path}: base_acc is not finite")
+    # The published predictors output top-1 as a fraction plus base_acc; moofa speaks percent.
+    return Predictor(sp, weights, biases, scale=100.0, offset=100.0 * base_acc,
+                     metadata={"name": path.name, "source": str(path)}, isa=isa)
