@@ -28,6 +28,7 @@ struct ParetoOptions {
   bool minimize_mflops = false;  // third objective
   uint64_t seed = 0;
   int threads = 0;
+  bool parallel_scoring = true;  // split batches across threads (false: call the scorer from this thread)
   int max_tries = 100;
 
   void validate() const;
