@@ -43,7 +43,7 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "max_params": None,              # optional constraint
     "memory_model": "full",          # "full" (paper: inputs + outputs + weights) or "activations" (MCU)
     "bytes_per_item": 4,             # to read byte budgets such as "1.3MB" (4: float32, 1: int8)
-    "threads": 0,                    # 0: all cores
+    "threads": 0,                    # 0: auto (all cores from population 512, else 1); same results
     "max_tries": 100,                # candidates drawn per child before it is given up
     "max_evaluations": None,         # stop after this many predictor evaluations
     "predictor_input": "rows",       # what a callable predictor receives, see PREDICTOR_INPUTS

@@ -144,7 +144,8 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
   ParetoResult result;
   BreedStats stats;
   RowSet seen(static_cast<int>(cols));  // ids are archive indices: every kept child is scored
-  WorkerPool pool(options.threads);
+  const int threads = search_threads(options.threads, options.population);
+  WorkerPool pool(threads);
   Brood brood;
   std::vector<float> arch_score;
   std::vector<int64_t> arch_peak;
@@ -160,7 +161,7 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
 
   auto score_brood = [&]() {
     std::vector<float> s(brood.size);
-    score_rows(scorer, brood.keys.data(), brood.size, s.data(), pool, options.parallel_scoring, options.threads);
+    score_rows(scorer, brood.keys.data(), brood.size, s.data(), pool, options.parallel_scoring, threads);
     for (std::size_t i = 0; i < brood.size; ++i) {
       const uint8_t* key = brood.keys.data() + i * cols;
       arch_score.push_back(s[i]);

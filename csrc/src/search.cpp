@@ -49,7 +49,8 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer, const C
   EvolutionResult result;
   BreedStats stats;
   RowSet seen(static_cast<int>(cols));
-  WorkerPool pool(options.threads);
+  const int threads = search_threads(options.threads, options.population);
+  WorkerPool pool(threads);
   Brood brood;
   std::vector<float> child_scores;
 
@@ -59,7 +60,7 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer, const C
   auto score_brood = [&]() {
     child_scores.resize(brood.size);
     score_rows(scorer, brood.keys.data(), brood.size, child_scores.data(), pool, options.parallel_scoring,
-               options.threads);
+               threads);
     result.evaluations += static_cast<int64_t>(brood.size);
   };
 

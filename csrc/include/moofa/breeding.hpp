@@ -25,6 +25,14 @@ inline void check_scores(const float* scores, std::size_t n) {
                               ") for config " + std::to_string(i) + " of a batch of " + std::to_string(n));
 }
 
+// Threads for a search: an explicit count, or (threads <= 0) all cores for populations of
+// at least 512 and one thread below. A generation of ~100 children takes ~100 us, too
+// little to share: on a busy 2-core machine the hand-offs cost more than they save.
+inline int search_threads(int threads, int population) {
+  if (threads > 0) return threads;
+  return population >= 512 ? resolve_threads(0) : 1;
+}
+
 // Scores n rows; with parallel set, split across the pool (a Scorer must accept calls
 // from several threads on disjoint outputs), else one call from this thread.
 inline void score_rows(const Scorer& scorer, const uint8_t* rows, std::size_t n, float* out, WorkerPool& pool,
