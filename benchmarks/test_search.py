@@ -40,7 +40,7 @@ def optimum(ridge):
 def test_moofa_search(benchmark, ridge, optimum):
     scorer, _, _ = ridge
     r = benchmark(moofa.search, BUDGET, "moofa", scorer, seed=0, population=POPULATION,
-                  generations=GENERATIONS)
+                  generations=GENERATIONS)  # threads=0: auto, one thread at population 100
     assert r.peak <= BUDGET and r.top1 == pytest.approx(optimum, abs=2e-3)
     assert r.generations == GENERATIONS and r.evaluations > 0.9 * POPULATION * (GENERATIONS + 1)
     seconds = benchmark.stats.stats.median
@@ -75,9 +75,10 @@ def shipped():
 
 
 @pytest.mark.benchmark(group="search-325k-moofa-shipped-predictor")
-def test_moofa_search_shipped_predictor(benchmark, shipped):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_moofa_search_shipped_predictor(benchmark, shipped, threads):
     r = benchmark(moofa.search, BUDGET, "moofa", shipped, seed=0, population=POPULATION,
-                  generations=GENERATIONS)
+                  generations=GENERATIONS, threads=threads)
     assert r.peak <= BUDGET and r.generations == GENERATIONS
     assert r.top1 == pytest.approx(float(shipped.predict([r.subnet])[0]), abs=1e-3)
     seconds = benchmark.stats.stats.median
