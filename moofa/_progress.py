@@ -32,7 +32,8 @@ class Progress:
             except ImportError:
                 tqdm = None
             if tqdm is not None and stream is None:
-                self._tqdm = tqdm(total=self.total, desc=desc, initial=self.done, leave=False, file=self.stream)
+                self._tqdm = tqdm(total=self.total, desc=desc, initial=self.done, leave=False,
+                                  file=self.stream)
             else:
                 self._draw()
 
