@@ -238,7 +238,12 @@ def _resolve_predictor(predictor, sp: Space, predictor_input: str):
     if predictor_input not in PREDICTOR_INPUTS:
         raise ValueError(f"predictor_input must be one of {list(PREDICTOR_INPUTS)}, got {predictor_input!r}")
     if predictor is None:
-        predictor = _load_predictor(sp.name, sp)
+        try:
+            predictor = _load_predictor(sp.name, sp)
+        except (ValueError, FileNotFoundError) as exc:
+            raise ValueError(
+                f"space {sp.name!r} has no shipped predictor ({exc}); pass predictor= (a moofa predictor, "
+                "a moofa._core.Scorer, or a callable returning one score per config)") from None
     elif isinstance(predictor, (str, Path)):
         predictor = _load_predictor(predictor, sp)
     _check_predictor_space(predictor, sp)
