@@ -113,6 +113,15 @@ def test_moofa_cpp_portable_kernel(benchmark, case):
     check(got, want)
 
 
+def test_moofa_cpp_int16_first_layer(benchmark, case):
+    name, pred, rows, _, want = case
+    benchmark.group = f"predictor {name} {N // 1000}k configs"
+    quant = pred.with_options(precision="int16")
+    got = timed(benchmark, name, quant.scorer.score, rows, THREADS)
+    assert got.shape == (N,)
+    assert np.abs(got - want).max() <= 0.05  # the reduced-precision contract (docs/predictor.md)
+
+
 def test_torch(benchmark, case):
     torch = pytest.importorskip("torch")
     name, pred, _, x, want = case
