@@ -40,7 +40,7 @@ def optimum(ridge):
 def test_moofa_search(benchmark, ridge, optimum):
     scorer, _, _ = ridge
     r = benchmark(moofa.search, BUDGET, "moofa", scorer, seed=0, population=POPULATION,
-                  generations=GENERATIONS)
+                  generations=GENERATIONS)  # threads=0: auto, one thread at population 100
     assert r.peak <= BUDGET and r.top1 == pytest.approx(optimum, abs=2e-3)
     assert r.generations == GENERATIONS and r.evaluations > 0.9 * POPULATION * (GENERATIONS + 1)
     seconds = benchmark.stats.stats.median
@@ -64,5 +64,41 @@ def test_ofa_evolution_finder_python_port(benchmark, ridge, optimum):
     finder, best = benchmark.pedantic(run, rounds=1, iterations=1)
     assert tables.peak(best[1]) <= BUDGET and best[0] <= optimum + 1e-3
     assert finder.evaluations == POPULATION * (GENERATIONS + 1)
+    benchmark.extra_info.update(top1=best[0], evaluations=finder.evaluations,
+                                predictor_evaluations_per_s=finder.evaluations / benchmark.stats.stats.median)
+
+
+# The same search with the shipped MLP predictor of the moofa space (C++ inference).
+@pytest.fixture(scope="module")
+def shipped():
+    return moofa.load_predictor("moofa")
+
+
+@pytest.mark.benchmark(group="search-325k-moofa-shipped-predictor")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_moofa_search_shipped_predictor(benchmark, shipped, threads):
+    r = benchmark(moofa.search, BUDGET, "moofa", shipped, seed=0, population=POPULATION,
+                  generations=GENERATIONS, threads=threads)
+    assert r.peak <= BUDGET and r.generations == GENERATIONS
+    assert r.top1 == pytest.approx(float(shipped.predict([r.subnet])[0]), abs=1e-3)
+    seconds = benchmark.stats.stats.median
+    benchmark.extra_info.update(
+        top1=r.top1, evaluations=r.evaluations, candidates=r.candidates,
+        predictor_evaluations_per_s=r.evaluations / seconds, candidates_checked_per_s=r.candidates / seconds)
+
+
+@pytest.mark.benchmark(group="search-325k-moofa-shipped-predictor")
+def test_ofa_evolution_finder_python_port_shipped_predictor(benchmark, shipped):
+    tables = helpers.SlotTables("moofa")
+    accuracy = helpers.port_predictor(shipped.scorer, "moofa")
+
+    def run():
+        finder = helpers.OFAEvolutionFinder("moofa", tables.peak, accuracy, population_size=POPULATION,
+                                            max_time_budget=GENERATIONS, seed=0)
+        _, best = finder.run_evolution_search(BUDGET)
+        return finder, best
+
+    finder, best = benchmark.pedantic(run, rounds=1, iterations=1)
+    assert tables.peak(best[1]) <= BUDGET and finder.evaluations == POPULATION * (GENERATIONS + 1)
     benchmark.extra_info.update(top1=best[0], evaluations=finder.evaluations,
                                 predictor_evaluations_per_s=finder.evaluations / benchmark.stats.stats.median)

@@ -18,8 +18,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MEMORY_MODELS",
-    "Predictor",
     "ParetoFront",
+    "Predictor",
     "Profile",
     "SearchResult",
     "Space",

@@ -1,4 +1,5 @@
-"""Progress bars for long sweeps: tqdm when installed, else a small bar on stderr."""
+"""Progress bars for long jobs (sweeps, training, dataset building): tqdm when installed,
+else a small bar on stderr."""
 
 from __future__ import annotations
 
@@ -9,19 +10,21 @@ import time
 class Progress:
     """``with Progress(total, "searching") as bar: bar.update(1, best=...)``.
 
-    ``enabled=None`` shows the bar only when stderr is a terminal.
+    ``enabled=None`` shows the bar only when the stream is a terminal; ``initial`` is the
+    work already done (resumed jobs). The plain bar redraws at most ten times a second.
     """
 
-    def __init__(self, total: int, desc: str, enabled: bool | None = None, stream=None, initial: int = 0):
+    def __init__(self, total: int, desc: str, enabled: bool | None = None, initial: int = 0, stream=None):
         self.total = int(total)
         self.desc = desc
         self.stream = stream if stream is not None else sys.stderr
         if enabled is None:
             enabled = bool(getattr(self.stream, "isatty", lambda: False)())
         self.enabled = bool(enabled)
-        self.done = int(initial)  # work already done (a resumed job)
+        self.done = self.n = int(initial)
         self._tqdm = None
         self._start = time.perf_counter()
+        self._drawn = 0.0
         self._postfix = ""
         if self.enabled:
             try:
@@ -29,12 +32,14 @@ class Progress:
             except ImportError:
                 tqdm = None
             if tqdm is not None and stream is None:
-                self._tqdm = tqdm(total=self.total, desc=desc, file=self.stream, initial=self.done)
+                self._tqdm = tqdm(total=self.total, desc=desc, initial=self.done, leave=False,
+                                  file=self.stream)
             else:
                 self._draw()
 
     def update(self, n: int = 1, **postfix) -> None:
         self.done += n
+        self.n = self.done
         if not self.enabled:
             return
         if self._tqdm is not None:
@@ -43,11 +48,12 @@ class Progress:
             self._tqdm.update(n)
             return
         self._postfix = " ".join(f"{k}={v}" for k, v in postfix.items())
-        self._draw()
+        if self.done >= self.total or time.perf_counter() - self._drawn >= 0.1:
+            self._draw()
 
     def _draw(self) -> None:
         width = 30
-        filled = width * self.done // self.total if self.total else width
+        filled = min(width, width * self.done // self.total) if self.total else width
         elapsed = time.perf_counter() - self._start
         bar = "#" * filled + "." * (width - filled)
         line = f"\r{self.desc} [{bar}] {self.done}/{self.total} {elapsed:.1f}s"
@@ -55,6 +61,7 @@ class Progress:
             line += " " + self._postfix
         self.stream.write(line)
         self.stream.flush()
+        self._drawn = time.perf_counter()
 
     def close(self) -> None:
         if not self.enabled:

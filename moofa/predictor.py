@@ -34,9 +34,13 @@ from .spaces import Space, get_space
 from .spaces import names as space_names
 from .subnet import encode
 
-__all__ = ["ENCODING", "Predictor", "load_predictor", "one_hot", "one_hot_size", "shipped_names"]
+__all__ = ["ENCODING", "PRECISIONS", "Predictor", "load_predictor", "one_hot", "one_hot_size",
+           "shipped_names"]
 
 ENCODING = "one-hot-v1"
+# First-layer number formats: "int16" halves the gather's memory traffic; it moves
+# predictions by under 0.001 points on the shipped predictors (docs/predictor.md).
+PRECISIONS = ("fp32", "int16")
 FORMAT = "moofa-predictor"
 FORMAT_VERSION = 1
 _SHIPPED_DIR = Path(__file__).resolve().parent / "predictors"
@@ -107,7 +111,7 @@ class Predictor:
 
     def __init__(self, space: str | Space, weights: Sequence, biases: Sequence, *, skip=None,
                  scale: float = 1.0, offset: float = 0.0, metadata: Mapping[str, Any] | None = None,
-                 isa: str = "auto"):
+                 isa: str = "auto", precision: str = "fp32"):
         self.space = get_space(space)
         if isinstance(weights, np.ndarray) or isinstance(biases, np.ndarray):
             raise TypeError("weights and biases must be lists of arrays, one per layer")
@@ -127,10 +131,12 @@ class Predictor:
             raise ValueError(f"isa must be one of 'auto', 'generic', 'avx2', 'avx512', got {isa!r}")
         if not core.isa_supported(isa):
             raise ValueError(f"isa {isa!r} is not supported by this CPU (best: {core.best_isa()!r})")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         self._check_shapes()
         # Built now so that a bad predictor fails at construction, not in the search.
         self._scorer = core.MlpPredictor(spec(self.space), self.weights, self.biases, self.skip,
-                                         self.scale, self.offset, isa)
+                                         self.scale, self.offset, isa, precision)
 
     def _check_shapes(self) -> None:
         n_in = one_hot_size(self.space)
@@ -163,6 +169,16 @@ class Predictor:
         return self._scorer.isa
 
     @property
+    def precision(self) -> str:
+        return self._scorer.precision
+
+    def with_options(self, *, isa: str | None = None, precision: str | None = None) -> Predictor:
+        """The same weights on another kernel set or first-layer precision."""
+        return Predictor(self.space, self.weights, self.biases, skip=self.skip, scale=self.scale,
+                         offset=self.offset, metadata=self.metadata, isa=isa or self.isa,
+                         precision=precision or self.precision)
+
+    @property
     def metrics(self) -> dict:
         """Validation metrics recorded at training time (empty for published checkpoints)."""
         return dict(self.metadata.get("validation", {}))
@@ -183,7 +199,7 @@ class Predictor:
     def __repr__(self) -> str:
         source = self.metadata.get("name") or self.metadata.get("source", "")
         return (f"Predictor({source!r}, space={self.space.name!r}, layers={self.layer_sizes}, "
-                f"skip={self.skip is not None}, isa={self.isa!r})")
+                f"skip={self.skip is not None}, isa={self.isa!r}, precision={self.precision!r})")
 
     # --- persistence ------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> tuple[Path, Path]:
@@ -249,7 +265,7 @@ def _atomic_write(path: Path, write, binary: bool = False) -> None:
 # --- loading --------------------------------------------------------------------------
 
 def load_predictor(name_or_path: str | os.PathLike = "moofa", *, space: str | Space | None = None,
-                   isa: str = "auto") -> Predictor:
+                   isa: str = "auto", precision: str = "fp32") -> Predictor:
     """A shipped predictor by name, or one from a file.
 
     - a shipped name: ``"ofa"``, ``"compofa"``, ``"moofa"`` (ImageNet) or
@@ -259,31 +275,33 @@ def load_predictor(name_or_path: str | os.PathLike = "moofa", *, space: str | Sp
       (needs torch; read with ``weights_only=True``). Give ``space`` unless the file
       is named after it (``ofa.pth.tar``).
 
-    ``space``, when given, must match the predictor's own space.
+    ``space``, when given, must match the predictor's own space. ``isa`` forces a
+    kernel set (``"generic"``, ``"avx2"``, ``"avx512"``); ``precision="int16"``
+    stores the first layer as int16 (faster, predictions move by < 0.001 points).
     """
     if isinstance(name_or_path, str) and name_or_path in SHIPPED:
         if space is not None and get_space(space) != get_space(SHIPPED[name_or_path]):
             raise ValueError(f"predictor {name_or_path!r} is for space {SHIPPED[name_or_path]!r}, "
                              f"not {get_space(space).name!r}")
-        return _load_shipped(name_or_path, isa)
+        return _load_shipped(name_or_path, isa, precision)
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"load_predictor takes a name or a path, got {type(name_or_path).__name__}")
     path = Path(name_or_path)
     name = path.name
     if name.endswith((".pth.tar", ".pth", ".pt", ".tar")):
-        return _load_torch_checkpoint(path, space, isa)
+        return _load_torch_checkpoint(path, space, isa, precision)
     if path.suffix in (".npz", ".json") or _pair(path)[1].is_file():
-        return _load_moofa(path, space, isa)
+        return _load_moofa(path, space, isa, precision)
     raise ValueError(f"unknown predictor {str(name_or_path)!r}: expected one of the shipped names "
                      f"{list(SHIPPED)}, a moofa .npz/.json pair, or a published .pth.tar checkpoint")
 
 
 @functools.lru_cache(maxsize=16)
-def _load_shipped(name: str, isa: str) -> Predictor:
+def _load_shipped(name: str, isa: str, precision: str) -> Predictor:
     path = _SHIPPED_DIR / f"{name}.json"
     if not path.is_file():
         raise ValueError(f"shipped predictor {name!r} is missing from the installation ({path})")
-    return _load_moofa(path, None, isa)
+    return _load_moofa(path, None, isa, precision)
 
 
 def _resolve_space(doc_space: Mapping, want: str | Space | None, where: str) -> Space:
@@ -303,7 +321,7 @@ def _resolve_space(doc_space: Mapping, want: str | Space | None, where: str) -> 
     return own
 
 
-def _load_moofa(path: Path, space, isa: str) -> Predictor:
+def _load_moofa(path: Path, space, isa: str, precision: str = "fp32") -> Predictor:
     npz_path, json_path = _pair(path)
     for p in (json_path, npz_path):
         if not p.is_file():
@@ -353,13 +371,13 @@ def _load_moofa(path: Path, space, isa: str) -> Predictor:
     meta = {k: v for k, v in doc.items() if k in ("name", "training", "validation", "dataset", "notes")}
     meta["source"] = str(json_path)
     return Predictor(sp, weights, biases, skip=skip, scale=output.get("scale", 1.0),
-                     offset=output.get("offset", 0.0), metadata=meta, isa=isa)
+                     offset=output.get("offset", 0.0), metadata=meta, isa=isa, precision=precision)
 
 
 _LAYER_KEY = re.compile(r"^layers\.(\d+)(?:\.0)?\.(weight|bias)$")
 
 
-def _load_torch_checkpoint(path: Path, space, isa: str) -> Predictor:
+def _load_torch_checkpoint(path: Path, space, isa: str, precision: str = "fp32") -> Predictor:
     try:
         import torch
     except ImportError:
@@ -414,4 +432,4 @@ def _load_torch_checkpoint(path: Path, space, isa: str) -> Predictor:
         raise ValueError(f"{path}: base_acc is not finite")
     # The published predictors output top-1 as a fraction plus base_acc; moofa speaks percent.
     return Predictor(sp, weights, biases, scale=100.0, offset=100.0 * base_acc,
-                     metadata={"name": path.name, "source": str(path)}, isa=isa)
+                     metadata={"name": path.name, "source": str(path)}, isa=isa, precision=precision)

@@ -325,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="train every shipped predictor")
     parser.add_argument("--name", action="append", choices=list(DATASETS),
                         help="train this shipped predictor (repeatable)")
-    parser.add_argument("--data", default=str(here.parents[2] / "shared" / "data" / "accuracy"),
+    parser.add_argument("--data", default=str(here.parents[1] / "shared" / "data" / "accuracy"),
                         help="folder of <set>.jsonl accuracy files")
     parser.add_argument("--out", default=str(here / "predictors"), help="output folder")
     parser.add_argument("--cv", type=int, default=0, help="also run k-fold cross-validation (k >= 2)")

@@ -7,6 +7,8 @@ Plots need matplotlib (``pip install 'moofa[plot]'``), imported only when plotti
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -140,6 +142,23 @@ def _budget_label(items: int) -> str:
 
 # --- plots (Figs. 5 and 6) -------------------------------------------------------------------
 
+def _save(fig, path) -> Path:
+    """Write the figure next to its destination, then move it in place: a reader never sees
+    half a file, and an interrupted run leaves the old one."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
 def _figure(n_rows: int = 1, height: float = 3.0):
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -181,9 +200,7 @@ def plot_memory(results, path, labels: Sequence[str] | None = None) -> Path:
         ax.set_title(title)
         ax.set_ylabel("memory [k items]")
         ax.set_xlabel("layer (forward order)")
-    path = Path(path)
-    fig.savefig(path)
-    return path
+    return _save(fig, path)
 
 
 def plot_pareto(data, path) -> Path:
@@ -219,6 +236,4 @@ def plot_pareto(data, path) -> Path:
     ax.set_ylabel("top-1 [%]")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    path = Path(path)
-    fig.savefig(path)
-    return path
+    return _save(fig, path)

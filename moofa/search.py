@@ -43,7 +43,7 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "max_params": None,              # optional constraint
     "memory_model": "full",          # "full" (paper: inputs + outputs + weights) or "activations" (MCU)
     "bytes_per_item": 4,             # to read byte budgets such as "1.3MB" (4: float32, 1: int8)
-    "threads": 0,                    # 0: all cores
+    "threads": 0,                    # 0: auto (all cores from population 512, else 1); same results
     "max_tries": 100,                # candidates drawn per child before it is given up
     "max_evaluations": None,         # stop after this many predictor evaluations
     "predictor_input": "rows",       # what a callable predictor receives, see PREDICTOR_INPUTS
@@ -238,7 +238,12 @@ def _resolve_predictor(predictor, sp: Space, predictor_input: str):
     if predictor_input not in PREDICTOR_INPUTS:
         raise ValueError(f"predictor_input must be one of {list(PREDICTOR_INPUTS)}, got {predictor_input!r}")
     if predictor is None:
-        predictor = _load_predictor(sp.name, sp)
+        try:
+            predictor = _load_predictor(sp.name, sp)
+        except (ValueError, FileNotFoundError) as exc:
+            raise ValueError(
+                f"space {sp.name!r} has no shipped predictor ({exc}); pass predictor= (a moofa predictor, "
+                "a moofa._core.Scorer, or a callable returning one score per config)") from None
     elif isinstance(predictor, (str, Path)):
         predictor = _load_predictor(predictor, sp)
     _check_predictor_space(predictor, sp)

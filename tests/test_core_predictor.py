@@ -153,6 +153,23 @@ def test_is_a_scorer():
     assert pred.n_columns == space.n_columns
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("hidden", [(64,), (512,), (40, 24)])
+def test_int16_first_layer_stays_close(isa, hidden):
+    rng = np.random.default_rng(sum(hidden))
+    space = moofa.get_space("moofa")
+    weights, biases, s = random_net(124, hidden, rng, True)
+    exact = core.MlpPredictor(spec(space), weights, biases, s, 2.0, 60.0, isa)
+    quant = core.MlpPredictor(spec(space), weights, biases, s, 2.0, 60.0, isa, "int16")
+    assert exact.precision == "fp32" and quant.precision == "int16"
+    rows = moofa.random_subnets(3000, space, seed=11)
+    want = reference_forward(reference_one_hot(rows, space), weights, biases, s, 2.0, 60.0)
+    got = quant.score(rows, 2)
+    # 15 rounded terms of at most half a quantum each, in every hidden unit.
+    assert np.abs(got - want).max() < 1e-3 * (want.max() - want.min())
+    assert np.abs(exact.score(rows, 2) - want).max() < 1e-4 * max(1.0, np.abs(want).max() / 100)
+
+
 def _bad(match, **changes):
     space = moofa.get_space("moofa")
     weights, biases, s = random_net(124, (16,), np.random.default_rng(0), True)
@@ -183,6 +200,9 @@ def test_bad_weights_are_refused():
     _bad(r"skip: must be empty or hold one weight per one-hot feature \(124\)", skip=np.zeros(5, np.float32))
     _bad(r"skip: weights must be finite", skip=np.full(124, np.nan, np.float32))
     _bad(r"isa must be one of", isa="sse9")
+    _bad(r"precision must be 'fp32' or 'int16'", precision="bf8")
+    _bad(r"a linear model has none", weights=[np.zeros((124, 1), np.float32)],
+         biases=[np.zeros(1, np.float32)], precision="int16")
     for isa in ("avx2", "avx512"):
         if not core.isa_supported(isa):
             _bad(r"not supported by this CPU", isa=isa)

@@ -65,6 +65,17 @@ def test_shipped_moofa_beats_the_published_checkpoint_in_sample(shared_dir):
     assert np.sqrt(np.mean((ours - top1) ** 2)) < np.sqrt(np.mean((published - top1) ** 2))
 
 
+@pytest.mark.parametrize("name", list(SHIPPED))
+def test_int16_keeps_the_ranking(name):
+    exact = moofa.load_predictor(name)
+    quant = moofa.load_predictor(name, precision="int16")
+    assert quant.precision == "int16" and quant is not exact
+    rows = moofa.random_subnets(100_000, exact.space, seed=5)
+    a, b = exact.predict(rows), quant.predict(rows)
+    assert np.abs(a - b).max() <= 0.05
+    assert tau_b(a[:2000], b[:2000]) >= 0.999
+
+
 @pytest.mark.slow
 def test_training_command_reproduces_a_shipped_predictor(shared_dir, tmp_path):
     pytest.importorskip("torch")

@@ -78,6 +78,8 @@ def test_plots_are_written(tmp_path, predictors):
         report.plot_pareto([1, 2], tmp_path / "bad.png")
     with pytest.raises(TypeError, match="plot_memory"):
         report.plot_memory([r, "not a result"], tmp_path / "bad.png")
+    # Written through a temporary file and os.replace: nothing else is left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig5.png", "fig6.png", "front.png"]
 
 
 def test_plain_progress_bar():

@@ -240,6 +240,14 @@ def test_predictor_objects_with_scorer_or_predict_and_their_space():
         moofa.search("400k", predictor=foreign)
 
 
+def test_user_defined_space_needs_a_predictor():
+    custom = moofa.get_space("moofa").replace(name="my-moofa", resolutions=(96, 128))
+    with pytest.raises(ValueError, match="space 'my-moofa' has no shipped predictor"):
+        moofa.search("400k", custom)
+    r = moofa.search("400k", custom, linear(custom), population=20, generations=5)
+    assert r.subnet.image_size in (96, 128) and truth(custom, r.subnet)["peak"] == r.peak <= 400_000
+
+
 def test_default_predictor_is_the_shipped_one_or_a_clear_error():
     if not hasattr(moofa, "load_predictor"):
         with pytest.raises(ValueError, match="no shipped predictor"):
@@ -364,10 +372,11 @@ def test_progress_bar_on_sweeps(capsys):
 # --- quality: against a plain Python port of OFA's EvolutionFinder ----------------------------------
 
 @pytest.mark.slow
-def test_quality_at_least_that_of_ofa_evolution_finder(ridge):
+@pytest.mark.parametrize("which", ["ridge", "shipped"])
+def test_quality_at_least_that_of_ofa_evolution_finder(ridge, which):
     """Same predictor, same number of predictor evaluations (population 100, 50 generations:
     5,100), 10 seeds: moofa's median best is at least the port's, at 325k, 400k and 800k."""
-    scorer, _, _ = ridge
+    scorer = ridge[0] if which == "ridge" else moofa.load_predictor("moofa").scorer
     tables = helpers.SlotTables("moofa")
     accuracy = helpers.port_predictor(scorer, "moofa")
     for budget in (325_000, 400_000, 800_000):

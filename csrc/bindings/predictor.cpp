@@ -41,7 +41,7 @@ void predictor(py::module_& m) {
   py::class_<MlpPredictor, Scorer>(m, "MlpPredictor")
       .def(py::init([](const SpaceSpec& space, const std::vector<Floats>& weights,
                        const std::vector<Floats>& biases, const py::object& skip, float scale, float offset,
-                       const std::string& isa) {
+                       const std::string& isa, const std::string& precision) {
              if (weights.size() != biases.size())
                throw py::value_error("weights and biases must have the same length (one per layer), got " +
                                      std::to_string(weights.size()) + " and " + std::to_string(biases.size()));
@@ -54,10 +54,10 @@ void predictor(py::module_& m) {
                skip_w.assign(s.data(), s.data() + s.size());
              }
              return new MlpPredictor(space, std::move(layers), std::move(skip_w), scale, offset,
-                                     isa_from_name(isa));
+                                     isa_from_name(isa), precision_from_name(precision));
            }),
            py::arg("space"), py::arg("weights"), py::arg("biases"), py::arg("skip") = py::none(),
-           py::arg("scale") = 1.0f, py::arg("offset") = 0.0f, py::arg("isa") = "auto",
+           py::arg("scale") = 1.0f, py::arg("offset") = 0.0f, py::arg("isa") = "auto", py::arg("precision") = "fp32",
            "MLP over the one-hot encoding; weights[i] is (in, out) for x @ W + b")
       .def(
           "score",
@@ -86,6 +86,7 @@ void predictor(py::module_& m) {
       .def_property_readonly("n_features", &MlpPredictor::n_features)
       .def_property_readonly("layer_sizes", &MlpPredictor::layer_sizes)
       .def_property_readonly("isa", [](const MlpPredictor& p) { return isa_name(p.isa()); })
+      .def_property_readonly("precision", [](const MlpPredictor& p) { return precision_name(p.precision()); })
       .def_property_readonly("scale", &MlpPredictor::scale)
       .def_property_readonly("offset", &MlpPredictor::offset)
       .def_static("one_hot_size", &MlpPredictor::one_hot_size, py::arg("space"));

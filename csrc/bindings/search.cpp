@@ -226,6 +226,7 @@ void search(py::module_& m) {
         o.max_evaluations = max_evaluations;
         o.validate();
         ScorerArg scorer = resolve_scorer(predictor, ev.n_columns());
+        o.parallel_scoring = !scorer.owned;  // a Python callable is called from this thread
         GenerationHook hook(progress);
         EvolutionResult r;
         {
@@ -272,6 +273,7 @@ void search(py::module_& m) {
         o.max_tries = max_tries;
         o.validate();
         ScorerArg scorer = resolve_scorer(predictor, ev.n_columns());
+        o.parallel_scoring = !scorer.owned;
         GenerationHook hook(progress);
         ParetoResult r;
         {

@@ -144,6 +144,8 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
   ParetoResult result;
   BreedStats stats;
   RowSet seen(static_cast<int>(cols));  // ids are archive indices: every kept child is scored
+  const int threads = search_threads(options.threads, options.population);
+  WorkerPool pool(threads);
   Brood brood;
   std::vector<float> arch_score;
   std::vector<int64_t> arch_peak;
@@ -159,8 +161,7 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
 
   auto score_brood = [&]() {
     std::vector<float> s(brood.size);
-    scorer.score(brood.keys.data(), brood.size, s.data(), options.threads);
-    check_scores(s.data(), brood.size);
+    score_rows(scorer, brood.keys.data(), brood.size, s.data(), pool, options.parallel_scoring, threads);
     for (std::size_t i = 0; i < brood.size; ++i) {
       const uint8_t* key = brood.keys.data() + i * cols;
       arch_score.push_back(s[i]);
@@ -206,7 +207,7 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
   const int64_t lo = evaluator.min_peak();
   const int64_t hi = std::min(constraints.max_peak, var.peak_ceiling());
   breed(
-      var, seen, n_pop, options.seed, /*phase=*/3, 0, options.threads, options.max_tries,
+      var, seen, n_pop, options.seed, /*phase=*/3, 0, pool, options.max_tries,
       [&](std::size_t i, Rng& rng, int, uint8_t* out) {
         const double t = static_cast<double>(i) / static_cast<double>(n_pop - 1);  // population >= 2
         const auto cap = static_cast<int64_t>(static_cast<double>(lo) + t * static_cast<double>(hi - lo));
@@ -235,7 +236,7 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
       return std::min(a, b);
     };
     breed(
-        var, seen, n_pop, options.seed, /*phase=*/4, static_cast<uint64_t>(g), options.threads,
+        var, seen, n_pop, options.seed, /*phase=*/4, static_cast<uint64_t>(g), pool,
         options.max_tries,
         [&](std::size_t i, Rng& rng, int failures, uint8_t* out) {
           if (static_cast<int>(i) < n_mutants)

@@ -67,6 +67,14 @@ bool isa_supported(Isa isa) {
   }
 }
 
+std::string precision_name(Precision p) { return p == Precision::kInt16 ? "int16" : "fp32"; }
+
+Precision precision_from_name(const std::string& name) {
+  if (name == "fp32") return Precision::kFloat32;
+  if (name == "int16") return Precision::kInt16;
+  throw std::invalid_argument("precision must be 'fp32' or 'int16', got '" + name + "'");
+}
+
 Isa best_isa() {
   if (isa_supported(Isa::kAvx512)) return Isa::kAvx512;
   if (isa_supported(Isa::kAvx2)) return Isa::kAvx2;
@@ -95,8 +103,8 @@ int MlpPredictor::one_hot_size(const SpaceSpec& space) {
 }
 
 MlpPredictor::MlpPredictor(const SpaceSpec& space, std::vector<DenseLayer> layers, std::vector<float> skip,
-                           float scale, float offset, Isa isa)
-    : space_(space), scale_(scale), offset_(offset), isa_(isa) {
+                           float scale, float offset, Isa isa, Precision precision)
+    : space_(space), scale_(scale), offset_(offset), isa_(isa), precision_(precision) {
   space_.validate();
   require(isa_supported(isa), "isa: '" + isa_name(isa) + "' is not supported by this CPU");
   n_features_ = one_hot_size(space_);
@@ -130,6 +138,8 @@ MlpPredictor::MlpPredictor(const SpaceSpec& space, std::vector<DenseLayer> layer
     require(all_finite(L.weight) && all_finite(L.bias), name + ": weights must be finite (found NaN or inf)");
     expect_in = L.out;
   }
+  require(precision == Precision::kFloat32 || layers.size() >= 2,
+          "precision: 'int16' quantises the first hidden layer; a linear model has none");
   require(layers.back().out == 1, "layers: the last layer must have 1 output, got " +
                                       std::to_string(layers.back().out));
   require(skip.empty() || static_cast<int>(skip.size()) == n_features_,
@@ -201,6 +211,33 @@ void MlpPredictor::build_gather_table() {
             gather_skip_[g] = static_cast<float>(v);
           }
         }
+  if (precision_ == Precision::kInt16) quantise_gather_table();
+}
+
+void MlpPredictor::quantise_gather_table() {
+  // Per output column c: the largest |sum| any config can reach is at most the sum over
+  // slots of the slot's largest |entry|. Scaling that bound to 32767 - n_slots (room
+  // for the rounding of each term) makes every partial sum fit in int16.
+  const int out_pad = layers_[0].out_pad, rows = gather_rows_, chunk = detail::kFirstChunk;
+  auto at = [&](int g, int c) {
+    return (static_cast<std::size_t>(c / chunk) * rows + g) * chunk + c % chunk;
+  };
+  column_scale_.assign(out_pad, 1.0f);
+  gather_i16_.assign(gather_table_.size(), 0);
+  for (int c = 0; c < out_pad; ++c) {
+    double bound = 0.0;
+    for (int j = 0; j < n_slots_; ++j) {
+      const int end = j + 1 < n_slots_ ? slot_row_base_[j + 1] : rows;
+      double m = 0.0;
+      for (int g = slot_row_base_[j]; g < end; ++g) m = std::max(m, std::fabs(double(gather_table_[at(g, c)])));
+      bound += m;
+    }
+    if (bound == 0.0) continue;  // padding or dead column: all zeros
+    const double scale = bound / (32767.0 - n_slots_);
+    column_scale_[c] = static_cast<float>(scale);
+    for (int g = 0; g < rows; ++g)
+      gather_i16_[at(g, c)] = static_cast<int16_t>(std::lround(gather_table_[at(g, c)] / scale));
+  }
 }
 
 int MlpPredictor::gather(const uint8_t* row, int32_t* out) const {
@@ -270,11 +307,17 @@ void MlpPredictor::score_range(const uint8_t* rows, std::size_t begin, std::size
     }
     return;
   }
+  const int16_t* work_i16 = nullptr;
+  const float* work_scale = nullptr;
   std::vector<detail::LayerView> views;
   for (const auto& L : layers_) views.push_back({L.in_pad, L.out_pad, L.ld, L.weight.data(), L.bias.data()});
   views[0].in_pad = gather_rows_;
   views[0].weight = gather_table_.data();
   views[0].bias = zero_bias_.data();
+  if (precision_ == Precision::kInt16) {
+    work_i16 = gather_i16_.data();
+    work_scale = column_scale_.data();
+  }
   const int stride = max_width_;
   Scratch buf0(static_cast<std::size_t>(detail::kTileRows) * stride);
   Scratch buf1(static_cast<std::size_t>(detail::kTileRows) * stride);
@@ -290,6 +333,8 @@ void MlpPredictor::score_range(const uint8_t* rows, std::size_t begin, std::size
   work.buf1 = buf1.aligned;
   work.stride = stride;
   work.y = y;
+  work.first_i16 = work_i16;
+  work.column_scale = work_scale;
   for (std::size_t t0 = begin; t0 < end; t0 += detail::kTileRows) {
     const int nt = static_cast<int>(std::min<std::size_t>(detail::kTileRows, end - t0));
     for (int r = 0; r < nt; ++r)

@@ -32,6 +32,10 @@ struct TileWork {
   float* buf1 = nullptr;
   int stride = 0;
   float* y = nullptr;  // rows outputs (before the skip, scale and offset)
+  // Reduced precision (optional): the first layer's gather table as int16, same
+  // chunk-major layout, value = int * column_scale[c]. Null for the fp32 path.
+  const int16_t* first_i16 = nullptr;
+  const float* column_scale = nullptr;
 };
 
 void forward_tile_generic(const TileWork& work);

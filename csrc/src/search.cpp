@@ -49,6 +49,8 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer, const C
   EvolutionResult result;
   BreedStats stats;
   RowSet seen(static_cast<int>(cols));
+  const int threads = search_threads(options.threads, options.population);
+  WorkerPool pool(threads);
   Brood brood;
   std::vector<float> child_scores;
 
@@ -57,8 +59,8 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer, const C
   };
   auto score_brood = [&]() {
     child_scores.resize(brood.size);
-    scorer.score(brood.keys.data(), brood.size, child_scores.data(), options.threads);
-    check_scores(child_scores.data(), brood.size);
+    score_rows(scorer, brood.keys.data(), brood.size, child_scores.data(), pool, options.parallel_scoring,
+               threads);
     result.evaluations += static_cast<int64_t>(brood.size);
   };
 
@@ -84,7 +86,7 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer, const C
   };
 
   const uint64_t seed = options.seed;
-  breed(var, seen, brood_size(), seed, /*phase=*/1, 0, options.threads, options.max_tries,
+  breed(var, seen, brood_size(), seed, /*phase=*/1, 0, pool, options.max_tries,
         [&](std::size_t, Rng& rng, int, uint8_t* out) { return var.sample(rng, constraints.max_peak, out); }, &brood,
         &stats);
   if (brood.size == 0)
@@ -135,7 +137,7 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer, const C
     }
     const int np = static_cast<int>(n_par);
     breed(
-        var, seen, brood_size(), seed, /*phase=*/2, static_cast<uint64_t>(g), options.threads,
+        var, seen, brood_size(), seed, /*phase=*/2, static_cast<uint64_t>(g), pool,
         options.max_tries,
         [&](std::size_t i, Rng& rng, int failures, uint8_t* out) {
           // A child that keeps landing on scored subnets mutates harder, so a converged

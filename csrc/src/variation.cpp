@@ -241,7 +241,9 @@ void Variation::mutate_genes(uint8_t* out, Rng& rng, double prob, double resolut
 
 bool Variation::mutate(const uint8_t* parent, Rng& rng, uint8_t* out, double strength) const {
   std::memcpy(out, parent, static_cast<std::size_t>(n_cols_));
-  mutate_genes(out, rng, std::min(1.0, mutate_prob_ * strength), std::min(1.0, resolution_mutate_prob_ * strength));
+  // A mutation that changed nothing would only re-breed its (already scored) parent.
+  for (int round = 0; round < 8 && std::memcmp(out, parent, static_cast<std::size_t>(n_cols_)) == 0; ++round)
+    mutate_genes(out, rng, std::min(1.0, mutate_prob_ * strength), std::min(1.0, resolution_mutate_prob_ * strength));
   return repair(out, rng) && fits(out);
 }
 
@@ -277,8 +279,14 @@ bool Variation::crossover(const uint8_t* a, const uint8_t* b, Rng& rng, uint8_t*
   }
   if (coupled_)
     for (int s = 0; s < n_stages_; ++s) set_depth(out, s, out[spec_.col_depth(s)]);
-  if (strength > 0.0)
+  // A copy of a parent (similar parents, or the coins all fell one way) is already scored:
+  // mutate it rather than hand back a certain duplicate.
+  const auto cols = static_cast<std::size_t>(n_cols_);
+  if (strength <= 0.0 && (std::memcmp(out, a, cols) == 0 || std::memcmp(out, b, cols) == 0)) strength = 1.0;
+  for (int round = 0; round < 8 && strength > 0.0; ++round) {
     mutate_genes(out, rng, std::min(1.0, mutate_prob_ * strength), std::min(1.0, resolution_mutate_prob_ * strength));
+    if (std::memcmp(out, a, cols) != 0 && std::memcmp(out, b, cols) != 0) break;
+  }
   return repair(out, rng) && fits(out);
 }
 

@@ -9,10 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "moofa/parallel.hpp"
 #include "moofa/rng.hpp"
 #include "moofa/row_set.hpp"
+#include "moofa/scorer.hpp"
 #include "moofa/variation.hpp"
+#include "moofa/worker_pool.hpp"
 
 namespace moofa {
 
@@ -22,6 +23,28 @@ inline void check_scores(const float* scores, std::size_t n) {
     if (!std::isfinite(scores[i]))
       throw std::domain_error("the predictor returned a non-finite score (" + std::to_string(scores[i]) +
                               ") for config " + std::to_string(i) + " of a batch of " + std::to_string(n));
+}
+
+// Threads for a search: an explicit count, or (threads <= 0) all cores for populations of
+// at least 512 and one thread below. A generation of ~100 children takes ~100 us, too
+// little to share: on a busy 2-core machine the hand-offs cost more than they save.
+inline int search_threads(int threads, int population) {
+  if (threads > 0) return threads;
+  return population >= 512 ? resolve_threads(0) : 1;
+}
+
+// Scores n rows; with parallel set, split across the pool (a Scorer must accept calls
+// from several threads on disjoint outputs), else one call from this thread.
+inline void score_rows(const Scorer& scorer, const uint8_t* rows, std::size_t n, float* out, WorkerPool& pool,
+                       bool parallel, int threads) {
+  const std::size_t cols = static_cast<std::size_t>(scorer.n_columns());
+  if (parallel && pool.size() > 1)
+    pool.run(
+        n, [&](std::size_t b, std::size_t e) { scorer.score(rows + b * cols, e - b, out + b, 1); },
+        /*min_items=*/16);
+  else
+    scorer.score(rows, n, out, threads);
+  check_scores(out, n);
 }
 
 struct BreedStats {
@@ -52,7 +75,7 @@ struct Brood {
 // collided with an earlier sibling: the outcome does not depend on threads.
 template <class Attempt>
 void breed(const Variation& var, RowSet& seen, std::size_t n, uint64_t seed, uint64_t phase,
-           uint64_t generation, int threads, int max_tries, Attempt&& attempt, Brood* brood,
+           uint64_t generation, WorkerPool& pool, int max_tries, Attempt&& attempt, Brood* brood,
            BreedStats* stats) {
   const std::size_t cols = static_cast<std::size_t>(var.n_columns());
   brood->rows.assign(n * cols, 0);
@@ -83,16 +106,15 @@ void breed(const Variation& var, RowSet& seen, std::size_t n, uint64_t seed, uin
     return false;
   };
 
-  // Breeding one child costs about a microsecond: threads only pay off on big broods.
-  parallel_for(
-      n, threads,
+  pool.run(
+      n,
       [&](std::size_t b, std::size_t e) {
         for (std::size_t i = b; i < e; ++i) {
           rngs[i] = Rng(seed, stream_id(phase, generation, i));
           found[i] = draw(i);
         }
       },
-      256);
+      /*min_items=*/16);
 
   std::size_t kept = 0;
   for (std::size_t i = 0; i < n; ++i) {

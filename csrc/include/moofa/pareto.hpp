@@ -27,7 +27,8 @@ struct ParetoOptions {
   double resolution_mutate_prob = 0.5;
   bool minimize_mflops = false;  // third objective
   uint64_t seed = 0;
-  int threads = 0;
+  int threads = 0;  // <= 0: auto (all cores from population 512, else 1)
+  bool parallel_scoring = true;  // split batches across threads (false: call the scorer from this thread)
   int max_tries = 100;
 
   void validate() const;

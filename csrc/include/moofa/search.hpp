@@ -28,7 +28,8 @@ struct EvolutionOptions {
   double mutate_prob = 0.1;             // per slot and per stage depth
   double resolution_mutate_prob = 0.5;  // input resolution
   uint64_t seed = 0;
-  int threads = 0;          // <= 0: all hardware threads
+  int threads = 0;          // <= 0: auto (all cores from population 512, else 1); see search_threads
+  bool parallel_scoring = true;  // split batches across threads (false: call the scorer from this thread)
   int resolution_niche = 1;  // parents kept per input resolution before the rest by score (0: OFA)
   int max_tries = 100;      // draws per child before that child is given up
   int64_t max_evaluations = 0;  // stop once this many configs were scored (0: no limit)

@@ -1,0 +1,148 @@
+"""Batched predictor inference: moofa's C++ kernels vs torch and numpy (BLAS) on the
+same weights, 100k configs, the same thread count, one run:
+
+    python -m pytest benchmarks/test_predictor.py --benchmark-columns=min,median,ops
+
+Every benchmark checks its result against a float64 forward pass.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import moofa
+from moofa._ext import core
+from moofa.predictor import one_hot
+
+N = 100_000
+THREADS = 2
+SHARED = Path(os.environ.get("MOOFA_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def reference(pred: moofa.Predictor, x: np.ndarray) -> np.ndarray:
+    h = x.astype(np.float64)
+    for i, (w, b) in enumerate(zip(pred.weights, pred.biases)):
+        h = h @ w.astype(np.float64) + b
+        if i + 1 < len(pred.weights):
+            h = np.maximum(h, 0)
+    y = h[:, 0] + (x @ pred.skip.astype(np.float64) if pred.skip is not None else 0)
+    return pred.offset + pred.scale * y
+
+
+def numpy_forward(pred: moofa.Predictor, x: np.ndarray) -> np.ndarray:
+    """The same MLP as dense float32 matmuls on the one-hot input (numpy's BLAS)."""
+    h = x
+    for i, (w, b) in enumerate(zip(pred.weights, pred.biases)):
+        h = h @ w + b
+        if i + 1 < len(pred.weights):
+            np.maximum(h, 0, out=h)
+    y = h[:, 0] + (x @ pred.skip if pred.skip is not None else 0)
+    return pred.offset + pred.scale * y
+
+
+def torch_forward(pred: moofa.Predictor):
+    torch = pytest.importorskip("torch")
+    mods = []
+    for i, (w, b) in enumerate(zip(pred.weights, pred.biases)):
+        lin = torch.nn.Linear(*w.shape)
+        lin.weight.data.copy_(torch.from_numpy(w.T.copy()))
+        lin.bias.data.copy_(torch.from_numpy(b))
+        mods.append(lin)
+        if i + 1 < len(pred.weights):
+            mods.append(torch.nn.ReLU())
+    net = torch.nn.Sequential(*mods).eval()
+    skip = None if pred.skip is None else torch.from_numpy(pred.skip)
+
+    def run(x):
+        with torch.inference_mode():
+            y = net(x)[:, 0]
+            if skip is not None:
+                y = y + x @ skip
+            return (pred.offset + pred.scale * y).numpy()
+
+    return run
+
+
+CASES = {
+    "shipped-moofa": lambda: moofa.load_predictor("moofa"),
+    "published-ofa-400x3": lambda: moofa.load_predictor(SHARED / "reference" / "predictors" / "ofa.pth.tar"),
+}
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def case(request):
+    if request.param.startswith("published"):
+        pytest.importorskip("torch")
+    pred = CASES[request.param]()
+    rows = moofa.random_subnets(N, pred.space, seed=0)
+    x = one_hot(rows, pred.space)
+    return request.param, pred, rows, x, reference(pred, x)
+
+
+def timed(benchmark, name, fn, *args):
+    # Fixed rounds: a 400-wide net takes seconds per 100k configs in the slow baselines.
+    rounds = 3 if name.startswith("published") else 7
+    return benchmark.pedantic(fn, args=args, rounds=rounds, iterations=1, warmup_rounds=1)
+
+
+def check(got, want):
+    assert got.shape == (N,)
+    np.testing.assert_allclose(got, want, atol=1e-3, rtol=0)
+
+
+def test_moofa_cpp(benchmark, case):
+    name, pred, rows, _, want = case
+    benchmark.group = f"predictor {name} {N // 1000}k configs"
+    benchmark.extra_info["isa"] = pred.isa
+    got = timed(benchmark, name, pred.scorer.score, rows, THREADS)
+    check(got, want)
+
+
+def test_moofa_cpp_portable_kernel(benchmark, case):
+    name, pred, rows, _, want = case
+    if name.startswith("published"):
+        pytest.skip("the portable kernel is only timed on the shipped predictor (15 s a round here)")
+    benchmark.group = f"predictor {name} {N // 1000}k configs"
+    generic = moofa.Predictor(pred.space, pred.weights, pred.biases, skip=pred.skip, scale=pred.scale,
+                              offset=pred.offset, isa="generic")
+    got = timed(benchmark, name, generic.scorer.score, rows, THREADS)
+    check(got, want)
+
+
+def test_moofa_cpp_int16_first_layer(benchmark, case):
+    name, pred, rows, _, want = case
+    benchmark.group = f"predictor {name} {N // 1000}k configs"
+    quant = pred.with_options(precision="int16")
+    got = timed(benchmark, name, quant.scorer.score, rows, THREADS)
+    assert got.shape == (N,)
+    assert np.abs(got - want).max() <= 0.05  # the reduced-precision contract (docs/predictor.md)
+
+
+def test_torch(benchmark, case):
+    torch = pytest.importorskip("torch")
+    name, pred, _, x, want = case
+    benchmark.group = f"predictor {name} {N // 1000}k configs"
+    run = torch_forward(pred)
+    old = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        xt = torch.from_numpy(x)
+        got = timed(benchmark, name, run, xt)
+    finally:
+        torch.set_num_threads(old)
+    check(got, want)
+
+
+def test_numpy_matmul(benchmark, case):
+    name, pred, _, x, want = case
+    benchmark.group = f"predictor {name} {N // 1000}k configs"
+    got = timed(benchmark, name, numpy_forward, pred, x)
+    check(got, want)
+
+
+def test_best_isa_is_reported():
+    assert core.best_isa() in ("generic", "avx2", "avx512")
