@@ -94,11 +94,158 @@ def cmd_spaces(args) -> int:
     return 0
 
 
+def _search_options(args) -> dict:
+    opts = {"memory_model": args.memory_model, "bytes_per_item": args.bytes_per_item, "threads": args.threads}
+    if args.max_mflops is not None:
+        opts["max_mflops"] = args.max_mflops
+    if args.max_params is not None:
+        opts["max_params"] = args.max_params
+    return opts
+
+
+def _predictor(args, space: Space):
+    if args.predictor is None:
+        return None
+    from .predictor import load_predictor
+
+    return load_predictor(args.predictor)
+
+
+def cmd_search(args) -> int:
+    from .report import format_result, plot_memory
+    from .search import search
+
+    space = _load_space(args.space)
+    r = search(args.budget, space, _predictor(args, space), seed=args.seed, population=args.population,
+               generations=args.generations, **_search_options(args))
+    if args.plot:
+        plot_memory(r, args.plot)
+    if args.json:
+        print(json.dumps(r.to_dict(), indent=2))
+    else:
+        print(format_result(r, bars=not args.no_bars))
+        if args.plot:
+            print(f"\nmemory plot written to {args.plot}")
+    return 0
+
+
+def cmd_table(args) -> int:
+    from .report import TABLE_BUDGETS, TABLE_SPACES, format_table, plot_pareto, table
+
+    spaces = args.spaces.split(",") if args.spaces else list(TABLE_SPACES)
+    budgets = args.budgets.split(",") if args.budgets else list(TABLE_BUDGETS)
+    rows = table(spaces, budgets, seed=args.seed, population=args.population, generations=args.generations,
+                 progress=None if not args.no_progress else False)
+    if args.plot and rows:
+        plot_pareto(rows, args.plot)
+    if args.json:
+        print(json.dumps(list(rows), indent=2))
+    else:
+        print(format_table(rows, paper=not args.no_paper))
+        if args.plot:
+            print(f"\ntop-1 vs budget plot written to {args.plot}")
+    if rows.interrupted:
+        print("moofa table: interrupted; the rows above are the budgets finished", file=sys.stderr)
+        return 130
+    return 0
+
+
+def cmd_pareto(args) -> int:
+    from .report import plot_pareto
+    from .search import pareto
+
+    space = _load_space(args.space)
+    objectives = ("top1", "peak", "mflops") if args.mflops else ("top1", "peak")
+    front = pareto(space, _predictor(args, space), budgets=args.budgets.split(",") if args.budgets else None,
+                   max_peak=args.max_peak, objectives=objectives, seed=args.seed,
+                   generations=args.generations, progress=None if not args.no_progress else False,
+                   **_search_options(args))
+    if args.plot:
+        plot_pareto({space.name: front}, args.plot)
+    if args.json:
+        print(json.dumps(front.to_dicts(), indent=2))
+    else:
+        print(f"{'peak':>10}  {'top1':>7}  {'MFLOPs':>8}  config")
+        for point in front.to_dicts():
+            print(f"{point['peak']:>10,}  {point['top1']:>7.2f}  {point['mflops']:>8.1f}  "
+                  f"{json.dumps(point['config'])}")
+        print(f"{len(front)} non-dominated subnets ({front.method}, {front.evaluations:,} evaluations, "
+              f"{front.seconds:.2f} s)")
+    return 130 if front.interrupted else 0
+
+
+# Subcommands whose parser lives in their (torch-only) module: the arguments are handed over as they are.
+_DELEGATED = {
+    "train": ("train", "train_main", "train a supernet with progressive shrinking (moofa[train])"),
+    "pipeline": ("pipeline", "pipeline_main",
+                 "end to end on CPU: train, balanced accuracy set, predictor, search, check (moofa[train])"),
+    "train-predictor": ("predictor_train", "main", "train accuracy predictors from JSONL data (moofa[torch])"),
+}
+
+
+def _run_delegated(name: str, argv: list[str]) -> int:
+    import importlib
+
+    module, function, _ = _DELEGATED[name]
+    try:
+        entry = getattr(importlib.import_module(f"moofa.{module}"), function)
+    except ImportError as exc:
+        print(f"moofa {name}: needs PyTorch: pip install 'moofa[train]' ({exc})", file=sys.stderr)
+        return 2
+    return entry(argv)
+
+
+def _add_search_args(p) -> None:
+    p.add_argument("--space", default="moofa", help="space name or a space JSON file")
+    p.add_argument("--predictor", help="shipped predictor name or a .npz/.json/.pth.tar path "
+                   "(default: the space's shipped one)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--memory-model", default="full", choices=[*MEMORY_MODELS, "paper", "mcu"])
+    p.add_argument("--bytes-per-item", type=float, default=4, help="to read byte budgets like 1.3MB")
+    p.add_argument("--max-mflops", type=float, help="also require MFLOPs <= this")
+    p.add_argument("--max-params", type=int, help="also require parameters <= this")
+    p.add_argument("--threads", type=int, default=0, help="0: automatic")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="draw a figure (needs matplotlib: moofa[plot])")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moofa", description="Find the most accurate OFA-style subnet that fits a peak-memory budget.")
     parser.add_argument("--version", action="version", version=f"moofa {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("search", help="the most accurate subnet whose peak memory fits a budget")
+    p.add_argument("--budget", default="325k", help="items (325000, 325k) or bytes (1.3MB, 320KiB); default 325k")
+    p.add_argument("--population", type=int, default=100)
+    p.add_argument("--generations", type=int, default=500)
+    p.add_argument("--no-bars", action="store_true", help="omit the per-layer memory bars")
+    _add_search_args(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("table", help="the paper's Table 1 with the shipped predictors (ofa, compofa, moofa)")
+    p.add_argument("--spaces", help="comma-separated spaces (default ofa,compofa,moofa)")
+    p.add_argument("--budgets", help="comma-separated budgets (default the paper's 325k..800k)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--population", type=int, default=100)
+    p.add_argument("--generations", type=int, default=500)
+    p.add_argument("--no-paper", action="store_true", help="leave out the paper's figures")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="FILE.png", help="top-1 vs budget per space (the paper's Fig. 6)")
+    p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("pareto", help="accuracy vs peak memory front (NSGA-II, or a budget sweep)")
+    p.add_argument("--budgets", help="comma-separated budgets: one search each (default: one NSGA-II search)")
+    p.add_argument("--max-peak", help="NSGA-II: only subnets up to this peak")
+    p.add_argument("--mflops", action="store_true", help="MFLOPs as a third objective")
+    p.add_argument("--generations", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    _add_search_args(p)
+    p.set_defaults(func=cmd_pareto)
+
+    for name, (_, _, text) in _DELEGATED.items():
+        sub.add_parser(name, help=text + "; see moofa %s --help" % name, add_help=False)
 
     p = sub.add_parser("profile", help="memory per layer, peak, avg +- std, MFLOPs and params of one subnet")
     p.add_argument("--space", default="moofa", help=f"space name ({', '.join(names())}) or a space JSON file")
@@ -130,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _DELEGATED:
+        return _run_delegated(argv[0], argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -73,3 +73,44 @@ def test_entry_point_runs(argv, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "moofa", *argv], capture_output=True, text=True, check=False,
                           cwd=tmp_path)
     assert proc.returncode == 0 and "moofa" in proc.stdout
+
+
+def test_search_json_fits_budget_and_matches_profile(capsys):
+    assert main(["search", "--space", "moofa", "--budget", "400k", "--generations", "30", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    p = moofa.profile(out["config"], "moofa")
+    assert out["peak"] == p.peak <= 400_000 and out["hist"] == p.hist
+    # the reported top-1 is the shipped predictor's score of that subnet
+    assert out["top1"] == pytest.approx(float(moofa.load_predictor("moofa").predict([out["config"]])[0]), abs=1e-4)
+
+
+def test_search_summary_and_impossible_budget(capsys):
+    assert main(["search", "--budget", "1.6MB", "--generations", "20"]) == 0
+    text = capsys.readouterr().out
+    assert "predicted top-1" in text and "<- peak" in text
+    assert main(["search", "--budget", "100k"]) == 2
+    assert "299,520" in capsys.readouterr().err
+
+
+def test_table_and_pareto(capsys):
+    assert main(["table", "--spaces", "ofa,moofa", "--budgets", "325k,800k", "--generations", "20",
+                 "--no-progress", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 4
+    for r in rows:
+        assert moofa.profile(r["config"], r["space"]).peak == r["peak"] <= r["budget"]
+    assert main(["pareto", "--space", "ofa", "--max-peak", "500k", "--generations", "10", "--no-progress",
+                 "--json"]) == 0
+    front = json.loads(capsys.readouterr().out)
+    peaks = [pt["peak"] for pt in front]
+    tops = [pt["top1"] for pt in front]
+    assert peaks == sorted(peaks) and max(peaks) <= 500_000
+    assert all(b > a for a, b in zip(tops, tops[1:]))  # non-dominated: more memory buys accuracy
+
+
+def test_delegated_subcommands_show_their_help(capsys):
+    for name in ("train", "pipeline", "train-predictor"):
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0
+        assert "--" in capsys.readouterr().out
