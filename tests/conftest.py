@@ -34,3 +34,18 @@ def shared_dir() -> Path:
     if not DATA.is_dir():
         pytest.fail(f"ground-truth data not found at {DATA}; set MOOFA_SHARED to the shared/ folder")
     return SHARED
+
+
+@pytest.fixture
+def ctrl_c():
+    """Python's own SIGINT handler, as in an interactive session.
+
+    A process started in the background by a non-interactive shell (as CI may be)
+    inherits SIGINT ignored, and then Python never raises KeyboardInterrupt: tests that
+    press Ctrl-C (``_thread.interrupt_main``) install the default handler for their run.
+    """
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -295,7 +295,7 @@ def _press_ctrl_c_until(done: threading.Event, every: float = 0.2) -> None:
         _thread.interrupt_main()
 
 
-def test_nsga2_ctrl_c_returns_the_front_found_so_far():
+def test_nsga2_ctrl_c_returns_the_front_found_so_far(ctrl_c):
     scorer, _, _ = random_linear("moofa")
     done = threading.Event()
     presser = threading.Thread(target=_press_ctrl_c_until, args=(done,))
@@ -309,7 +309,7 @@ def test_nsga2_ctrl_c_returns_the_front_found_so_far():
     assert 0 < out["generations_run"] < 200_000 and len(out["rows"]) > 0
 
 
-def test_evolve_ctrl_c_stops_between_generations():
+def test_evolve_ctrl_c_stops_between_generations(ctrl_c):
     scorer, _, _ = random_linear("moofa")
     timer = threading.Timer(0.3, _thread.interrupt_main)
     timer.start()

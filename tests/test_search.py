@@ -307,7 +307,7 @@ def test_pareto_nsga2_front(ridge):
 
 
 @pytest.mark.parametrize("how", ["exception", "signal"])
-def test_ctrl_c_during_a_sweep_returns_the_finished_budgets(how):
+def test_ctrl_c_during_a_sweep_returns_the_finished_budgets(how, ctrl_c):
     scorer = linear("moofa")
     budgets = ["325k", "400k", "500k", "600k"]
 
@@ -329,7 +329,7 @@ def test_ctrl_c_during_a_sweep_returns_the_finished_budgets(how):
     assert rows.interrupted and [row["budget"] for row in rows] == [325_000, 400_000]
 
 
-def test_ctrl_c_while_the_cpp_search_runs_returns_the_finished_budgets():
+def test_ctrl_c_while_the_cpp_search_runs_returns_the_finished_budgets(ctrl_c):
     # The signal lands while C++ holds no GIL: the search notices it between generations.
     scorer = linear("moofa")
     budgets = [300_000 + 10_000 * i for i in range(60)]
