@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pareto)
 
     for name, (_, _, text) in _DELEGATED.items():
-        sub.add_parser(name, help=text + "; see moofa %s --help" % name, add_help=False)
+        sub.add_parser(name, help=f"{text}; see moofa {name} --help", add_help=False)
 
     p = sub.add_parser("profile", help="memory per layer, peak, avg +- std, MFLOPs and params of one subnet")
     p.add_argument("--space", default="moofa", help=f"space name ({', '.join(names())}) or a space JSON file")
