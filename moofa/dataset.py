@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_write_text
 from ._progress import Progress
 from .memory import _model_name, evaluator, min_peak
-from .predictor import _atomic_write
 from .spaces import Space, get_space
 from .subnet import decode, random_subnets
 from .units import parse_budget
@@ -175,7 +175,7 @@ def _config_key(config: dict, space: Space) -> bytes:
 
 
 def _write_json_atomic(path: Path, doc: dict) -> None:
-    _atomic_write(path, lambda f: json.dump(doc, f))
+    atomic_write_text(path, json.dumps(doc))
 
 
 def _read_done(out: Path) -> list[dict]:

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ._io import atomic_write_text
+
 __all__ = ["PipelineResult", "SubnetEvaluator", "pipeline_main", "run_pipeline"]
 
 
@@ -236,9 +238,7 @@ def run_pipeline(
         seconds=seconds,
         workdir=str(workdir),
     )
-    tmp = workdir / "report.json.tmp"
-    tmp.write_text(json.dumps(asdict(out), indent=1))
-    os.replace(tmp, workdir / "report.json")
+    atomic_write_text(workdir / "report.json", json.dumps(asdict(out), indent=1))
     return out
 
 

@@ -20,7 +20,6 @@ import json
 import numbers
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ._ext import core
+from ._io import atomic_write, atomic_write_text
 from .memory import spec
 from .spaces import Space, get_space
 from .spaces import names as space_names
@@ -215,7 +215,7 @@ class Predictor:
         if self.skip is not None:
             arrays["skip"] = self.skip
         npz_path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(npz_path, lambda f: np.savez_compressed(f, **arrays), binary=True)
+        atomic_write(npz_path, lambda f: np.savez_compressed(f, **arrays))
         digest = hashlib.sha256(npz_path.read_bytes()).hexdigest()
         meta = {k: v for k, v in self.metadata.items() if k not in ("source",)}
         doc = {
@@ -233,7 +233,7 @@ class Predictor:
             "weights_sha256": digest,
             **meta,
         }
-        _atomic_write(json_path, lambda f: f.write(json.dumps(doc, indent=1, sort_keys=False) + "\n"))
+        atomic_write_text(json_path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
         return npz_path, json_path
 
 
@@ -243,23 +243,6 @@ def _pair(path: str | os.PathLike) -> tuple[Path, Path]:
     p = Path(path)
     stem = p.with_suffix("") if p.suffix in (".npz", ".json") else p
     return stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
-
-
-def _atomic_write(path: Path, write, binary: bool = False) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved predictor is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # --- loading --------------------------------------------------------------------------

@@ -7,11 +7,10 @@ Plots need matplotlib (``pip install 'moofa[plot]'``), imported only when plotti
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from ._io import atomic_write
 from ._progress import Progress
 from .memory import Profile
 from .search import ParetoFront, SearchResult, search
@@ -147,15 +146,7 @@ def _save(fig, path) -> Path:
     half a file, and an interrupted run leaves the old one."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: fig.savefig(f, format=fmt))
     return path
 
 

@@ -25,12 +25,13 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from ._io import atomic_write, atomic_write_text
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -318,23 +319,11 @@ def _allowed(spec, choices: Sequence) -> list:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``:
-    a crash at any point leaves either the old file or the new one, never a torn one."""
+    """torch.save through a temporary file: a crash at any point leaves either the old
+    checkpoint or the new one, never a torn one."""
     import torch
 
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -380,12 +369,12 @@ class _Metrics:
                 continue
             if rec.get("global_step", 0) <= global_step:
                 keep.append(rec)
-        _write_text_atomic(self.jsonl, "".join(json.dumps(r) + "\n" for r in keep))
+        atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in keep))
         buf = io.StringIO()
         writer = csv.DictWriter(buf, CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(keep)
-        _write_text_atomic(self.csv, buf.getvalue())
+        atomic_write_text(self.csv, buf.getvalue())
 
     def write(self, record: dict) -> None:
         if not self.enabled:
@@ -403,13 +392,6 @@ class _Metrics:
         if not self.jsonl.is_file():
             return []
         return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 # --- training --------------------------------------------------------------------------------
@@ -556,7 +538,7 @@ def train(
             model.load_state_dict_checked(ckpt["model"], source=f"checkpoint {ckpt_path}")
         model.to(dev)
         if is_main:
-            _write_text_atomic(workdir / "config.json", json.dumps(cfg.to_dict(), indent=1))
+            atomic_write_text(workdir / "config.json", json.dumps(cfg.to_dict(), indent=1))
 
         metrics = _Metrics(workdir, is_main)
         if ckpt is not None:

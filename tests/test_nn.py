@@ -276,12 +276,13 @@ def test_onnx_export(tmp_path):
     assert [i.name for i in model.graph.input][:1] == ["image"]
 
 
-def test_import_moofa_does_not_import_torch():
+def test_import_moofa_does_not_import_torch(tmp_path):
     import subprocess
     import sys
 
     code = "import sys, moofa; assert 'torch' not in sys.modules, 'torch imported'"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    # cwd outside the source tree, so that the installed package is the one imported
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
 
 
 def test_torch_export_program(tmp_path):

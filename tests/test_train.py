@@ -269,7 +269,7 @@ def test_two_gloo_processes_stay_in_sync(tmp_path):
         "--no-progress",
         "--check-sync",
     ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     syncs = [r for r in records if r["kind"] == "sync"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._io import atomic_write, atomic_write_text
 from ..spaces import Space, get_space
 from ..subnet import Subnet, decode, random_subnets
 from .elastic import ElasticMBConv
@@ -249,8 +249,8 @@ class Supernet(nn.Module):
             "tensors": sorted(arrays),
         }
         npz = base.with_suffix(".npz")
-        _atomic_write(npz, lambda f: np.savez(f, **arrays))
-        _atomic_write(base.with_suffix(".json"), lambda f: f.write(json.dumps(meta, indent=1).encode()))
+        atomic_write(npz, lambda f: np.savez(f, **arrays))
+        atomic_write_text(base.with_suffix(".json"), json.dumps(meta, indent=1))
         return npz
 
     @classmethod
@@ -343,18 +343,3 @@ def _strip_suffix(path: Path) -> Path:
     return path.with_suffix("") if path.suffix in (".npz", ".json") else path
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
