@@ -78,8 +78,9 @@ void breed(const Variation& var, RowSet& seen, std::size_t n, uint64_t seed, uin
            uint64_t generation, WorkerPool& pool, int max_tries, Attempt&& attempt, Brood* brood,
            BreedStats* stats) {
   const std::size_t cols = static_cast<std::size_t>(var.n_columns());
-  brood->rows.assign(n * cols, 0);
-  brood->keys.assign(n * cols, 0);
+  // Every candidate row is written in full before it is read: no need to clear them.
+  brood->rows.resize(n * cols);
+  brood->keys.resize(n * cols);
   std::vector<Rng> rngs(n);
   std::vector<int> tries(n, 0);
   std::vector<char> found(n, 0);
