@@ -241,14 +241,14 @@ void MlpPredictor::quantise_gather_table() {
   }
 }
 
-int MlpPredictor::gather(const uint8_t* row, int32_t* out) const {
-  const uint8_t* kernels = row + space_.col_kernel(0);
-  const uint8_t* expands = row + space_.col_expand(0);
-  out[0] = slot_row_base_[0] + (row[0] * n_k_ + kernels[0]) * n_e_ + expands[0];
+int MlpPredictor::gather(const uint8_t* row, int32_t* out, int32_t stride) const {
+  const uint8_t* kernels = row + 1 + n_stages_;
+  const uint8_t* expands = kernels + n_slots_;
+  out[0] = (slot_row_base_[0] + (row[0] * n_k_ + kernels[0]) * n_e_ + expands[0]) * stride;
   int n = 1;
   for (int j = 1; j < n_slots_; ++j) {
     if (slot_pos_[j] >= depth_value_[row[1 + slot_stage_[j]]]) continue;  // inactive slot
-    out[n++] = slot_row_base_[j] + kernels[j] * n_e_ + expands[j];
+    out[n++] = (slot_row_base_[j] + kernels[j] * n_e_ + expands[j]) * stride;
   }
   return n;
 }
@@ -339,14 +339,15 @@ void MlpPredictor::score_range(const uint8_t* rows, std::size_t begin, std::size
   for (std::size_t t0 = begin; t0 < end; t0 += detail::kTileRows) {
     const int nt = static_cast<int>(std::min<std::size_t>(detail::kTileRows, end - t0));
     for (int r = 0; r < nt; ++r)
-      n_feats[r] = gather(rows + (t0 + r) * cols, feats.data() + static_cast<std::ptrdiff_t>(r) * max_features);
+      n_feats[r] = gather(rows + (t0 + r) * cols, feats.data() + static_cast<std::ptrdiff_t>(r) * max_features,
+                          detail::kFirstChunk);
     work.rows = nt;
     kernel(work);
     for (int r = 0; r < nt; ++r) {
       float v = y[r];
       if (!skip_.empty()) {
         const int32_t* f = feats.data() + static_cast<std::ptrdiff_t>(r) * max_features;
-        for (int k = 0; k < n_feats[r]; ++k) v += gather_skip_[f[k]];
+        for (int k = 0; k < n_feats[r]; ++k) v += gather_skip_[f[k] / detail::kFirstChunk];
       }
       out[t0 + r] = offset_ + scale_ * v;
     }

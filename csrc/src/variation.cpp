@@ -6,6 +6,22 @@
 
 namespace moofa {
 
+namespace {
+// Row equality without a libc call (rows are a few dozen bytes).
+inline bool same_row(const uint8_t* a, const uint8_t* b, std::size_t n) {
+  uint64_t diff = 0;
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x, y;
+    std::memcpy(&x, a + i, 8);
+    std::memcpy(&y, b + i, 8);
+    diff |= x ^ y;
+  }
+  for (; i < n; ++i) diff |= static_cast<uint64_t>(a[i] ^ b[i]);
+  return diff == 0;
+}
+}  // namespace
+
 void Constraints::validate() const {
   if (max_peak < 1) throw std::invalid_argument("max_peak must be at least 1 item");
   if (!(max_mflops > 0)) throw std::invalid_argument("max_mflops must be a positive number (or infinity)");
@@ -244,9 +260,10 @@ void Variation::mutate_genes(uint8_t* out, Rng& rng, double prob, double resolut
     uint64_t bits = rng.next();
     unsigned hits = 0;
     for (int i = 0; i < 4; ++i) hits |= static_cast<unsigned>(((bits >> (16 * i)) & 0xFFFFu) < threshold) << i;
-    for (int i = 0; hits != 0 && i < 4; ++i) {
-      const int gene = base + i;
-      if (!((hits >> i) & 1u) || gene >= n_genes) continue;
+    if (n_genes - base < 4) hits &= (1u << (n_genes - base)) - 1;
+    static constexpr int8_t kLowest[16] = {0, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
+    for (; hits != 0; hits &= hits - 1) {
+      const int gene = base + kLowest[hits];
       if (gene >= n_slots_) {
         set_depth(out, gene - n_slots_, rng.below(n_d_));
         continue;
@@ -263,7 +280,7 @@ void Variation::mutate_genes(uint8_t* out, Rng& rng, double prob, double resolut
 bool Variation::mutate(const uint8_t* parent, Rng& rng, uint8_t* out, double strength) const {
   std::memcpy(out, parent, static_cast<std::size_t>(n_cols_));
   // A mutation that changed nothing would only re-breed its (already scored) parent.
-  for (int round = 0; round < 8 && std::memcmp(out, parent, static_cast<std::size_t>(n_cols_)) == 0; ++round)
+  for (int round = 0; round < 8 && same_row(out, parent, static_cast<std::size_t>(n_cols_)); ++round)
     mutate_genes(out, rng, std::min(1.0, mutate_prob_ * strength), std::min(1.0, resolution_mutate_prob_ * strength));
   return repair(out, rng) && fits(out);
 }
@@ -309,10 +326,10 @@ bool Variation::crossover(const uint8_t* a, const uint8_t* b, Rng& rng, uint8_t*
   // A copy of a parent (similar parents, or the coins all fell one way) is already scored:
   // mutate it rather than hand back a certain duplicate.
   const auto cols = static_cast<std::size_t>(n_cols_);
-  if (strength <= 0.0 && (std::memcmp(out, a, cols) == 0 || std::memcmp(out, b, cols) == 0)) strength = 1.0;
+  if (strength <= 0.0 && (same_row(out, a, cols) || same_row(out, b, cols))) strength = 1.0;
   for (int round = 0; round < 8 && strength > 0.0; ++round) {
     mutate_genes(out, rng, std::min(1.0, mutate_prob_ * strength), std::min(1.0, resolution_mutate_prob_ * strength));
-    if (std::memcmp(out, a, cols) != 0 && std::memcmp(out, b, cols) != 0) break;
+    if (!same_row(out, a, cols) && !same_row(out, b, cols)) break;
   }
   return repair(out, rng) && fits(out);
 }

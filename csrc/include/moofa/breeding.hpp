@@ -85,6 +85,7 @@ void breed(const Variation& var, RowSet& seen, std::size_t n, uint64_t seed, uin
   std::vector<int> tries(n, 0);
   std::vector<char> found(n, 0);
   std::vector<BreedStats> per_child(n);
+  std::vector<uint64_t> hashes(n);  // of each child's key, for the insert after the draw
 
   auto draw = [&](std::size_t i) {
     uint8_t* row = brood->rows.data() + i * cols;
@@ -98,7 +99,8 @@ void breed(const Variation& var, RowSet& seen, std::size_t n, uint64_t seed, uin
         continue;
       }
       var.canonical(row, key);
-      if (seen.contains(key)) {
+      hashes[i] = seen.hash(key);
+      if (seen.find(key, hashes[i]) >= 0) {
         ++st.duplicates;
         continue;
       }
@@ -120,7 +122,7 @@ void breed(const Variation& var, RowSet& seen, std::size_t n, uint64_t seed, uin
   std::size_t kept = 0;
   for (std::size_t i = 0; i < n; ++i) {
     bool ok = found[i] != 0;
-    while (ok && !seen.insert(brood->keys.data() + i * cols).second) {
+    while (ok && !seen.insert(brood->keys.data() + i * cols, hashes[i]).second) {
       ++per_child[i].duplicates;  // a sibling bred the same subnet first
       ok = draw(i);
     }
