@@ -41,16 +41,23 @@ TileFn tile_kernel(Isa isa) {
   }
 }
 
-// 64-byte aligned scratch of floats, not initialised: zeroing two 100 KB buffers per
-// call cost more than scoring a generation's 100 configs (forward_tile zeroes the
-// padding rows of a partial tile itself).
-struct Scratch {
-  explicit Scratch(std::size_t n) : data(new float[n + 16]) {
-    auto p = reinterpret_cast<std::uintptr_t>(data.get());
-    aligned = reinterpret_cast<float*>((p + 63) & ~static_cast<std::uintptr_t>(63));
+// 64-byte aligned scratch of floats, not initialised (forward_tile zeroes the padding
+// rows of a partial tile itself), kept per thread: the search scores ~100 configs per
+// call, and allocating (and zeroing) two ~100 KB buffers per call cost more than that.
+class Scratch {
+ public:
+  float* get(std::size_t n) {
+    if (n > size_) {
+      data_.reset(new float[n + 16]);
+      size_ = n;
+    }
+    auto p = reinterpret_cast<std::uintptr_t>(data_.get());
+    return reinterpret_cast<float*>((p + 63) & ~static_cast<std::uintptr_t>(63));
   }
-  std::unique_ptr<float[]> data;
-  float* aligned;
+
+ private:
+  std::unique_ptr<float[]> data_;
+  std::size_t size_ = 0;
 };
 
 }  // namespace
@@ -320,8 +327,9 @@ void MlpPredictor::score_range(const uint8_t* rows, std::size_t begin, std::size
     work_scale = column_scale_.data();
   }
   const int stride = max_width_;
-  Scratch buf0(static_cast<std::size_t>(detail::kTileRows) * stride);
-  Scratch buf1(static_cast<std::size_t>(detail::kTileRows) * stride);
+  thread_local Scratch scratch0, scratch1;
+  float* buf0 = scratch0.get(static_cast<std::size_t>(detail::kTileRows) * stride);
+  float* buf1 = scratch1.get(static_cast<std::size_t>(detail::kTileRows) * stride);
   float y[detail::kTileRows];
   const TileFn kernel = tile_kernel(isa_);
   detail::TileWork work;
@@ -330,8 +338,8 @@ void MlpPredictor::score_range(const uint8_t* rows, std::size_t begin, std::size
   work.max_features = max_features;
   work.layers = views.data();
   work.n_layers = static_cast<int>(views.size());
-  work.buf0 = buf0.aligned;
-  work.buf1 = buf1.aligned;
+  work.buf0 = buf0;
+  work.buf1 = buf1;
   work.stride = stride;
   work.y = y;
   work.first_i16 = work_i16;

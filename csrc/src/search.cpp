@@ -49,6 +49,10 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer, const C
   EvolutionResult result;
   BreedStats stats;
   RowSet seen(static_cast<int>(cols));
+  // At most population configs per generation are scored (capped: a reservation is only a hint).
+  const int64_t expected = std::min<int64_t>(
+      {int64_t{options.population} * (options.generations + 1), eval_limit, int64_t{1} << 21});
+  seen.reserve(static_cast<std::size_t>(expected));
   const int threads = search_threads(options.threads, options.population);
   WorkerPool pool(threads);
   Brood brood;

@@ -19,6 +19,19 @@ class RowSet {
 
   // Slot layout: high 32 bits hash tag, low 32 bits id (kEmpty when free).
 
+  // Room for n rows without rehashing or moving the arena (a search knows about how
+  // many configs it will score; growing the table step by step rehashed every row
+  // about twice, each a cache miss once the table outgrew the caches).
+  void reserve(std::size_t n) {
+    std::size_t slots = slots_.size();
+    while (slots < 2 * n) slots *= 2;
+    if (slots > slots_.size()) {
+      slots_.assign(slots, kEmpty);
+      for (std::size_t id = 0; id < count_; ++id) place(hash(row(id)), id);
+    }
+    arena_.reserve(n * len_);
+  }
+
   std::size_t size() const { return count_; }
   const uint8_t* row(std::size_t id) const { return arena_.data() + id * len_; }
 
@@ -75,15 +88,16 @@ class RowSet {
   static constexpr uint64_t kEmpty = ~uint64_t{0};
 
   void grow() {
-    std::vector<uint64_t> bigger(slots_.size() * 2, kEmpty);
-    const std::size_t mask = bigger.size() - 1;
-    for (std::size_t id = 0; id < count_; ++id) {
-      const uint64_t h = hash(row(id));
-      std::size_t i = h & mask;
-      while (bigger[i] != kEmpty) i = (i + 1) & mask;
-      bigger[i] = ((h >> 32) << 32) | id;
-    }
-    slots_.swap(bigger);
+    slots_.assign(slots_.size() * 2, kEmpty);
+    for (std::size_t id = 0; id < count_; ++id) place(hash(row(id)), id);
+  }
+
+  // Puts id (known absent) into the first free slot of its probe sequence.
+  void place(uint64_t h, std::size_t id) {
+    const std::size_t mask = slots_.size() - 1;
+    std::size_t i = h & mask;
+    while (slots_[i] != kEmpty) i = (i + 1) & mask;
+    slots_[i] = ((h >> 32) << 32) | id;
   }
 
   std::size_t len_;
