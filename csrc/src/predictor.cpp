@@ -41,15 +41,23 @@ TileFn tile_kernel(Isa isa) {
   }
 }
 
-// 64-byte aligned scratch of floats, zero-initialised (the kernels may read rows
-// of a partial tile they did not write: they must hold finite values).
-struct Scratch {
-  explicit Scratch(std::size_t n) : data(new float[n + 16]()) {
-    auto p = reinterpret_cast<std::uintptr_t>(data.get());
-    aligned = reinterpret_cast<float*>((p + 63) & ~static_cast<std::uintptr_t>(63));
+// 64-byte aligned scratch of floats, not initialised (forward_tile zeroes the padding
+// rows of a partial tile itself), kept per thread: the search scores ~100 configs per
+// call, and allocating (and zeroing) two ~100 KB buffers per call cost more than that.
+class Scratch {
+ public:
+  float* get(std::size_t n) {
+    if (n > size_) {
+      data_.reset(new float[n + 16]);
+      size_ = n;
+    }
+    auto p = reinterpret_cast<std::uintptr_t>(data_.get());
+    return reinterpret_cast<float*>((p + 63) & ~static_cast<std::uintptr_t>(63));
   }
-  std::unique_ptr<float[]> data;
-  float* aligned;
+
+ private:
+  std::unique_ptr<float[]> data_;
+  std::size_t size_ = 0;
 };
 
 }  // namespace
@@ -240,14 +248,14 @@ void MlpPredictor::quantise_gather_table() {
   }
 }
 
-int MlpPredictor::gather(const uint8_t* row, int32_t* out) const {
-  const uint8_t* kernels = row + space_.col_kernel(0);
-  const uint8_t* expands = row + space_.col_expand(0);
-  out[0] = slot_row_base_[0] + (row[0] * n_k_ + kernels[0]) * n_e_ + expands[0];
+int MlpPredictor::gather(const uint8_t* row, int32_t* out, int32_t stride) const {
+  const uint8_t* kernels = row + 1 + n_stages_;
+  const uint8_t* expands = kernels + n_slots_;
+  out[0] = (slot_row_base_[0] + (row[0] * n_k_ + kernels[0]) * n_e_ + expands[0]) * stride;
   int n = 1;
   for (int j = 1; j < n_slots_; ++j) {
     if (slot_pos_[j] >= depth_value_[row[1 + slot_stage_[j]]]) continue;  // inactive slot
-    out[n++] = slot_row_base_[j] + kernels[j] * n_e_ + expands[j];
+    out[n++] = (slot_row_base_[j] + kernels[j] * n_e_ + expands[j]) * stride;
   }
   return n;
 }
@@ -319,8 +327,9 @@ void MlpPredictor::score_range(const uint8_t* rows, std::size_t begin, std::size
     work_scale = column_scale_.data();
   }
   const int stride = max_width_;
-  Scratch buf0(static_cast<std::size_t>(detail::kTileRows) * stride);
-  Scratch buf1(static_cast<std::size_t>(detail::kTileRows) * stride);
+  thread_local Scratch scratch0, scratch1;
+  float* buf0 = scratch0.get(static_cast<std::size_t>(detail::kTileRows) * stride);
+  float* buf1 = scratch1.get(static_cast<std::size_t>(detail::kTileRows) * stride);
   float y[detail::kTileRows];
   const TileFn kernel = tile_kernel(isa_);
   detail::TileWork work;
@@ -329,8 +338,8 @@ void MlpPredictor::score_range(const uint8_t* rows, std::size_t begin, std::size
   work.max_features = max_features;
   work.layers = views.data();
   work.n_layers = static_cast<int>(views.size());
-  work.buf0 = buf0.aligned;
-  work.buf1 = buf1.aligned;
+  work.buf0 = buf0;
+  work.buf1 = buf1;
   work.stride = stride;
   work.y = y;
   work.first_i16 = work_i16;
@@ -338,14 +347,15 @@ void MlpPredictor::score_range(const uint8_t* rows, std::size_t begin, std::size
   for (std::size_t t0 = begin; t0 < end; t0 += detail::kTileRows) {
     const int nt = static_cast<int>(std::min<std::size_t>(detail::kTileRows, end - t0));
     for (int r = 0; r < nt; ++r)
-      n_feats[r] = gather(rows + (t0 + r) * cols, feats.data() + static_cast<std::ptrdiff_t>(r) * max_features);
+      n_feats[r] = gather(rows + (t0 + r) * cols, feats.data() + static_cast<std::ptrdiff_t>(r) * max_features,
+                          detail::kFirstChunk);
     work.rows = nt;
     kernel(work);
     for (int r = 0; r < nt; ++r) {
       float v = y[r];
       if (!skip_.empty()) {
         const int32_t* f = feats.data() + static_cast<std::ptrdiff_t>(r) * max_features;
-        for (int k = 0; k < n_feats[r]; ++k) v += gather_skip_[f[k]];
+        for (int k = 0; k < n_feats[r]; ++k) v += gather_skip_[f[k] / detail::kFirstChunk];
       }
       out[t0 + r] = offset_ + scale_ * v;
     }

@@ -49,6 +49,10 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer, const C
   EvolutionResult result;
   BreedStats stats;
   RowSet seen(static_cast<int>(cols));
+  // At most population configs per generation are scored (capped: a reservation is only a hint).
+  const int64_t expected = std::min<int64_t>(
+      {int64_t{options.population} * (options.generations + 1), eval_limit, int64_t{1} << 21});
+  seen.reserve(static_cast<std::size_t>(expected));
   const int threads = search_threads(options.threads, options.population);
   WorkerPool pool(threads);
   Brood brood;
@@ -69,7 +73,14 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer, const C
   std::vector<float> pop_scores;
   std::vector<uint8_t> par_rows, par_keys;
   std::vector<float> par_scores;
-  std::vector<std::size_t> order;
+  std::vector<std::size_t> order, picked;
+  std::vector<int> per_res;
+  std::vector<char> reserved;
+  // Best first; ties in population order, as a stable sort would leave them (std::sort
+  // with the index as tie-break gives that order without a stable sort's buffer).
+  auto better = [&](std::size_t a, std::size_t b) {
+    return pop_scores[a] > pop_scores[b] || (pop_scores[a] == pop_scores[b] && a < b);
+  };
 
   auto absorb_brood = [&]() {
     pop_rows.insert(pop_rows.end(), brood.rows.begin(), brood.rows.end());
@@ -105,13 +116,12 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer, const C
     const std::size_t n_pop = pop_scores.size();
     order.resize(n_pop);
     std::iota(order.begin(), order.end(), std::size_t{0});
-    std::stable_sort(order.begin(), order.end(),
-                     [&](std::size_t a, std::size_t b) { return pop_scores[a] > pop_scores[b]; });
+    std::sort(order.begin(), order.end(), better);
     const std::size_t n_par = std::min<std::size_t>(static_cast<std::size_t>(n_parents), n_pop);
     if (options.resolution_niche > 0) {
-      std::vector<int> per_res(evaluator.space().resolutions.size(), 0);
-      std::vector<char> reserved(n_pop, 0);
-      std::vector<std::size_t> picked;
+      per_res.assign(evaluator.space().resolutions.size(), 0);
+      reserved.assign(n_pop, 0);
+      picked.clear();
       for (std::size_t i : order) {
         if (picked.size() == n_par) break;
         if (per_res[pop_keys[i * cols]]++ < options.resolution_niche) {
@@ -123,8 +133,10 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer, const C
         if (picked.size() == n_par) break;
         if (!reserved[i]) picked.push_back(i);
       }
-      std::stable_sort(picked.begin(), picked.end(),
-                       [&](std::size_t a, std::size_t b) { return pop_scores[a] > pop_scores[b]; });
+      // Stable by score (ties keep the pick order): insertion sort, n_par is small.
+      for (std::size_t i = 1; i < picked.size(); ++i)
+        for (std::size_t j = i; j > 0 && pop_scores[picked[j]] > pop_scores[picked[j - 1]]; --j)
+          std::swap(picked[j], picked[j - 1]);
       std::copy(picked.begin(), picked.end(), order.begin());
     }
     par_rows.resize(n_par * cols);

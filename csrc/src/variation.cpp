@@ -6,6 +6,22 @@
 
 namespace moofa {
 
+namespace {
+// Row equality without a libc call (rows are a few dozen bytes).
+inline bool same_row(const uint8_t* a, const uint8_t* b, std::size_t n) {
+  uint64_t diff = 0;
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x, y;
+    std::memcpy(&x, a + i, 8);
+    std::memcpy(&y, b + i, 8);
+    diff |= x ^ y;
+  }
+  for (; i < n; ++i) diff |= static_cast<uint64_t>(a[i] ^ b[i]);
+  return diff == 0;
+}
+}  // namespace
+
 void Constraints::validate() const {
   if (max_peak < 1) throw std::invalid_argument("max_peak must be at least 1 item");
   if (!(max_mflops > 0)) throw std::invalid_argument("max_mflops must be a positive number (or infinity)");
@@ -34,7 +50,15 @@ Variation::Variation(const Evaluator& evaluator, const Constraints& constraints,
     throw std::invalid_argument("mutate_prob must be in [0, 1]");
   if (!(resolution_mutate_prob >= 0.0 && resolution_mutate_prob <= 1.0))
     throw std::invalid_argument("resolution_mutate_prob must be in [0, 1]");
-  for (int s = 0; s < n_stages_; ++s) first_slot_.push_back(ev_.stage_first_slot(s));
+  for (int s = 0; s < n_stages_; ++s) {
+    first_slot_.push_back(ev_.stage_first_slot(s));
+    stage_max_depth_.push_back(spec_.stages[s].max_depth);
+    for (int j = 0; j < spec_.stages[s].max_depth; ++j) slot_stage_.push_back(s);
+  }
+  for (int r = 0; r < n_res_; ++r)
+    for (int slot = 0; slot < n_slots_; ++slot)
+      for (int k = 0; k < n_k_; ++k)
+        for (int e = 0; e < n_e_; ++e) slot_ok_.push_back(slot_fits(slot, r, k, e, c_.max_peak) ? 1 : 0);
 
   const int deepest = *std::max_element(spec_.depths.begin(), spec_.depths.end());
   for (int r = 0; r < n_res_; ++r) {
@@ -180,13 +204,16 @@ bool Variation::sample(Rng& rng, int64_t peak_cap, uint8_t* out) const {
 bool Variation::repair(uint8_t* row, Rng& rng) const {
   const int r = row[0];
   if (ev_.fixed_peak(r) > c_.max_peak) return false;
+  const int n_ke = n_k_ * n_e_;
+  const uint8_t* ok = slot_ok_.data() + static_cast<std::size_t>(r) * n_slots_ * n_ke;
+  const int* depths = spec_.depths.data();
+  const int* first_slot = first_slot_.data();
   for (int s = 0; s < n_stages_; ++s) {
-    const int di = row[spec_.col_depth(s)];
-    const int forced = coupled_ ? coupled_expand(di) : -1;
-    for (int j = 0; j < spec_.depths[di]; ++j) {
-      const int slot = first_slot_[s] + j;
-      if (slot_fits(slot, r, row[col_kernel(slot)], row[col_expand(slot)], c_.max_peak)) continue;
-      if (!draw_slot(rng, slot, r, forced, c_.max_peak, row)) return false;
+    const int di = row[1 + s];
+    const int first = first_slot[s], end = first + depths[di];
+    for (int slot = first; slot < end; ++slot) {
+      if (ok[slot * n_ke + row[kernel_col0_ + slot] * n_e_ + row[expand_col0_ + slot]]) continue;
+      if (!draw_slot(rng, slot, r, coupled_ ? coupled_expand(di) : -1, c_.max_peak, row)) return false;
     }
   }
   return true;
@@ -224,25 +251,36 @@ void Variation::mutate_genes(uint8_t* out, Rng& rng, double prob, double resolut
   if (rng.chance(resolution_prob) && !feasible_res_.empty())
     out[0] = feasible_res_[rng.below(static_cast<int>(feasible_res_.size()))];
   const int r = out[0];
-  Coins coins(rng, prob);
-  for (int s = 0; s < n_stages_; ++s) {
-    const int forced = coupled_ ? coupled_expand(out[spec_.col_depth(s)]) : -1;
-    for (int j = 0; j < spec_.stages[s].max_depth; ++j) {
-      if (!coins.flip()) continue;
-      const int slot = first_slot_[s] + j;
+  // One coin per slot (in slot order), then one per stage depth. The coins are the
+  // 16-bit slices of 64-bit draws, four per draw, each draw taken when its first coin
+  // is needed (as Coins::flip does): only the hits are visited, about 3 of 25.
+  const uint32_t threshold = Coins::threshold(prob);
+  const int n_genes = n_slots_ + n_stages_;
+  for (int base = 0; base < n_genes; base += 4) {
+    uint64_t bits = rng.next();
+    unsigned hits = 0;
+    for (int i = 0; i < 4; ++i) hits |= static_cast<unsigned>(((bits >> (16 * i)) & 0xFFFFu) < threshold) << i;
+    if (n_genes - base < 4) hits &= (1u << (n_genes - base)) - 1;
+    static constexpr int8_t kLowest[16] = {0, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
+    for (; hits != 0; hits &= hits - 1) {
+      const int gene = base + kLowest[hits];
+      if (gene >= n_slots_) {
+        set_depth(out, gene - n_slots_, rng.below(n_d_));
+        continue;
+      }
+      const int slot = gene;
+      const int forced = coupled_ ? coupled_expand(out[1 + slot_stage_[slot]]) : -1;
       if (draw_slot(rng, slot, r, forced, c_.max_peak, out)) continue;
       out[col_kernel(slot)] = static_cast<uint8_t>(rng.below(n_k_));
       out[col_expand(slot)] = static_cast<uint8_t>(forced >= 0 ? forced : rng.below(n_e_));
     }
   }
-  for (int s = 0; s < n_stages_; ++s)
-    if (coins.flip()) set_depth(out, s, rng.below(n_d_));
 }
 
 bool Variation::mutate(const uint8_t* parent, Rng& rng, uint8_t* out, double strength) const {
   std::memcpy(out, parent, static_cast<std::size_t>(n_cols_));
   // A mutation that changed nothing would only re-breed its (already scored) parent.
-  for (int round = 0; round < 8 && std::memcmp(out, parent, static_cast<std::size_t>(n_cols_)) == 0; ++round)
+  for (int round = 0; round < 8 && same_row(out, parent, static_cast<std::size_t>(n_cols_)); ++round)
     mutate_genes(out, rng, std::min(1.0, mutate_prob_ * strength), std::min(1.0, resolution_mutate_prob_ * strength));
   return repair(out, rng) && fits(out);
 }
@@ -270,22 +308,28 @@ bool Variation::crossover(const uint8_t* a, const uint8_t* b, Rng& rng, uint8_t*
     const uint64_t m = byte_mask(bits);
     bits >>= 8;
     left -= 8;
-    const std::size_t n = static_cast<std::size_t>(std::min(8, n_cols_ - col));
-    uint64_t va = 0, vb = 0, vo;
-    std::memcpy(&va, a + col, n);
-    std::memcpy(&vb, b + col, n);
-    vo = (va & m) | (vb & ~m);
-    std::memcpy(out + col, &vo, n);
+    if (col + 8 <= n_cols_) {  // fixed-size copies compile to plain loads and stores
+      uint64_t va, vb;
+      std::memcpy(&va, a + col, 8);
+      std::memcpy(&vb, b + col, 8);
+      const uint64_t vo = (va & m) | (vb & ~m);
+      std::memcpy(out + col, &vo, 8);
+    } else {
+      for (int i = 0; col + i < n_cols_; ++i) {
+        const uint8_t mi = static_cast<uint8_t>(m >> (8 * i));
+        out[col + i] = static_cast<uint8_t>((a[col + i] & mi) | (b[col + i] & ~mi));
+      }
+    }
   }
   if (coupled_)
     for (int s = 0; s < n_stages_; ++s) set_depth(out, s, out[spec_.col_depth(s)]);
   // A copy of a parent (similar parents, or the coins all fell one way) is already scored:
   // mutate it rather than hand back a certain duplicate.
   const auto cols = static_cast<std::size_t>(n_cols_);
-  if (strength <= 0.0 && (std::memcmp(out, a, cols) == 0 || std::memcmp(out, b, cols) == 0)) strength = 1.0;
+  if (strength <= 0.0 && (same_row(out, a, cols) || same_row(out, b, cols))) strength = 1.0;
   for (int round = 0; round < 8 && strength > 0.0; ++round) {
     mutate_genes(out, rng, std::min(1.0, mutate_prob_ * strength), std::min(1.0, resolution_mutate_prob_ * strength));
-    if (std::memcmp(out, a, cols) != 0 && std::memcmp(out, b, cols) != 0) break;
+    if (!same_row(out, a, cols) && !same_row(out, b, cols)) break;
   }
   return repair(out, rng) && fits(out);
 }

@@ -78,12 +78,14 @@ void breed(const Variation& var, RowSet& seen, std::size_t n, uint64_t seed, uin
            uint64_t generation, WorkerPool& pool, int max_tries, Attempt&& attempt, Brood* brood,
            BreedStats* stats) {
   const std::size_t cols = static_cast<std::size_t>(var.n_columns());
-  brood->rows.assign(n * cols, 0);
-  brood->keys.assign(n * cols, 0);
+  // Every candidate row is written in full before it is read: no need to clear them.
+  brood->rows.resize(n * cols);
+  brood->keys.resize(n * cols);
   std::vector<Rng> rngs(n);
   std::vector<int> tries(n, 0);
   std::vector<char> found(n, 0);
   std::vector<BreedStats> per_child(n);
+  std::vector<uint64_t> hashes(n);  // of each child's key, for the insert after the draw
 
   auto draw = [&](std::size_t i) {
     uint8_t* row = brood->rows.data() + i * cols;
@@ -97,7 +99,8 @@ void breed(const Variation& var, RowSet& seen, std::size_t n, uint64_t seed, uin
         continue;
       }
       var.canonical(row, key);
-      if (seen.contains(key)) {
+      hashes[i] = seen.hash(key);
+      if (seen.find(key, hashes[i]) >= 0) {
         ++st.duplicates;
         continue;
       }
@@ -119,7 +122,7 @@ void breed(const Variation& var, RowSet& seen, std::size_t n, uint64_t seed, uin
   std::size_t kept = 0;
   for (std::size_t i = 0; i < n; ++i) {
     bool ok = found[i] != 0;
-    while (ok && !seen.insert(brood->keys.data() + i * cols).second) {
+    while (ok && !seen.insert(brood->keys.data() + i * cols, hashes[i]).second) {
       ++per_child[i].duplicates;  // a sibling bred the same subnet first
       ok = draw(i);
     }

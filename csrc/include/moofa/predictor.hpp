@@ -85,8 +85,10 @@ class MlpPredictor : public Scorer {
   void score_range(const uint8_t* rows, std::size_t begin, std::size_t end, float* out) const;
   void build_gather_table();
   void quantise_gather_table();
-  // Rows of the gather table a config adds up (one per active slot); returns how many.
-  int gather(const uint8_t* row, int32_t* out) const;
+  // Rows of the gather table a config adds up (one per active slot), each times
+  // `stride` (the kernels take element offsets: no multiply in their inner loop);
+  // returns how many.
+  int gather(const uint8_t* row, int32_t* out, int32_t stride = 1) const;
 
   SpaceSpec space_;
   int n_features_ = 0;

@@ -40,7 +40,9 @@ class Rng {
 // draws: four flips per draw, for the per-gene mutation decisions.
 class Coins {
  public:
-  Coins(Rng& rng, double p) : rng_(rng), threshold_(static_cast<uint32_t>(p * 65536.0 + 0.5)) {}
+  Coins(Rng& rng, double p) : rng_(rng), threshold_(threshold(p)) {}
+  // A slice below this is a hit.
+  static uint32_t threshold(double p) { return static_cast<uint32_t>(p * 65536.0 + 0.5); }
   bool flip() {
     if (left_ == 0) {
       bits_ = rng_.next();

@@ -87,6 +87,10 @@ class Variation {
   bool coupled_;
   int64_t ceiling_ = 0;
   std::vector<int> first_slot_;
+  std::vector<int> stage_max_depth_, slot_stage_;
+  // slot_ok_[(r * n_slots + slot) * n_k * n_e + k * n_e + e]: 1 when that choice fits
+  // max_peak; repair reads one byte per active slot instead of an int64 peak table.
+  std::vector<uint8_t> slot_ok_;
   std::vector<uint8_t> feasible_res_;  // resolutions where some subnet fits max_peak
   // (kernel * n_e + expand) pairs fitting max_peak, listed per [r][slot][forced expand + 1 (coupled only)].
   int fit_stride_ = 1;
