@@ -35,7 +35,8 @@ bool dominates(const double* a, const double* b, int m) {
 }
 
 // Deb's fast non-dominated sort: front index per member of `members`.
-std::vector<std::vector<std::size_t>> sort_fronts(const Objectives& obj, const std::vector<std::size_t>& members) {
+std::vector<std::vector<std::size_t>> sort_fronts(const Objectives& obj,
+                                                  const std::vector<std::size_t>& members) {
   const std::size_t n = members.size();
   std::vector<std::vector<std::size_t>> dominated_by_me(n);
   std::vector<int> n_dominating(n, 0);
@@ -75,11 +76,13 @@ std::vector<double> crowding(const Objectives& obj, const std::vector<std::size_
   for (int j = 0; j < obj.m; ++j) {
     std::iota(idx.begin(), idx.end(), std::size_t{0});
     auto value = [&](std::size_t p) { return obj.at(members[front[p]])[j]; };
-    std::stable_sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return value(a) < value(b); });
+    std::stable_sort(idx.begin(), idx.end(),
+                     [&](std::size_t a, std::size_t b) { return value(a) < value(b); });
     const double lo = value(idx.front()), hi = value(idx.back());
     dist[idx.front()] = dist[idx.back()] = std::numeric_limits<double>::infinity();
     if (hi <= lo) continue;
-    for (std::size_t p = 1; p + 1 < n; ++p) dist[idx[p]] += (value(idx[p + 1]) - value(idx[p - 1])) / (hi - lo);
+    for (std::size_t p = 1; p + 1 < n; ++p)
+      dist[idx[p]] += (value(idx[p + 1]) - value(idx[p - 1])) / (hi - lo);
   }
   return dist;
 }
@@ -96,8 +99,8 @@ void ParetoOptions::validate() const {
   require(max_tries >= 1, "max_tries must be at least 1");
 }
 
-std::vector<std::size_t> non_dominated(const float* scores, const int64_t* peaks, const double* mflops,
-                                       std::size_t n) {
+std::vector<std::size_t> non_dominated(const float* scores, const int64_t* peaks,
+                                       const double* mflops, std::size_t n) {
   std::vector<std::size_t> order(n);
   std::iota(order.begin(), order.end(), std::size_t{0});
   std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
@@ -131,10 +134,7 @@ std::vector<std::size_t> non_dominated(const float* scores, const int64_t* peaks
 ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Constraints& constraints,
                    const ParetoOptions& options, const std::function<bool(int)>& on_generation) {
   options.validate();
-  if (scorer.n_columns() != evaluator.n_columns())
-    throw std::invalid_argument("the predictor reads " + std::to_string(scorer.n_columns()) +
-                                " columns but the space encodes subnets in " +
-                                std::to_string(evaluator.n_columns()));
+  require_same_encoding(evaluator, scorer);
   const Variation var(evaluator, constraints, options.mutate_prob, options.resolution_mutate_prob);
   const std::size_t cols = static_cast<std::size_t>(evaluator.n_columns());
   const std::size_t n_pop = static_cast<std::size_t>(options.population);
@@ -161,7 +161,8 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
 
   auto score_brood = [&]() {
     std::vector<float> s(brood.size);
-    score_rows(scorer, brood.keys.data(), brood.size, s.data(), pool, options.parallel_scoring, threads);
+    score_rows(scorer, brood.keys.data(), brood.size, s.data(), pool, options.parallel_scoring,
+               threads);
     for (std::size_t i = 0; i < brood.size; ++i) {
       const uint8_t* key = brood.keys.data() + i * cols;
       arch_score.push_back(s[i]);
@@ -187,12 +188,14 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
       std::vector<std::size_t> pos(fronts[f].size());
       std::iota(pos.begin(), pos.end(), std::size_t{0});
       if (next_ids.size() + pos.size() > n_pop)
-        std::stable_sort(pos.begin(), pos.end(), [&](std::size_t a, std::size_t b) { return dist[a] > dist[b]; });
+        std::stable_sort(pos.begin(), pos.end(),
+                         [&](std::size_t a, std::size_t b) { return dist[a] > dist[b]; });
       for (std::size_t p : pos) {
         if (next_ids.size() == n_pop) break;
         const std::size_t member = fronts[f][p];
         next_ids.push_back(ids[member]);
-        next_rows.insert(next_rows.end(), rows.begin() + member * cols, rows.begin() + (member + 1) * cols);
+        next_rows.insert(next_rows.end(), rows.begin() + member * cols,
+                         rows.begin() + (member + 1) * cols);
         next_rank.push_back(static_cast<int>(f));
         next_crowd.push_back(dist[p]);
       }
@@ -209,14 +212,17 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
   breed(
       var, seen, n_pop, options.seed, /*phase=*/3, 0, pool, options.max_tries,
       [&](std::size_t i, Rng& rng, int, uint8_t* out) {
-        const double t = static_cast<double>(i) / static_cast<double>(n_pop - 1);  // population >= 2
-        const auto cap = static_cast<int64_t>(static_cast<double>(lo) + t * static_cast<double>(hi - lo));
+        const double t =
+            static_cast<double>(i) / static_cast<double>(n_pop - 1);  // population >= 2
+        const auto cap =
+            static_cast<int64_t>(static_cast<double>(lo) + t * static_cast<double>(hi - lo));
         return var.sample(rng, std::max(lo, cap), out);
       },
       &brood, &stats);
   if (brood.size == 0)
     throw std::invalid_argument(
-        "no subnet satisfying the constraints was found (max_peak, max_mflops, max_params): loosen them");
+        "no subnet satisfying the constraints was found (max_peak, max_mflops, max_params): loosen "
+        "them");
   score_brood();
   {
     std::vector<std::size_t> ids(brood.size);

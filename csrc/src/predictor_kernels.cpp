@@ -121,21 +121,7 @@ struct Vec {
     return _mm_cvtss_f32(s);
   }
 };
-// Sixteen int16 lanes in one AVX2 register (also used by the AVX-512 kernels, which
-// only assume AVX-512F: 512-bit int16 adds would need AVX-512BW).
-struct IVec {
-  static constexpr int W = 16;
-  using T = __m256i;
-  static inline T zero() { return _mm256_setzero_si256(); }
-  static inline T load(const int16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-  static inline T add(T a, T b) { return _mm256_add_epi16(a, b); }
-  static inline void to_float_relu(T a, const float* scale, float* dst) {
-    const __m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(a)));
-    const __m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(a, 1)));
-    _mm256_storeu_ps(dst, _mm256_max_ps(_mm256_mul_ps(lo, _mm256_loadu_ps(scale)), _mm256_setzero_ps()));
-    _mm256_storeu_ps(dst + 8, _mm256_max_ps(_mm256_mul_ps(hi, _mm256_loadu_ps(scale + 8)), _mm256_setzero_ps()));
-  }
-};
+#include "predictor_ivec_avx2.inc"
 constexpr int kMR = 6;  // 12 accumulators + 2 weights + 1 broadcast of 16 registers
 #include "predictor_kernels.inc"
 }  // namespace avx2_isa
@@ -169,21 +155,7 @@ struct Vec {
   static inline T relu(T a) { return _mm512_max_ps(a, _mm512_setzero_ps()); }
   static inline float hsum(T a) { return _mm512_reduce_add_ps(a); }
 };
-// Sixteen int16 lanes in one AVX2 register (also used by the AVX-512 kernels, which
-// only assume AVX-512F: 512-bit int16 adds would need AVX-512BW).
-struct IVec {
-  static constexpr int W = 16;
-  using T = __m256i;
-  static inline T zero() { return _mm256_setzero_si256(); }
-  static inline T load(const int16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-  static inline T add(T a, T b) { return _mm256_add_epi16(a, b); }
-  static inline void to_float_relu(T a, const float* scale, float* dst) {
-    const __m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(a)));
-    const __m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(a, 1)));
-    _mm256_storeu_ps(dst, _mm256_max_ps(_mm256_mul_ps(lo, _mm256_loadu_ps(scale)), _mm256_setzero_ps()));
-    _mm256_storeu_ps(dst + 8, _mm256_max_ps(_mm256_mul_ps(hi, _mm256_loadu_ps(scale + 8)), _mm256_setzero_ps()));
-  }
-};
+#include "predictor_ivec_avx2.inc"
 constexpr int kMR = 12;  // 24 accumulators + 2 weights + 1 broadcast of 32 registers
 #include "predictor_kernels.inc"
 }  // namespace avx512_isa

@@ -33,16 +33,15 @@ void EvolutionOptions::validate() const {
   require(max_evaluations >= 0, "max_evaluations must be >= 0 (0: no limit)");
 }
 
-EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer, const Constraints& constraints,
-                       const EvolutionOptions& options, const std::function<bool(int)>& on_generation) {
+EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
+                       const Constraints& constraints, const EvolutionOptions& options,
+                       const std::function<bool(int)>& on_generation) {
   options.validate();
-  if (scorer.n_columns() != evaluator.n_columns())
-    throw std::invalid_argument("the predictor reads " + std::to_string(scorer.n_columns()) +
-                                " columns but the space encodes subnets in " +
-                                std::to_string(evaluator.n_columns()));
+  require_same_encoding(evaluator, scorer);
   const Variation var(evaluator, constraints, options.mutate_prob, options.resolution_mutate_prob);
   const std::size_t cols = static_cast<std::size_t>(evaluator.n_columns());
-  const int n_parents = std::max(1, static_cast<int>(std::lround(options.parent_ratio * options.population)));
+  const int n_parents =
+      std::max(1, static_cast<int>(std::lround(options.parent_ratio * options.population)));
   const int n_mutants = static_cast<int>(std::lround(options.mutation_ratio * options.population));
   const int64_t eval_limit = options.max_evaluations > 0 ? options.max_evaluations : INT64_MAX;
 
@@ -59,12 +58,13 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer, const C
   std::vector<float> child_scores;
 
   auto brood_size = [&]() {
-    return static_cast<std::size_t>(std::min<int64_t>(options.population, eval_limit - result.evaluations));
+    return static_cast<std::size_t>(
+        std::min<int64_t>(options.population, eval_limit - result.evaluations));
   };
   auto score_brood = [&]() {
     child_scores.resize(brood.size);
-    score_rows(scorer, brood.keys.data(), brood.size, child_scores.data(), pool, options.parallel_scoring,
-               threads);
+    score_rows(scorer, brood.keys.data(), brood.size, child_scores.data(), pool,
+               options.parallel_scoring, threads);
     result.evaluations += static_cast<int64_t>(brood.size);
   };
 
@@ -97,12 +97,16 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer, const C
   };
 
   const uint64_t seed = options.seed;
-  breed(var, seen, brood_size(), seed, /*phase=*/1, 0, pool, options.max_tries,
-        [&](std::size_t, Rng& rng, int, uint8_t* out) { return var.sample(rng, constraints.max_peak, out); }, &brood,
-        &stats);
+  breed(
+      var, seen, brood_size(), seed, /*phase=*/1, 0, pool, options.max_tries,
+      [&](std::size_t, Rng& rng, int, uint8_t* out) {
+        return var.sample(rng, constraints.max_peak, out);
+      },
+      &brood, &stats);
   if (brood.size == 0)
     throw std::invalid_argument(
-        "no subnet satisfying the constraints was found (max_peak, max_mflops, max_params): loosen them");
+        "no subnet satisfying the constraints was found (max_peak, max_mflops, max_params): loosen "
+        "them");
   score_brood();
   absorb_brood();
   bool go_on = !on_generation || on_generation(0);

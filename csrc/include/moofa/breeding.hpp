@@ -18,11 +18,20 @@
 namespace moofa {
 
 // A scorer's output must be finite: a NaN would silently win or lose every comparison.
+// The predictor must read the same encoding as the space being searched.
+inline void require_same_encoding(const Evaluator& evaluator, const Scorer& scorer) {
+  if (scorer.n_columns() != evaluator.n_columns())
+    throw std::invalid_argument("the predictor reads " + std::to_string(scorer.n_columns()) +
+                                " columns but the space encodes subnets in " +
+                                std::to_string(evaluator.n_columns()));
+}
+
 inline void check_scores(const float* scores, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i)
     if (!std::isfinite(scores[i]))
-      throw std::domain_error("the predictor returned a non-finite score (" + std::to_string(scores[i]) +
-                              ") for config " + std::to_string(i) + " of a batch of " + std::to_string(n));
+      throw std::domain_error("the predictor returned a non-finite score (" +
+                              std::to_string(scores[i]) + ") for config " + std::to_string(i) +
+                              " of a batch of " + std::to_string(n));
 }
 
 // Threads for a search: an explicit count, or (threads <= 0) all cores for populations of
@@ -35,8 +44,8 @@ inline int search_threads(int threads, int population) {
 
 // Scores n rows; with parallel set, split across the pool (a Scorer must accept calls
 // from several threads on disjoint outputs), else one call from this thread.
-inline void score_rows(const Scorer& scorer, const uint8_t* rows, std::size_t n, float* out, WorkerPool& pool,
-                       bool parallel, int threads) {
+inline void score_rows(const Scorer& scorer, const uint8_t* rows, std::size_t n, float* out,
+                       WorkerPool& pool, bool parallel, int threads) {
   const std::size_t cols = static_cast<std::size_t>(scorer.n_columns());
   if (parallel && pool.size() > 1)
     pool.run(
@@ -68,11 +77,11 @@ struct Brood {
 
 // Breeds up to n children. attempt(i, rng, failures, out) makes one candidate for
 // child i (failures: its earlier candidates that broke a constraint or were already
-// scored, so that it can explore further) and returns whether it fits the constraints. A child is kept once a candidate fits and
-// is absent from seen; after max_tries candidates it is given up. Children draw from
-// their own streams (seed, phase, generation, i) in parallel against a frozen seen,
-// then a serial pass in child order adds them to seen and re-draws the ones that
-// collided with an earlier sibling: the outcome does not depend on threads.
+// scored, so that it can explore further) and returns whether it fits the constraints. A child is
+// kept once a candidate fits and is absent from seen; after max_tries candidates it is given up.
+// Children draw from their own streams (seed, phase, generation, i) in parallel against a frozen
+// seen, then a serial pass in child order adds them to seen and re-draws the ones that collided
+// with an earlier sibling: the outcome does not depend on threads.
 template <class Attempt>
 void breed(const Variation& var, RowSet& seen, std::size_t n, uint64_t seed, uint64_t phase,
            uint64_t generation, WorkerPool& pool, int max_tries, Attempt&& attempt, Brood* brood,
