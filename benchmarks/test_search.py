@@ -50,9 +50,9 @@ def test_moofa_search(benchmark, ridge, optimum):
         predictor_evaluations_per_s=r.evaluations / elapsed, candidates_checked_per_s=r.candidates / elapsed)
 
 
-@pytest.mark.benchmark(group="search-325k-moofa")
-def test_ofa_evolution_finder_python_port(benchmark, ridge, optimum):
-    scorer, _, _ = ridge
+def _run_python_port(benchmark, scorer):
+    """One timed run of the Python port of OFA's EvolutionFinder on ``scorer``; returns
+    the finder, its best (score, config) and the peak tables it checked budgets with."""
     tables = helpers.SlotTables("moofa")
     accuracy = helpers.port_predictor(scorer, "moofa")
 
@@ -63,10 +63,17 @@ def test_ofa_evolution_finder_python_port(benchmark, ridge, optimum):
         return finder, best
 
     finder, best = benchmark.pedantic(run, rounds=1, iterations=1)
-    assert tables.peak(best[1]) <= BUDGET and best[0] <= optimum + 1e-3
-    assert finder.evaluations == POPULATION * (GENERATIONS + 1)
     benchmark.extra_info.update(top1=best[0], evaluations=finder.evaluations,
                                 predictor_evaluations_per_s=finder.evaluations / seconds(benchmark))
+    return finder, best, tables
+
+
+@pytest.mark.benchmark(group="search-325k-moofa")
+def test_ofa_evolution_finder_python_port(benchmark, ridge, optimum):
+    scorer, _, _ = ridge
+    finder, best, tables = _run_python_port(benchmark, scorer)
+    assert tables.peak(best[1]) <= BUDGET and best[0] <= optimum + 1e-3
+    assert finder.evaluations == POPULATION * (GENERATIONS + 1)
 
 
 # The same search with the shipped MLP predictor of the moofa space (C++ inference).
@@ -90,16 +97,5 @@ def test_moofa_search_shipped_predictor(benchmark, shipped, threads):
 
 @pytest.mark.benchmark(group="search-325k-moofa-shipped-predictor")
 def test_ofa_evolution_finder_python_port_shipped_predictor(benchmark, shipped):
-    tables = helpers.SlotTables("moofa")
-    accuracy = helpers.port_predictor(shipped.scorer, "moofa")
-
-    def run():
-        finder = helpers.OFAEvolutionFinder("moofa", tables.peak, accuracy, population_size=POPULATION,
-                                            max_time_budget=GENERATIONS, seed=0)
-        _, best = finder.run_evolution_search(BUDGET)
-        return finder, best
-
-    finder, best = benchmark.pedantic(run, rounds=1, iterations=1)
+    finder, best, tables = _run_python_port(benchmark, shipped.scorer)
     assert tables.peak(best[1]) <= BUDGET and finder.evaluations == POPULATION * (GENERATIONS + 1)
-    benchmark.extra_info.update(top1=best[0], evaluations=finder.evaluations,
-                                predictor_evaluations_per_s=finder.evaluations / seconds(benchmark))

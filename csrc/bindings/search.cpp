@@ -1,6 +1,8 @@
 // pybind11 layer over moofa/search.hpp and moofa/pareto.hpp: argument checks under the
 // GIL, the searches without it. A Python callable can stand in for a C++ scorer: it is
 // wrapped here (and only here) in a Scorer that takes the GIL for each batch.
+#include "moofa/search.hpp"
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -17,7 +19,6 @@
 #include "moofa/linear_scorer.hpp"
 #include "moofa/memory.hpp"
 #include "moofa/pareto.hpp"
-#include "moofa/search.hpp"
 
 namespace py = pybind11;
 
@@ -52,18 +53,21 @@ class CallableScorer : public Scorer {
                             std::to_string(n) + " here)");
     auto scores = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(returned);
     if (!scores)
-      throw py::value_error("the predictor must return one number per config (a list or 1-D array of " +
-                            std::to_string(n) + " numbers), got " +
-                            std::string(py::str(py::type::of(returned).attr("__name__"))));
+      throw py::value_error(
+          "the predictor must return one number per config (a list or 1-D array of " +
+          std::to_string(n) + " numbers), got " +
+          std::string(py::str(py::type::of(returned).attr("__name__"))));
     const bool column = scores.ndim() == 2 && scores.shape(1) == 1;
     if (!((scores.ndim() == 1 || column) && scores.shape(0) == sn))
-      throw py::value_error("the predictor returned shape " + shape_of(scores) + " for a batch of " +
-                            std::to_string(n) + " configs; expected (" + std::to_string(n) + ",)");
+      throw py::value_error("the predictor returned shape " + shape_of(scores) +
+                            " for a batch of " + std::to_string(n) + " configs; expected (" +
+                            std::to_string(n) + ",)");
     const double* s = scores.data();
     for (std::size_t i = 0; i < n; ++i) {
       if (!std::isfinite(s[i]))
         throw py::value_error("the predictor returned a non-finite score (" + std::to_string(s[i]) +
-                              ") for config " + std::to_string(i) + " of a batch of " + std::to_string(n));
+                              ") for config " + std::to_string(i) + " of a batch of " +
+                              std::to_string(n));
       out[i] = static_cast<float>(s[i]);
     }
   }
@@ -84,12 +88,15 @@ ScorerArg resolve_scorer(const py::object& predictor, int n_columns) {
   if (py::isinstance<Scorer>(predictor)) {
     arg.scorer = &predictor.cast<const Scorer&>();
   } else if (PyCallable_Check(predictor.ptr())) {
-    arg.owned = std::make_unique<CallableScorer>(py::reinterpret_borrow<py::function>(predictor), n_columns);
+    arg.owned = std::make_unique<CallableScorer>(py::reinterpret_borrow<py::function>(predictor),
+                                                 n_columns);
     arg.scorer = arg.owned.get();
   } else {
     throw py::type_error(
-        "predictor must be a moofa predictor (a moofa._core.Scorer) or a callable taking a uint8 array of "
-        "encoded configs (n, " + std::to_string(n_columns) + ") and returning n scores; got " +
+        "predictor must be a moofa predictor (a moofa._core.Scorer) or a callable taking a uint8 "
+        "array of "
+        "encoded configs (n, " +
+        std::to_string(n_columns) + ") and returning n scores; got " +
         std::string(py::str(py::type::of(predictor).attr("__name__"))));
   }
   return arg;
@@ -122,13 +129,15 @@ class GenerationHook {
     if (!pending_->matches(PyExc_KeyboardInterrupt)) throw std::move(*pending_);
     return true;
   }
+
  private:
   py::object progress_;
   std::chrono::steady_clock::time_point last_{};
   std::unique_ptr<py::error_already_set> pending_;
 };
 
-Constraints make_constraints(int64_t max_peak, std::optional<double> max_mflops, std::optional<int64_t> max_params) {
+Constraints make_constraints(int64_t max_peak, std::optional<double> max_mflops,
+                             std::optional<int64_t> max_params) {
   Constraints c;
   c.max_peak = max_peak;
   if (max_mflops) c.max_mflops = *max_mflops;
@@ -154,37 +163,51 @@ py::array_t<uint8_t> to_rows(const std::vector<uint8_t>& v, int cols) {
 const uint8_t* check_scorer_rows(const Rows& rows, const SpaceSpec& spec, std::size_t* n) {
   const int cols = spec.n_columns();
   if (rows.ndim() != 2 || rows.shape(1) != cols)
-    throw py::value_error("encoded configs must be a 2-D array of shape (n, " + std::to_string(cols) + ")");
+    throw py::value_error("encoded configs must be a 2-D array of shape (n, " +
+                          std::to_string(cols) + ")");
   *n = static_cast<std::size_t>(rows.shape(0));
   const uint8_t* p = rows.data();
   // A scorer reads its weights by index: out-of-range indices must not reach it.
   for (std::size_t i = 0; i < *n; ++i) {
     const uint8_t* row = p + i * static_cast<std::size_t>(cols);
     for (int c = 0; c < cols; ++c) {
-      std::size_t limit = c == 0                      ? spec.resolutions.size()
-                          : c < 1 + spec.n_stages()   ? spec.depths.size()
+      std::size_t limit = c == 0                                     ? spec.resolutions.size()
+                          : c < 1 + spec.n_stages()                  ? spec.depths.size()
                           : c < 1 + spec.n_stages() + spec.n_slots() ? spec.kernels.size()
                                                                      : spec.expands.size();
       if (row[c] >= limit)
-        throw py::value_error("encoded config row " + std::to_string(i) + ", column " + std::to_string(c) +
-                              " holds index " + std::to_string(row[c]) + "; allowed 0.." +
-                              std::to_string(limit - 1));
+        throw py::value_error("encoded config row " + std::to_string(i) + ", column " +
+                              std::to_string(c) + " holds index " + std::to_string(row[c]) +
+                              "; allowed 0.." + std::to_string(limit - 1));
     }
   }
   return p;
 }
 
+// What evolve and nsga2 both report about the work done.
+template <class Result>
+void put_counts(py::dict& out, const Result& r, GenerationHook& hook) {
+  out["evaluations"] = r.evaluations;
+  out["candidates"] = r.candidates;
+  out["rejected"] = r.rejected;
+  out["duplicates"] = r.duplicates;
+  out["generations_run"] = r.generations_run;
+  out["interrupted"] = hook.interrupted();
+}
+
 }  // namespace
 
 void search(py::module_& m) {
-  py::class_<LinearScorer, Scorer>(m, "LinearScorer",
-                                   "Linear model on the published one-hot encoding (a light predictor)")
-      .def(py::init([](const SpaceSpec& space, py::array_t<float, py::array::c_style | py::array::forcecast> weights,
+  py::class_<LinearScorer, Scorer>(
+      m, "LinearScorer", "Linear model on the published one-hot encoding (a light predictor)")
+      .def(py::init([](const SpaceSpec& space,
+                       py::array_t<float, py::array::c_style | py::array::forcecast> weights,
                        float bias) {
              if (weights.ndim() != 1)
                throw py::value_error("weights must be a 1-D array of " +
                                      std::to_string(LinearScorer::n_features(space)) + " values");
-             return LinearScorer(space, std::vector<float>(weights.data(), weights.data() + weights.size()), bias);
+             return LinearScorer(
+                 space, std::vector<float>(weights.data(), weights.data() + weights.size()), bias);
            }),
            py::arg("space"), py::arg("weights"), py::arg("bias") = 0.0f)
       .def_static("n_features", &LinearScorer::n_features, py::arg("space"))
@@ -207,10 +230,11 @@ void search(py::module_& m) {
 
   m.def(
       "evolve",
-      [](const Evaluator& ev, const py::object& predictor, int64_t max_peak, std::optional<double> max_mflops,
-         std::optional<int64_t> max_params, int population, int generations, double parent_ratio,
-         double mutation_ratio, double mutate_prob, double resolution_mutate_prob, int resolution_niche,
-         uint64_t seed, int threads, int max_tries, int64_t max_evaluations, const py::object& progress) {
+      [](const Evaluator& ev, const py::object& predictor, int64_t max_peak,
+         std::optional<double> max_mflops, std::optional<int64_t> max_params, int population,
+         int generations, double parent_ratio, double mutation_ratio, double mutate_prob,
+         double resolution_mutate_prob, int resolution_niche, uint64_t seed, int threads,
+         int max_tries, int64_t max_evaluations, const py::object& progress) {
         const Constraints c = make_constraints(max_peak, max_mflops, max_params);
         EvolutionOptions o;
         o.population = population;
@@ -238,28 +262,26 @@ void search(py::module_& m) {
         out["best_score"] = r.best_score;
         out["best_peak"] = r.best_peak;
         out["history"] = to_array(r.history);
-        out["evaluations"] = r.evaluations;
-        out["candidates"] = r.candidates;
-        out["rejected"] = r.rejected;
-        out["duplicates"] = r.duplicates;
-        out["generations_run"] = r.generations_run;
-        out["interrupted"] = hook.interrupted();
+        put_counts(out, r, hook);
         return out;
       },
       py::arg("evaluator"), py::arg("predictor"), py::kw_only(), py::arg("max_peak"),
-      py::arg("max_mflops") = py::none(), py::arg("max_params") = py::none(), py::arg("population") = 100,
-      py::arg("generations") = 500, py::arg("parent_ratio") = 0.25, py::arg("mutation_ratio") = 0.5,
-      py::arg("mutate_prob") = 0.1, py::arg("resolution_mutate_prob") = 0.5, py::arg("resolution_niche") = 1,
-      py::arg("seed") = 0, py::arg("threads") = 0, py::arg("max_tries") = 100, py::arg("max_evaluations") = 0,
+      py::arg("max_mflops") = py::none(), py::arg("max_params") = py::none(),
+      py::arg("population") = 100, py::arg("generations") = 500, py::arg("parent_ratio") = 0.25,
+      py::arg("mutation_ratio") = 0.5, py::arg("mutate_prob") = 0.1,
+      py::arg("resolution_mutate_prob") = 0.5, py::arg("resolution_niche") = 1, py::arg("seed") = 0,
+      py::arg("threads") = 0, py::arg("max_tries") = 100, py::arg("max_evaluations") = 0,
       py::arg("progress") = py::none(),
-      "OFA-style evolutionary search under a peak budget; returns a dict (best_row, best_score, history, ...)");
+      "OFA-style evolutionary search under a peak budget; returns a dict (best_row, best_score, "
+      "history, ...)");
 
   m.def(
       "nsga2",
-      [](const Evaluator& ev, const py::object& predictor, int64_t max_peak, std::optional<double> max_mflops,
-         std::optional<int64_t> max_params, bool minimize_mflops, int population, int generations,
-         double mutation_ratio, double mutate_prob, double resolution_mutate_prob, uint64_t seed, int threads,
-         int max_tries, const py::object& progress) {
+      [](const Evaluator& ev, const py::object& predictor, int64_t max_peak,
+         std::optional<double> max_mflops, std::optional<int64_t> max_params, bool minimize_mflops,
+         int population, int generations, double mutation_ratio, double mutate_prob,
+         double resolution_mutate_prob, uint64_t seed, int threads, int max_tries,
+         const py::object& progress) {
         const Constraints c = make_constraints(max_peak, max_mflops, max_params);
         ParetoOptions o;
         o.population = population;
@@ -285,21 +307,17 @@ void search(py::module_& m) {
         out["scores"] = to_array(r.scores);
         out["peaks"] = to_array(r.peaks);
         out["mflops"] = to_array(r.mflops);
-        out["evaluations"] = r.evaluations;
-        out["candidates"] = r.candidates;
-        out["rejected"] = r.rejected;
-        out["duplicates"] = r.duplicates;
-        out["generations_run"] = r.generations_run;
-        out["interrupted"] = hook.interrupted();
+        put_counts(out, r, hook);
         return out;
       },
       py::arg("evaluator"), py::arg("predictor"), py::kw_only(),
       py::arg("max_peak") = std::numeric_limits<int64_t>::max(), py::arg("max_mflops") = py::none(),
-      py::arg("max_params") = py::none(), py::arg("minimize_mflops") = false, py::arg("population") = 100,
-      py::arg("generations") = 200, py::arg("mutation_ratio") = 0.5, py::arg("mutate_prob") = 0.1,
-      py::arg("resolution_mutate_prob") = 0.5, py::arg("seed") = 0, py::arg("threads") = 0,
-      py::arg("max_tries") = 100, py::arg("progress") = py::none(),
-      "NSGA-II front of score vs. peak (and MFLOPs); returns a dict (rows, scores, peaks, mflops, ...)");
+      py::arg("max_params") = py::none(), py::arg("minimize_mflops") = false,
+      py::arg("population") = 100, py::arg("generations") = 200, py::arg("mutation_ratio") = 0.5,
+      py::arg("mutate_prob") = 0.1, py::arg("resolution_mutate_prob") = 0.5, py::arg("seed") = 0,
+      py::arg("threads") = 0, py::arg("max_tries") = 100, py::arg("progress") = py::none(),
+      "NSGA-II front of score vs. peak (and MFLOPs); returns a dict (rows, scores, peaks, mflops, "
+      "...)");
 
   m.def(
       "non_dominated",

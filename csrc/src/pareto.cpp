@@ -219,10 +219,7 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
         return var.sample(rng, std::max(lo, cap), out);
       },
       &brood, &stats);
-  if (brood.size == 0)
-    throw std::invalid_argument(
-        "no subnet satisfying the constraints was found (max_peak, max_mflops, max_params): loosen "
-        "them");
+  require_initial_population(brood.size);
   score_brood();
   {
     std::vector<std::size_t> ids(brood.size);

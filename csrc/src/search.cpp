@@ -103,10 +103,7 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
         return var.sample(rng, constraints.max_peak, out);
       },
       &brood, &stats);
-  if (brood.size == 0)
-    throw std::invalid_argument(
-        "no subnet satisfying the constraints was found (max_peak, max_mflops, max_params): loosen "
-        "them");
+  require_initial_population(brood.size);
   score_brood();
   absorb_brood();
   bool go_on = !on_generation || on_generation(0);

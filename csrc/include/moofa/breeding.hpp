@@ -26,6 +26,14 @@ inline void require_same_encoding(const Evaluator& evaluator, const Scorer& scor
                                 std::to_string(evaluator.n_columns()));
 }
 
+// The initial population could not be filled: no subnet meets the constraints.
+inline void require_initial_population(std::size_t size) {
+  if (size == 0)
+    throw std::invalid_argument(
+        "no subnet satisfying the constraints was found (max_peak, max_mflops, max_params): loosen "
+        "them");
+}
+
 inline void check_scores(const float* scores, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i)
     if (!std::isfinite(scores[i]))
