@@ -20,12 +20,12 @@ def numpy_peaks(rows: np.ndarray, space: Space, with_stats: bool = False):
     """Peak memory (items) of encoded rows; with_stats also returns avg and std of the histogram."""
     s, n_slots = space.n_stages, space.n_slots
     res = np.asarray(space.resolutions, dtype=np.int64)[rows[:, 0]]
-    depth = np.asarray(space.depths, dtype=np.int64)[rows[:, 1:1 + s]]
-    ks = np.asarray(space.kernels, dtype=np.int64)[rows[:, 1 + s:1 + s + n_slots]]
-    ex = np.asarray(space.expands, dtype=np.float64)[rows[:, 1 + s + n_slots:]]
+    depth = np.asarray(space.depths, dtype=np.int64)[rows[:, 1 : 1 + s]]
+    ks = np.asarray(space.kernels, dtype=np.int64)[rows[:, 1 + s : 1 + s + n_slots]]
+    ex = np.asarray(space.expands, dtype=np.float64)[rows[:, 1 + s + n_slots :]]
     if space.expand_by_depth:
         coupled = np.array([space.expand_by_depth[d] for d in space.depths])
-        ex = coupled[rows[:, 1:1 + s]][:, space.slot_stage()]
+        ex = coupled[rows[:, 1 : 1 + s]][:, space.slot_stage()]
 
     layers = []  # (values, active mask) per potential layer
     f = (res + 1) // 2

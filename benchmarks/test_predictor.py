@@ -107,8 +107,9 @@ def test_moofa_cpp_portable_kernel(benchmark, case):
     if name.startswith("published"):
         pytest.skip("the portable kernel is only timed on the shipped predictor (15 s a round here)")
     benchmark.group = f"predictor {name} {N // 1000}k configs"
-    generic = moofa.Predictor(pred.space, pred.weights, pred.biases, skip=pred.skip, scale=pred.scale,
-                              offset=pred.offset, isa="generic")
+    generic = moofa.Predictor(
+        pred.space, pred.weights, pred.biases, skip=pred.skip, scale=pred.scale, offset=pred.offset, isa="generic"
+    )
     got = timed(benchmark, name, generic.scorer.score, rows, THREADS)
     check(got, want)
 

@@ -40,14 +40,19 @@ def optimum(ridge):
 @pytest.mark.benchmark(group="search-325k-moofa")
 def test_moofa_search(benchmark, ridge, optimum):
     scorer, _, _ = ridge
-    r = benchmark(moofa.search, BUDGET, "moofa", scorer, seed=0, population=POPULATION,
-                  generations=GENERATIONS)  # threads=0: auto, one thread at population 100
+    r = benchmark(
+        moofa.search, BUDGET, "moofa", scorer, seed=0, population=POPULATION, generations=GENERATIONS
+    )  # threads=0: auto, one thread at population 100
     assert r.peak <= BUDGET and r.top1 == pytest.approx(optimum, abs=2e-3)
     assert r.generations == GENERATIONS and r.evaluations > 0.9 * POPULATION * (GENERATIONS + 1)
     elapsed = seconds(benchmark)
     benchmark.extra_info.update(
-        top1=r.top1, evaluations=r.evaluations, candidates=r.candidates,
-        predictor_evaluations_per_s=r.evaluations / elapsed, candidates_checked_per_s=r.candidates / elapsed)
+        top1=r.top1,
+        evaluations=r.evaluations,
+        candidates=r.candidates,
+        predictor_evaluations_per_s=r.evaluations / elapsed,
+        candidates_checked_per_s=r.candidates / elapsed,
+    )
 
 
 def _run_python_port(benchmark, scorer):
@@ -57,14 +62,18 @@ def _run_python_port(benchmark, scorer):
     accuracy = helpers.port_predictor(scorer, "moofa")
 
     def run():
-        finder = helpers.OFAEvolutionFinder("moofa", tables.peak, accuracy, population_size=POPULATION,
-                                            max_time_budget=GENERATIONS, seed=0)
+        finder = helpers.OFAEvolutionFinder(
+            "moofa", tables.peak, accuracy, population_size=POPULATION, max_time_budget=GENERATIONS, seed=0
+        )
         _, best = finder.run_evolution_search(BUDGET)
         return finder, best
 
     finder, best = benchmark.pedantic(run, rounds=1, iterations=1)
-    benchmark.extra_info.update(top1=best[0], evaluations=finder.evaluations,
-                                predictor_evaluations_per_s=finder.evaluations / seconds(benchmark))
+    benchmark.extra_info.update(
+        top1=best[0],
+        evaluations=finder.evaluations,
+        predictor_evaluations_per_s=finder.evaluations / seconds(benchmark),
+    )
     return finder, best, tables
 
 
@@ -85,14 +94,19 @@ def shipped():
 @pytest.mark.benchmark(group="search-325k-moofa-shipped-predictor")
 @pytest.mark.parametrize("threads", [1, 2])
 def test_moofa_search_shipped_predictor(benchmark, shipped, threads):
-    r = benchmark(moofa.search, BUDGET, "moofa", shipped, seed=0, population=POPULATION,
-                  generations=GENERATIONS, threads=threads)
+    r = benchmark(
+        moofa.search, BUDGET, "moofa", shipped, seed=0, population=POPULATION, generations=GENERATIONS, threads=threads
+    )
     assert r.peak <= BUDGET and r.generations == GENERATIONS
     assert r.top1 == pytest.approx(float(shipped.predict([r.subnet])[0]), abs=1e-3)
     elapsed = seconds(benchmark)
     benchmark.extra_info.update(
-        top1=r.top1, evaluations=r.evaluations, candidates=r.candidates,
-        predictor_evaluations_per_s=r.evaluations / elapsed, candidates_checked_per_s=r.candidates / elapsed)
+        top1=r.top1,
+        evaluations=r.evaluations,
+        candidates=r.candidates,
+        predictor_evaluations_per_s=r.evaluations / elapsed,
+        candidates_checked_per_s=r.candidates / elapsed,
+    )
 
 
 @pytest.mark.benchmark(group="search-325k-moofa-shipped-predictor")

@@ -32,8 +32,7 @@ class Progress:
             except ImportError:
                 tqdm = None
             if tqdm is not None and stream is None:
-                self._tqdm = tqdm(total=self.total, desc=desc, initial=self.done, leave=True,
-                                  file=self.stream)
+                self._tqdm = tqdm(total=self.total, desc=desc, initial=self.done, leave=True, file=self.stream)
             else:
                 self._draw()
 

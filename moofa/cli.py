@@ -35,8 +35,12 @@ def _load_space(arg: str) -> Space:
 
 
 def _largest(space: Space) -> Subnet:
-    return Subnet(ks=[max(space.kernels)] * space.n_slots, e=[max(space.expands)] * space.n_slots,
-                  d=[max(space.depths)] * space.n_stages, image_size=max(space.resolutions))
+    return Subnet(
+        ks=[max(space.kernels)] * space.n_slots,
+        e=[max(space.expands)] * space.n_slots,
+        d=[max(space.depths)] * space.n_stages,
+        image_size=max(space.resolutions),
+    )
 
 
 def _config_from_args(args, space: Space) -> Subnet:
@@ -53,8 +57,9 @@ def _config_from_args(args, space: Space) -> Subnet:
         return Subnet.from_dict(data)
     if any(v is not None for v in (args.ks, args.e, args.d, args.image_size)):
         big = _largest(space)
-        return Subnet(ks=args.ks or big.ks, e=args.e or big.e, d=args.d or big.d,
-                      image_size=args.image_size or big.image_size)
+        return Subnet(
+            ks=args.ks or big.ks, e=args.e or big.e, d=args.d or big.d, image_size=args.image_size or big.image_size
+        )
     return _largest(space)
 
 
@@ -71,8 +76,13 @@ def cmd_profile(args) -> int:
 
 
 def cmd_design_widths(args) -> int:
-    w = design_widths(start_width=args.start_width, feature_size=args.feature_size, kernel=args.kernel,
-                      expand=args.expand, n_widths=args.n)
+    w = design_widths(
+        start_width=args.start_width,
+        feature_size=args.feature_size,
+        kernel=args.kernel,
+        expand=args.expand,
+        n_widths=args.n,
+    )
     print(json.dumps(w) if args.json else " ".join(map(str, w)))
     return 0
 
@@ -83,14 +93,18 @@ def cmd_spaces(args) -> int:
     if args.json:
         print(json.dumps({n: get_space(n).to_dict() for n in names()}, indent=2))
         return 0
-    print(f"{'space':<12} {'widths':<26} {'kernels':<10} {'expands':<17} {'depths':<10} "
-          f"{'classes':>7} {'min peak':>10} {'subnets':>9}")
+    print(
+        f"{'space':<12} {'widths':<26} {'kernels':<10} {'expands':<17} {'depths':<10} "
+        f"{'classes':>7} {'min peak':>10} {'subnets':>9}"
+    )
     for n in names():
         sp = get_space(n)
         ex = [int(e) if float(e).is_integer() else e for e in sp.expands]
         coupled = " (by d)" if sp.expand_by_depth else ""
-        print(f"{n:<12} {str(sp.widths):<26} {str(list(sp.kernels)):<10} {str(ex) + coupled:<17} "
-              f"{str(list(sp.depths)):<10} {sp.n_classes:>7} {min_peak(sp)[0]:>10,} {sp.size():>9.1e}")
+        print(
+            f"{n:<12} {str(sp.widths):<26} {str(list(sp.kernels)):<10} {str(ex) + coupled:<17} "
+            f"{str(list(sp.depths)):<10} {sp.n_classes:>7} {min_peak(sp)[0]:>10,} {sp.size():>9.1e}"
+        )
     return 0
 
 
@@ -116,8 +130,15 @@ def cmd_search(args) -> int:
     from .search import search
 
     space = _load_space(args.space)
-    r = search(args.budget, space, _predictor(args, space), seed=args.seed, population=args.population,
-               generations=args.generations, **_search_options(args))
+    r = search(
+        args.budget,
+        space,
+        _predictor(args, space),
+        seed=args.seed,
+        population=args.population,
+        generations=args.generations,
+        **_search_options(args),
+    )
     if args.plot:
         plot_memory(r, args.plot)
     if args.json:
@@ -134,8 +155,14 @@ def cmd_table(args) -> int:
 
     spaces = args.spaces.split(",") if args.spaces else list(TABLE_SPACES)
     budgets = args.budgets.split(",") if args.budgets else list(TABLE_BUDGETS)
-    rows = table(spaces, budgets, seed=args.seed, population=args.population, generations=args.generations,
-                 progress=None if not args.no_progress else False)
+    rows = table(
+        spaces,
+        budgets,
+        seed=args.seed,
+        population=args.population,
+        generations=args.generations,
+        progress=None if not args.no_progress else False,
+    )
     if args.plot and rows:
         plot_pareto(rows, args.plot)
     if args.json:
@@ -156,10 +183,17 @@ def cmd_pareto(args) -> int:
 
     space = _load_space(args.space)
     objectives = ("top1", "peak", "mflops") if args.mflops else ("top1", "peak")
-    front = pareto(space, _predictor(args, space), budgets=args.budgets.split(",") if args.budgets else None,
-                   max_peak=args.max_peak, objectives=objectives, seed=args.seed,
-                   generations=args.generations, progress=None if not args.no_progress else False,
-                   **_search_options(args))
+    front = pareto(
+        space,
+        _predictor(args, space),
+        budgets=args.budgets.split(",") if args.budgets else None,
+        max_peak=args.max_peak,
+        objectives=objectives,
+        seed=args.seed,
+        generations=args.generations,
+        progress=None if not args.no_progress else False,
+        **_search_options(args),
+    )
     if args.plot:
         plot_pareto({space.name: front}, args.plot)
     if args.json:
@@ -167,18 +201,24 @@ def cmd_pareto(args) -> int:
     else:
         print(f"{'peak':>10}  {'top1':>7}  {'MFLOPs':>8}  config")
         for point in front.to_dicts():
-            print(f"{point['peak']:>10,}  {point['top1']:>7.2f}  {point['mflops']:>8.1f}  "
-                  f"{json.dumps(point['config'])}")
-        print(f"{len(front)} non-dominated subnets ({front.method}, {front.evaluations:,} evaluations, "
-              f"{front.seconds:.2f} s)")
+            print(
+                f"{point['peak']:>10,}  {point['top1']:>7.2f}  {point['mflops']:>8.1f}  {json.dumps(point['config'])}"
+            )
+        print(
+            f"{len(front)} non-dominated subnets ({front.method}, {front.evaluations:,} evaluations, "
+            f"{front.seconds:.2f} s)"
+        )
     return 130 if front.interrupted else 0
 
 
 # Subcommands whose parser lives in their (torch-only) module: the arguments are handed over as they are.
 _DELEGATED = {
     "train": ("train", "train_main", "train a supernet with progressive shrinking (moofa[train])"),
-    "pipeline": ("pipeline", "pipeline_main",
-                 "end to end on CPU: train, balanced accuracy set, predictor, search, check (moofa[train])"),
+    "pipeline": (
+        "pipeline",
+        "pipeline_main",
+        "end to end on CPU: train, balanced accuracy set, predictor, search, check (moofa[train])",
+    ),
     "train-predictor": ("predictor_train", "main", "train accuracy predictors from JSONL data (moofa[torch])"),
 }
 
@@ -197,8 +237,9 @@ def _run_delegated(name: str, argv: list[str]) -> int:
 
 def _add_search_args(p) -> None:
     p.add_argument("--space", default="moofa", help="space name or a space JSON file")
-    p.add_argument("--predictor", help="shipped predictor name or a .npz/.json/.pth.tar path "
-                   "(default: the space's shipped one)")
+    p.add_argument(
+        "--predictor", help="shipped predictor name or a .npz/.json/.pth.tar path (default: the space's shipped one)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--memory-model", default="full", choices=[*MEMORY_MODELS, "paper", "mcu"])
     p.add_argument("--bytes-per-item", type=float, default=4, help="to read byte budgets like 1.3MB")
@@ -211,7 +252,8 @@ def _add_search_args(p) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="moofa", description="Find the most accurate OFA-style subnet that fits a peak-memory budget.")
+        prog="moofa", description="Find the most accurate OFA-style subnet that fits a peak-memory budget."
+    )
     parser.add_argument("--version", action="version", version=f"moofa {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -254,10 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--e", type=_num_list, help="expand ratio per block slot")
     p.add_argument("--d", type=_int_list, help="depth per stage")
     p.add_argument("--image-size", type=int, help="input resolution")
-    p.add_argument("--memory-model", default="full", choices=[*MEMORY_MODELS, "paper", "mcu"],
-                   help="full: in+out+weights per layer (paper); activations/mcu: weights in flash")
-    p.add_argument("--bytes-per-item", type=float, default=None,
-                   help="report bytes instead of items (4: float32, 1: int8)")
+    p.add_argument(
+        "--memory-model",
+        default="full",
+        choices=[*MEMORY_MODELS, "paper", "mcu"],
+        help="full: in+out+weights per layer (paper); activations/mcu: weights in flash",
+    )
+    p.add_argument(
+        "--bytes-per-item", type=float, default=None, help="report bytes instead of items (4: float32, 1: int8)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_profile)
 

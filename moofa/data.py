@@ -69,9 +69,7 @@ class ImageFolder(torch.utils.data.Dataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise ValueError(f"data folder {self.root} does not exist or is not a directory")
-        self.classes = sorted(
-            d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")
-        )
+        self.classes = sorted(d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
         if not self.classes:
             raise ValueError(
                 f"data folder {self.root} has no class folders; expected {self.root}/<class>/<image>"
@@ -81,9 +79,7 @@ class ImageFolder(torch.utils.data.Dataset):
         empty = []
         for label, name in enumerate(self.classes):
             files = sorted(
-                p
-                for p in (self.root / name).rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                p for p in (self.root / name).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
             )
             if not files:
                 empty.append(name)
@@ -152,9 +148,7 @@ class Digits(torch.utils.data.Dataset):
         try:
             from sklearn.datasets import load_digits
         except ImportError:
-            raise ImportError(
-                "the built-in digits data set needs scikit-learn: pip install 'moofa[train]'"
-            ) from None
+            raise ImportError("the built-in digits data set needs scikit-learn: pip install 'moofa[train]'") from None
         bunch = load_digits()
         images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)
         labels = bunch.target.astype(np.int64)
@@ -196,9 +190,7 @@ class SyntheticImages(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
-        return torch.randint(0, 256, (3, self.size, self.size), dtype=torch.uint8, generator=g), self.targets[
-            i
-        ]
+        return torch.randint(0, 256, (3, self.size, self.size), dtype=torch.uint8, generator=g), self.targets[i]
 
 
 def load_dataset(source: str | os.PathLike, split: str = "train", **kwargs) -> torch.utils.data.Dataset:
@@ -211,9 +203,7 @@ def load_dataset(source: str | os.PathLike, split: str = "train", **kwargs) -> t
         return SyntheticImages(**kwargs)
     root = Path(source)
     if not root.is_dir():
-        raise ValueError(
-            f"data must be one of {list(BUILTIN_DATASETS)} or an existing folder, got {str(source)!r}"
-        )
+        raise ValueError(f"data must be one of {list(BUILTIN_DATASETS)} or an existing folder, got {str(source)!r}")
     if not (root / split).is_dir():
         raise ValueError(
             f"data folder {root} has no '{split}' folder; expected {root}/train/<class>/<image> "
@@ -265,9 +255,7 @@ def _random_resized_box(h: int, w: int, rng: np.random.Generator, scale, ratio) 
 
 
 def _resize(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(
-        img.unsqueeze(0), size=size, mode="bilinear", align_corners=False, antialias=True
-    ).squeeze(0)
+    return F.interpolate(img.unsqueeze(0), size=size, mode="bilinear", align_corners=False, antialias=True).squeeze(0)
 
 
 class ElasticCollate:
@@ -320,9 +308,7 @@ class ElasticCollate:
             else:
                 short = int(math.ceil(res / 0.875))
                 nh, nw = (
-                    (short, max(short, round(w * short / h)))
-                    if h <= w
-                    else (max(short, round(h * short / w)), short)
+                    (short, max(short, round(w * short / h))) if h <= w else (max(short, round(h * short / w)), short)
                 )
                 img = _resize(img, (nh, nw))
                 top, left = (nh - res) // 2, (nw - res) // 2
@@ -377,9 +363,7 @@ class _EpochBatches(torch.utils.data.Sampler):
 
     def __iter__(self):
         order = (
-            np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.n)
-            if self.shuffle
-            else np.arange(self.n)
+            np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.n) if self.shuffle else np.arange(self.n)
         )
         g = self.batch_size * self.world_size
         for b in range(self.start_batch, self.n_batches()):

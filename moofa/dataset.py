@@ -40,19 +40,20 @@ def _max_peak(space: Space, memory_model: str) -> int:
     ev = evaluator(space, memory_model)
     row = np.zeros((1, space.n_columns), np.uint8)
     row[0, 0] = len(space.resolutions) - 1
-    row[0, 1:1 + space.n_stages] = len(space.depths) - 1
+    row[0, 1 : 1 + space.n_stages] = len(space.depths) - 1
     s, n = space.n_stages, space.n_slots
-    row[0, 1 + s:1 + s + n] = len(space.kernels) - 1
+    row[0, 1 + s : 1 + s + n] = len(space.kernels) - 1
     if space.expand_by_depth:
-        row[0, 1 + s + n:] = space.expands.index(space.expand_by_depth[max(space.depths)])
+        row[0, 1 + s + n :] = space.expands.index(space.expand_by_depth[max(space.depths)])
     else:
-        row[0, 1 + s + n:] = len(space.expands) - 1
+        row[0, 1 + s + n :] = len(space.expands) - 1
     sample = random_subnets(100_000, space, seed=12345)
     return int(max(ev.peaks(row, 1)[0], ev.peaks(sample, 0).max()))
 
 
-def bin_edges(space: str | Space = "moofa", bins: int | Sequence = 10, low=None, high=None, *,
-              memory_model: str = "full") -> np.ndarray:
+def bin_edges(
+    space: str | Space = "moofa", bins: int | Sequence = 10, low=None, high=None, *, memory_model: str = "full"
+) -> np.ndarray:
     """Edges of the peak-memory bins (items): ``bins`` equal-width bins from ``low``
     (default: the smallest peak of the space) to ``high`` (default: the largest), or
     the given increasing edges. A bin holds peaks in ``[edge_i, edge_i+1)``; the last
@@ -73,8 +74,7 @@ def bin_edges(space: str | Space = "moofa", bins: int | Sequence = 10, low=None,
         raise ValueError("give either bins as a list of edges, or a number of bins with low/high, not both")
     edges = np.asarray([parse_budget(b, 4) if isinstance(b, str) else b for b in bins], dtype=np.float64)
     if edges.ndim != 1 or len(edges) < 2 or not np.all(np.isfinite(edges)) or not np.all(np.diff(edges) > 0):
-        raise ValueError("bin edges must be at least two finite, strictly increasing numbers, "
-                         f"got {list(bins)}")
+        raise ValueError(f"bin edges must be at least two finite, strictly increasing numbers, got {list(bins)}")
     return edges
 
 
@@ -90,21 +90,33 @@ def _skewed(n: int, space: Space, rng: np.random.Generator, towards_small: bool)
     per-row lean drawn uniformly: reaches the extreme peaks uniform draws miss."""
     rows = random_subnets(n, space, seed=int(rng.integers(2**63)))
     lean = rng.random((n, 1))
-    sizes = [len(space.resolutions)] + [len(space.depths)] * space.n_stages \
-        + [len(space.kernels)] * space.n_slots + [len(space.expands)] * space.n_slots
+    sizes = (
+        [len(space.resolutions)]
+        + [len(space.depths)] * space.n_stages
+        + [len(space.kernels)] * space.n_slots
+        + [len(space.expands)] * space.n_slots
+    )
     extreme = np.zeros(space.n_columns, np.uint8) if towards_small else np.array(sizes, np.uint8) - 1
     pick = rng.random(rows.shape) < lean
     rows = np.where(pick, extreme[None, :], rows).astype(np.uint8)
     if space.expand_by_depth:  # keep CompOFA's coupling valid
         s, k = space.n_stages, space.n_slots
         coupled = np.array([space.expands.index(space.expand_by_depth[d]) for d in space.depths], np.uint8)
-        rows[:, 1 + s + k:] = coupled[rows[:, 1 + np.array(space.slot_stage())]]
+        rows[:, 1 + s + k :] = coupled[rows[:, 1 + np.array(space.slot_stage())]]
     return rows
 
 
-def plan_dataset(space: str | Space, n_per_bin: int, edges: np.ndarray, *, seed: int = 0,
-                 memory_model: str = "full", max_draws: int = 4_000_000, batch: int = 1 << 18,
-                 threads: int = 0) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def plan_dataset(
+    space: str | Space,
+    n_per_bin: int,
+    edges: np.ndarray,
+    *,
+    seed: int = 0,
+    memory_model: str = "full",
+    max_draws: int = 4_000_000,
+    batch: int = 1 << 18,
+    threads: int = 0,
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Pick ``n_per_bin`` distinct configs per bin: (rows, bin of each row, bins left short).
 
     Rows come in round-robin bin order (bin 0, 1, ..., then again), so any prefix of
@@ -196,15 +208,27 @@ def _read_done(out: Path) -> list[dict]:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{out}:{lineno}: not valid JSON ({exc}); the file is not a dataset "
-                                 "this builder wrote") from None
+                raise ValueError(
+                    f"{out}:{lineno}: not valid JSON ({exc}); the file is not a dataset this builder wrote"
+                ) from None
     return records
 
 
-def build_dataset(space: str | Space, evaluate: Callable[[dict], float], out_path: str | os.PathLike, *,
-                  n_per_bin: int = 100, bins: int | Sequence = 10, low=None, high=None, seed: int = 0,
-                  memory_model: str = "full", max_draws: int = 4_000_000, progress: bool = True,
-                  threads: int = 0) -> dict:
+def build_dataset(
+    space: str | Space,
+    evaluate: Callable[[dict], float],
+    out_path: str | os.PathLike,
+    *,
+    n_per_bin: int = 100,
+    bins: int | Sequence = 10,
+    low=None,
+    high=None,
+    seed: int = 0,
+    memory_model: str = "full",
+    max_draws: int = 4_000_000,
+    progress: bool = True,
+    threads: int = 0,
+) -> dict:
     """Build (or resume) a balanced accuracy data set as JSONL.
 
     ``evaluate(config) -> top1`` is called once per planned subnet with an OFA-style
@@ -234,28 +258,47 @@ def build_dataset(space: str | Space, evaluate: Callable[[dict], float], out_pat
     out.parent.mkdir(parents=True, exist_ok=True)
     plan_path = out.with_name(out.name + ".plan.json")
     edges = bin_edges(sp, bins, low, high, memory_model=model)
-    settings = {"space": sp.to_dict(), "n_per_bin": int(n_per_bin), "edges": edges.tolist(),
-                "seed": int(seed), "memory_model": model, "max_draws": int(max_draws)}
+    settings = {
+        "space": sp.to_dict(),
+        "n_per_bin": int(n_per_bin),
+        "edges": edges.tolist(),
+        "seed": int(seed),
+        "memory_model": model,
+        "max_draws": int(max_draws),
+    }
     if plan_path.exists():
         try:
             plan = json.loads(plan_path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{plan_path}: not valid JSON ({exc})") from None
         if plan.get("format") != PLAN_FORMAT or plan.get("settings") != settings:
-            raise ValueError(f"{out} was started with other settings ({plan_path}); resume it with the "
-                             "same space, n_per_bin, bins/low/high, seed and memory_model, or use another "
-                             "out_path")
+            raise ValueError(
+                f"{out} was started with other settings ({plan_path}); resume it with the "
+                "same space, n_per_bin, bins/low/high, seed and memory_model, or use another "
+                "out_path"
+            )
         rows = np.array(plan["rows"], np.uint8).reshape(-1, sp.n_columns)
         row_bins = np.array(plan["bins"], np.int64)
         short = plan["short_bins"]
     else:
         if out.exists() and out.stat().st_size:
-            raise ValueError(f"{out} already exists without a plan ({plan_path.name}): not a dataset this "
-                             "builder started; use another out_path")
-        rows, row_bins, short = plan_dataset(sp, int(n_per_bin), edges, seed=int(seed), memory_model=model,
-                                             max_draws=int(max_draws), threads=threads)
-        _write_json_atomic(plan_path, {"format": PLAN_FORMAT, "settings": settings, "rows": rows.tolist(),
-                                       "bins": row_bins.tolist(), "short_bins": short})
+            raise ValueError(
+                f"{out} already exists without a plan ({plan_path.name}): not a dataset this "
+                "builder started; use another out_path"
+            )
+        rows, row_bins, short = plan_dataset(
+            sp, int(n_per_bin), edges, seed=int(seed), memory_model=model, max_draws=int(max_draws), threads=threads
+        )
+        _write_json_atomic(
+            plan_path,
+            {
+                "format": PLAN_FORMAT,
+                "settings": settings,
+                "rows": rows.tolist(),
+                "bins": row_bins.tolist(),
+                "short_bins": short,
+            },
+        )
     peaks = evaluator(sp, model).peaks(rows, threads) if len(rows) else np.zeros(0, np.int64)
     planned = {_key(r, sp): i for i, r in enumerate(rows)}
     done = _read_done(out)
@@ -270,16 +313,14 @@ def build_dataset(space: str | Space, evaluate: Callable[[dict], float], out_pat
         done_idx.add(i)
     nets = decode(rows, sp) if len(rows) else []
     evaluated = 0
-    with Progress(len(rows), "evaluating", enabled=progress, initial=len(done_idx)) as bar, \
-            open(out, "a") as f:
+    with Progress(len(rows), "evaluating", enabled=progress, initial=len(done_idx)) as bar, open(out, "a") as f:
         for i, net in enumerate(nets):
             if i in done_idx:
                 continue
             config = net.to_dict()
             top1 = evaluate(dict(config))
             if isinstance(top1, bool) or not isinstance(top1, numbers.Real) or not math.isfinite(top1):
-                raise ValueError(f"evaluate(config) must return a finite top-1 (percent), got {top1!r} "
-                                 f"for {config}")
+                raise ValueError(f"evaluate(config) must return a finite top-1 (percent), got {top1!r} for {config}")
             rec = {**config, "top1": float(top1), "peak_memory": int(peaks[i]), "bin": int(row_bins[i])}
             f.write(json.dumps(rec) + "\n")  # one write per record, synced before the next evaluation
             f.flush()
@@ -287,5 +328,12 @@ def build_dataset(space: str | Space, evaluate: Callable[[dict], float], out_pat
             evaluated += 1
             bar.update(1)
     counts = np.bincount(row_bins, minlength=len(edges) - 1)
-    return {"path": str(out), "plan": str(plan_path), "records": len(rows), "evaluated": evaluated,
-            "per_bin": counts.tolist(), "edges": edges.tolist(), "short_bins": short}
+    return {
+        "path": str(out),
+        "plan": str(plan_path),
+        "records": len(rows),
+        "evaluated": evaluated,
+        "per_bin": counts.tolist(),
+        "edges": edges.tolist(),
+        "short_bins": short,
+    }

@@ -34,7 +34,8 @@ def _model_name(memory_model: str) -> str:
     if not isinstance(memory_model, str) or memory_model not in _MODEL_ALIASES:
         raise ValueError(
             f"memory_model must be one of {list(_MODEL_ALIASES)} ('paper' = 'full', 'mcu' = 'activations'), "
-            f"got {memory_model!r}")
+            f"got {memory_model!r}"
+        )
     return _MODEL_ALIASES[memory_model]
 
 
@@ -54,7 +55,8 @@ def spec(space: Space):
         final_expand_width=space.final_expand_width,
         feature_mix_width=space.feature_mix_width,
         n_classes=space.n_classes,
-        expand_by_depth=[] if not space.expand_by_depth
+        expand_by_depth=[]
+        if not space.expand_by_depth
         else [space.expands.index(space.expand_by_depth[d]) for d in space.depths],
     )
 
@@ -104,9 +106,18 @@ class Profile:
         return self.layers[int(np.argmax(self.hist))] if self.layers else ""
 
     def to_dict(self) -> dict:
-        return {"peak": self.peak, "hist": list(self.hist), "avg": self.avg, "std": self.std,
-                "mflops": self.mflops, "params": self.params, "layers": list(self.layers),
-                "space": self.space, "memory_model": self.memory_model, "unit": self.unit}
+        return {
+            "peak": self.peak,
+            "hist": list(self.hist),
+            "avg": self.avg,
+            "std": self.std,
+            "mflops": self.mflops,
+            "params": self.params,
+            "layers": list(self.layers),
+            "space": self.space,
+            "memory_model": self.memory_model,
+            "unit": self.unit,
+        }
 
     def table(self, width: int = 40) -> str:
         """The per-layer memory as a text table with bars (the paper's Fig. 5)."""
@@ -118,8 +129,10 @@ class Profile:
             mark = "  <- peak" if v == top else ""
             lines.append(f"{name:<{name_w}}  {v:>10,}  {bar}{mark}")
         lines.append("")
-        lines.append(f"peak {self.peak:,} {self.unit} ({format_items(self.peak)}), "
-                     f"avg {self.avg:,.0f} +- {self.std:,.0f}, {self.mflops:.2f} MFLOPs, {self.params:,} params")
+        lines.append(
+            f"peak {self.peak:,} {self.unit} ({format_items(self.peak)}), "
+            f"avg {self.avg:,.0f} +- {self.std:,.0f}, {self.mflops:.2f} MFLOPs, {self.params:,} params"
+        )
         return "\n".join(lines)
 
 
@@ -139,8 +152,9 @@ def layer_names(net: Subnet, space: str | Space = "moofa") -> list[str]:
     return names
 
 
-def profile(net, space: str | Space = "moofa", *, memory_model: str = "full",
-            bytes_per_item: float | None = None) -> Profile:
+def profile(
+    net, space: str | Space = "moofa", *, memory_model: str = "full", bytes_per_item: float | None = None
+) -> Profile:
     """Full profile of one subnet: peak, per-layer histogram, avg +- std, MFLOPs, params."""
     sp = get_space(space)
     model = _model_name(memory_model)
@@ -176,8 +190,14 @@ def profile(net, space: str | Space = "moofa", *, memory_model: str = "full",
     )
 
 
-def peak_memory(nets, space: str | Space = "moofa", *, memory_model: str = "full",
-                bytes_per_item: float | None = None, threads: int = 0) -> np.ndarray:
+def peak_memory(
+    nets,
+    space: str | Space = "moofa",
+    *,
+    memory_model: str = "full",
+    bytes_per_item: float | None = None,
+    threads: int = 0,
+) -> np.ndarray:
     """Peak memory of many subnets: int64 array in items (or bytes with ``bytes_per_item``).
 
     ``nets``: a list of Subnet/dicts, or an array from :func:`moofa.encode`
@@ -192,14 +212,16 @@ def peak_memory(nets, space: str | Space = "moofa", *, memory_model: str = "full
     return peaks
 
 
-def profiles(nets, space: str | Space = "moofa", *, memory_model: str = "full", with_hist: bool = False,
-             threads: int = 0) -> dict:
+def profiles(
+    nets, space: str | Space = "moofa", *, memory_model: str = "full", with_hist: bool = False, threads: int = 0
+) -> dict:
     """Batched profiles (items): dict of arrays ``peak``, ``avg``, ``std``, ``mflops``, ``params``,
     ``n_layers`` and, with ``with_hist``, ``hist`` of shape (n, max_layers), zero padded."""
     sp = get_space(space)
     rows = encode(nets, sp)
-    return _evaluator(sp, _model_name(memory_model)).profiles(rows, threads=_threads(threads),
-                                                              with_hist=bool(with_hist))
+    return _evaluator(sp, _model_name(memory_model)).profiles(
+        rows, threads=_threads(threads), with_hist=bool(with_hist)
+    )
 
 
 def min_peak(space: str | Space = "moofa", *, memory_model: str = "full") -> tuple[int, Subnet]:

@@ -196,19 +196,13 @@ def run_pipeline(
     seconds["dataset"] = round(time.perf_counter() - t0, 1)
 
     t0 = time.perf_counter()
-    predictor = train_predictor(
-        records, space, epochs=predictor_epochs, seed=seed, name=f"{space.name}-pipeline"
-    )
+    predictor = train_predictor(records, space, epochs=predictor_epochs, seed=seed, name=f"{space.name}-pipeline")
     predictor.save(workdir / "predictor")
     seconds["predictor"] = round(time.perf_counter() - t0, 1)
 
     t0 = time.perf_counter()
-    items = (
-        parse_budget(budget) if budget is not None else int(np.median([r["peak_memory"] for r in records]))
-    )
-    result = search(
-        items, space, predictor=predictor, seed=seed, population=population, generations=generations
-    )
+    items = parse_budget(budget) if budget is not None else int(np.median([r["peak_memory"] for r in records]))
+    result = search(items, space, predictor=predictor, seed=seed, population=population, generations=generations)
     seconds["search"] = round(time.perf_counter() - t0, 1)
 
     t0 = time.perf_counter()

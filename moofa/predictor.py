@@ -34,8 +34,7 @@ from .spaces import Space, get_space
 from .spaces import names as space_names
 from .subnet import encode
 
-__all__ = ["ENCODING", "PRECISIONS", "Predictor", "load_predictor", "one_hot", "one_hot_size",
-           "shipped_names"]
+__all__ = ["ENCODING", "PRECISIONS", "Predictor", "load_predictor", "one_hot", "one_hot_size", "shipped_names"]
 
 ENCODING = "one-hot-v1"
 # First-layer number formats: "int16" halves the gather's memory traffic; it moves
@@ -73,14 +72,19 @@ def one_hot(nets, space: str | Space = "moofa") -> np.ndarray:
     sp = get_space(space)
     rows = encode(nets, sp)
     n = rows.shape[0]
-    n_res, n_k, n_e, n_slots, n_stages = (len(sp.resolutions), len(sp.kernels), len(sp.expands), sp.n_slots,
-                                          sp.n_stages)
+    n_res, n_k, n_e, n_slots, n_stages = (
+        len(sp.resolutions),
+        len(sp.kernels),
+        len(sp.expands),
+        sp.n_slots,
+        sp.n_stages,
+    )
     out = np.zeros((n, one_hot_size(sp)), dtype=np.float32)
     idx = np.arange(n)
     out[idx, rows[:, 0]] = 1.0
     stage = np.array(sp.slot_stage())
     position = np.array([p for s in sp.stages for p in range(s.max_depth)])
-    depth = np.asarray(sp.depths)[rows[:, 1:1 + n_stages]]
+    depth = np.asarray(sp.depths)[rows[:, 1 : 1 + n_stages]]
     active = position[None, :] < depth[:, stage]
     for j in range(n_slots):
         on = idx[active[:, j]]
@@ -109,16 +113,28 @@ class Predictor:
     optional linear term over the one-hot input. Output: ``offset + scale * y``.
     """
 
-    def __init__(self, space: str | Space, weights: Sequence, biases: Sequence, *, skip=None,
-                 scale: float = 1.0, offset: float = 0.0, metadata: Mapping[str, Any] | None = None,
-                 isa: str = "auto", precision: str = "fp32"):
+    def __init__(
+        self,
+        space: str | Space,
+        weights: Sequence,
+        biases: Sequence,
+        *,
+        skip=None,
+        scale: float = 1.0,
+        offset: float = 0.0,
+        metadata: Mapping[str, Any] | None = None,
+        isa: str = "auto",
+        precision: str = "fp32",
+    ):
         self.space = get_space(space)
         if isinstance(weights, np.ndarray) or isinstance(biases, np.ndarray):
             raise TypeError("weights and biases must be lists of arrays, one per layer")
         weights, biases = list(weights), list(biases)
         if not weights or len(weights) != len(biases):
-            raise ValueError("weights and biases must be non-empty lists of the same length (one per layer), "
-                             f"got {len(weights)} and {len(biases)}")
+            raise ValueError(
+                "weights and biases must be non-empty lists of the same length (one per layer), "
+                f"got {len(weights)} and {len(biases)}"
+            )
         self.weights = [_as_float32(f"weights[{i}]", w, 2) for i, w in enumerate(weights)]
         self.biases = [_as_float32(f"biases[{i}]", b, 1) for i, b in enumerate(biases)]
         self.skip = None if skip is None else _as_float32("skip", skip, 1)
@@ -135,22 +151,25 @@ class Predictor:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         self._check_shapes()
         # Built now so that a bad predictor fails at construction, not in the search.
-        self._scorer = core.MlpPredictor(spec(self.space), self.weights, self.biases, self.skip,
-                                         self.scale, self.offset, isa, precision)
+        self._scorer = core.MlpPredictor(
+            spec(self.space), self.weights, self.biases, self.skip, self.scale, self.offset, isa, precision
+        )
 
     def _check_shapes(self) -> None:
         n_in = one_hot_size(self.space)
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             if w.shape[0] != n_in:
-                what = (f"the one-hot encoding of space {self.space.name!r} ({ENCODING}) has {n_in} features"
-                        if i == 0 else f"layer {i - 1} has {n_in} outputs")
+                what = (
+                    f"the one-hot encoding of space {self.space.name!r} ({ENCODING}) has {n_in} features"
+                    if i == 0
+                    else f"layer {i - 1} has {n_in} outputs"
+                )
                 raise ValueError(f"weights[{i}] has shape {w.shape}: {what}, so it must be ({n_in}, out)")
             if b.shape != (w.shape[1],):
                 raise ValueError(f"biases[{i}] must have shape ({w.shape[1]},), got {b.shape}")
             n_in = w.shape[1]
         if n_in != 1:
-            raise ValueError("the last layer must have 1 output, "
-                             f"got weights[-1] of shape {self.weights[-1].shape}")
+            raise ValueError(f"the last layer must have 1 output, got weights[-1] of shape {self.weights[-1].shape}")
         if self.skip is not None and self.skip.shape != (one_hot_size(self.space),):
             raise ValueError(f"skip must have shape ({one_hot_size(self.space)},), got {self.skip.shape}")
 
@@ -174,9 +193,17 @@ class Predictor:
 
     def with_options(self, *, isa: str | None = None, precision: str | None = None) -> Predictor:
         """The same weights on another kernel set or first-layer precision."""
-        return Predictor(self.space, self.weights, self.biases, skip=self.skip, scale=self.scale,
-                         offset=self.offset, metadata=self.metadata, isa=isa or self.isa,
-                         precision=precision or self.precision)
+        return Predictor(
+            self.space,
+            self.weights,
+            self.biases,
+            skip=self.skip,
+            scale=self.scale,
+            offset=self.offset,
+            metadata=self.metadata,
+            isa=isa or self.isa,
+            precision=precision or self.precision,
+        )
 
     @property
     def metrics(self) -> dict:
@@ -198,8 +225,10 @@ class Predictor:
 
     def __repr__(self) -> str:
         source = self.metadata.get("name") or self.metadata.get("source", "")
-        return (f"Predictor({source!r}, space={self.space.name!r}, layers={self.layer_sizes}, "
-                f"skip={self.skip is not None}, isa={self.isa!r}, precision={self.precision!r})")
+        return (
+            f"Predictor({source!r}, space={self.space.name!r}, layers={self.layer_sizes}, "
+            f"skip={self.skip is not None}, isa={self.isa!r}, precision={self.precision!r})"
+        )
 
     # --- persistence ------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> tuple[Path, Path]:
@@ -223,8 +252,11 @@ class Predictor:
             "version": FORMAT_VERSION,
             "name": meta.pop("name", npz_path.stem),
             "space": {"name": self.space.name, "definition": self.space.to_dict()},
-            "encoding": {"name": ENCODING, "size": one_hot_size(self.space),
-                         "order": "resolution, kernel per slot, expand per slot; inactive slots zero"},
+            "encoding": {
+                "name": ENCODING,
+                "size": one_hot_size(self.space),
+                "order": "resolution, kernel per slot, expand per slot; inactive slots zero",
+            },
             "layers": [list(w.shape) for w in self.weights],
             "skip": self.skip is not None,
             "activation": "relu",
@@ -247,8 +279,14 @@ def _pair(path: str | os.PathLike) -> tuple[Path, Path]:
 
 # --- loading --------------------------------------------------------------------------
 
-def load_predictor(name_or_path: str | os.PathLike = "moofa", *, space: str | Space | None = None,
-                   isa: str = "auto", precision: str = "fp32") -> Predictor:
+
+def load_predictor(
+    name_or_path: str | os.PathLike = "moofa",
+    *,
+    space: str | Space | None = None,
+    isa: str = "auto",
+    precision: str = "fp32",
+) -> Predictor:
     """A shipped predictor by name, or one from a file.
 
     - a shipped name: ``"ofa"``, ``"compofa"``, ``"moofa"`` (ImageNet) or
@@ -264,8 +302,9 @@ def load_predictor(name_or_path: str | os.PathLike = "moofa", *, space: str | Sp
     """
     if isinstance(name_or_path, str) and name_or_path in SHIPPED:
         if space is not None and get_space(space) != get_space(SHIPPED[name_or_path]):
-            raise ValueError(f"predictor {name_or_path!r} is for space {SHIPPED[name_or_path]!r}, "
-                             f"not {get_space(space).name!r}")
+            raise ValueError(
+                f"predictor {name_or_path!r} is for space {SHIPPED[name_or_path]!r}, not {get_space(space).name!r}"
+            )
         return _load_shipped(name_or_path, isa, precision)
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"load_predictor takes a name or a path, got {type(name_or_path).__name__}")
@@ -275,8 +314,10 @@ def load_predictor(name_or_path: str | os.PathLike = "moofa", *, space: str | Sp
         return _load_torch_checkpoint(path, space, isa, precision)
     if path.suffix in (".npz", ".json") or _pair(path)[1].is_file():
         return _load_moofa(path, space, isa, precision)
-    raise ValueError(f"unknown predictor {str(name_or_path)!r}: expected one of the shipped names "
-                     f"{list(SHIPPED)}, a moofa .npz/.json pair, or a published .pth.tar checkpoint")
+    raise ValueError(
+        f"unknown predictor {str(name_or_path)!r}: expected one of the shipped names "
+        f"{list(SHIPPED)}, a moofa .npz/.json pair, or a published .pth.tar checkpoint"
+    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -299,8 +340,10 @@ def _resolve_space(doc_space: Mapping, want: str | Space | None, where: str) -> 
     if name in space_names() and get_space(name) == own:
         own = get_space(name)  # the registered object (keeps its description)
     if want is not None and get_space(want) != own:
-        raise ValueError(f"{where}: this predictor is for space {name!r}, not {get_space(want).name!r} "
-                         "(a predictor only scores configs of the space it was trained on)")
+        raise ValueError(
+            f"{where}: this predictor is for space {name!r}, not {get_space(want).name!r} "
+            "(a predictor only scores configs of the space it was trained on)"
+        )
     return own
 
 
@@ -314,22 +357,28 @@ def _load_moofa(path: Path, space, isa: str, precision: str = "fp32") -> Predict
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{json_path}: not valid JSON (truncated or corrupt?): {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ValueError(f"{json_path}: not a moofa predictor (expected \"format\": \"{FORMAT}\")")
+        raise ValueError(f'{json_path}: not a moofa predictor (expected "format": "{FORMAT}")')
     if doc.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{json_path}: format version {doc.get('version')!r} is not supported "
-                         f"(this moofa reads version {FORMAT_VERSION})")
+        raise ValueError(
+            f"{json_path}: format version {doc.get('version')!r} is not supported "
+            f"(this moofa reads version {FORMAT_VERSION})"
+        )
     encoding = doc.get("encoding", {})
     if not isinstance(encoding, dict) or encoding.get("name") != ENCODING:
         raise ValueError(f"{json_path}: encoding {encoding!r} is not supported (expected {ENCODING!r})")
     sp = _resolve_space(doc.get("space"), space, str(json_path))
     if encoding.get("size") != one_hot_size(sp):
-        raise ValueError(f"{json_path}: encoding size {encoding.get('size')!r} does not match space "
-                         f"{sp.name!r} ({one_hot_size(sp)} features)")
+        raise ValueError(
+            f"{json_path}: encoding size {encoding.get('size')!r} does not match space "
+            f"{sp.name!r} ({one_hot_size(sp)} features)"
+        )
     raw = npz_path.read_bytes()
     want = doc.get("weights_sha256")
     if want is not None and hashlib.sha256(raw).hexdigest() != want:
-        raise ValueError(f"{npz_path}: weights do not match {json_path.name} (SHA-256 differs: "
-                         "truncated, corrupt, or from another predictor)")
+        raise ValueError(
+            f"{npz_path}: weights do not match {json_path.name} (SHA-256 differs: "
+            "truncated, corrupt, or from another predictor)"
+        )
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -353,8 +402,17 @@ def _load_moofa(path: Path, space, isa: str, precision: str = "fp32") -> Predict
     output = doc.get("output", {})
     meta = {k: v for k, v in doc.items() if k in ("name", "training", "validation", "dataset", "notes")}
     meta["source"] = str(json_path)
-    return Predictor(sp, weights, biases, skip=skip, scale=output.get("scale", 1.0),
-                     offset=output.get("offset", 0.0), metadata=meta, isa=isa, precision=precision)
+    return Predictor(
+        sp,
+        weights,
+        biases,
+        skip=skip,
+        scale=output.get("scale", 1.0),
+        offset=output.get("offset", 0.0),
+        metadata=meta,
+        isa=isa,
+        precision=precision,
+    )
 
 
 _LAYER_KEY = re.compile(r"^layers\.(\d+)(?:\.0)?\.(weight|bias)$")
@@ -364,22 +422,24 @@ def _load_torch_checkpoint(path: Path, space, isa: str, precision: str = "fp32")
     try:
         import torch
     except ImportError:
-        raise ImportError("reading a published .pth.tar checkpoint needs torch: "
-                          "pip install 'moofa[torch]'") from None
+        raise ImportError("reading a published .pth.tar checkpoint needs torch: pip install 'moofa[torch]'") from None
     if not path.is_file():
         raise ValueError(f"checkpoint {path} not found")
     if space is None:
         stem = path.name.split(".")[0]
         if stem not in space_names():
-            raise ValueError(f"{path}: cannot tell the space from the file name; pass space= "
-                             f"(one of {space_names()} or a moofa.Space)")
+            raise ValueError(
+                f"{path}: cannot tell the space from the file name; pass space= "
+                f"(one of {space_names()} or a moofa.Space)"
+            )
         space = stem
     sp = get_space(space)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt / truncated / unsafe files
-        raise ValueError(f"{path}: cannot read the checkpoint (truncated, corrupt or not a state dict): "
-                         f"{type(exc).__name__}: {exc}") from None
+        raise ValueError(
+            f"{path}: cannot read the checkpoint (truncated, corrupt or not a state dict): {type(exc).__name__}: {exc}"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -392,9 +452,11 @@ def _load_torch_checkpoint(path: Path, space, isa: str, precision: str = "fp32")
             continue
         m = _LAYER_KEY.match(key)
         if m is None:
-            raise ValueError(f"{path}: unexpected entry {key!r}; expected layers.<i>.0.weight/bias and "
-                             "base_acc "
-                             "(the published OFA accuracy predictor)")
+            raise ValueError(
+                f"{path}: unexpected entry {key!r}; expected layers.<i>.0.weight/bias and "
+                "base_acc "
+                "(the published OFA accuracy predictor)"
+            )
         layers.setdefault(int(m.group(1)), {})[m.group(2)] = torch.as_tensor(value).detach().float().numpy()
     if not layers or sorted(layers) != list(range(len(layers))):
         raise ValueError(f"{path}: layer indices {sorted(layers)} are not 0..n-1")
@@ -409,10 +471,20 @@ def _load_torch_checkpoint(path: Path, space, isa: str, precision: str = "fp32")
         biases.append(layers[i].get("bias", np.zeros(w.shape[0], np.float32)))
     n_in = one_hot_size(sp)
     if weights[0].shape[0] != n_in:
-        raise ValueError(f"{path}: the checkpoint takes {weights[0].shape[0]} inputs but space {sp.name!r} "
-                         f"encodes {n_in} ({ENCODING}): it is for another space or encoding")
+        raise ValueError(
+            f"{path}: the checkpoint takes {weights[0].shape[0]} inputs but space {sp.name!r} "
+            f"encodes {n_in} ({ENCODING}): it is for another space or encoding"
+        )
     if not np.isfinite(base_acc):
         raise ValueError(f"{path}: base_acc is not finite")
     # The published predictors output top-1 as a fraction plus base_acc; moofa speaks percent.
-    return Predictor(sp, weights, biases, scale=100.0, offset=100.0 * base_acc,
-                     metadata={"name": path.name, "source": str(path)}, isa=isa, precision=precision)
+    return Predictor(
+        sp,
+        weights,
+        biases,
+        scale=100.0,
+        offset=100.0 * base_acc,
+        metadata={"name": path.name, "source": str(path)},
+        isa=isa,
+        precision=precision,
+    )

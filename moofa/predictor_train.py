@@ -52,8 +52,9 @@ DATASETS = {
     "moofa-e1-2": "moofa-e1-2-imagenette",
 }
 
-DEFAULTS = dict(hidden=32, members=16, weight_decay=1e-2, lr=1e-2, epochs=300, batch_size=128,
-                val_fraction=0.1, patience=60)
+DEFAULTS = dict(
+    hidden=32, members=16, weight_decay=1e-2, lr=1e-2, epochs=300, batch_size=128, val_fraction=0.1, patience=60
+)
 
 
 def _torch():
@@ -82,8 +83,7 @@ def read_records(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list
                 except json.JSONDecodeError as exc:
                     raise ValueError(f"{path}:{lineno}: not valid JSON: {exc}") from None
                 if not isinstance(rec, dict) or "top1" not in rec:
-                    raise ValueError(f"{path}:{lineno}: a record needs 'ks', 'e', 'd', 'image_size' "
-                                     "and 'top1'")
+                    raise ValueError(f"{path}:{lineno}: a record needs 'ks', 'e', 'd', 'image_size' and 'top1'")
                 top1 = rec["top1"]
                 if isinstance(top1, bool) or not isinstance(top1, numbers.Real) or not math.isfinite(top1):
                     raise ValueError(f"{path}:{lineno}: top1 must be a finite number (percent), got {top1!r}")
@@ -104,8 +104,8 @@ def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
     n = len(a)
     conc = n_a = n_b = 0.0
     for i in range(0, n, 512):
-        da = np.sign(a[i:i + 512, None] - a[None, :])
-        db = np.sign(b[i:i + 512, None] - b[None, :])
+        da = np.sign(a[i : i + 512, None] - a[None, :])
+        db = np.sign(b[i : i + 512, None] - b[None, :])
         conc += float((da * db).sum())
         n_a += float((da != 0).sum())
         n_b += float((db != 0).sum())
@@ -113,8 +113,7 @@ def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _metrics(pred: np.ndarray, y: np.ndarray) -> dict:
-    return {"rmse": float(np.sqrt(np.mean((pred - y) ** 2))), "kendall_tau": kendall_tau(pred, y),
-            "n": int(len(y))}
+    return {"rmse": float(np.sqrt(np.mean((pred - y) ** 2))), "kendall_tau": kendall_tau(pred, y), "n": int(len(y))}
 
 
 def _check_int(name, v, low):
@@ -129,8 +128,21 @@ def _check_float(name, v, low, high=math.inf):
     return float(v)
 
 
-def _fit(x: np.ndarray, y: np.ndarray, *, hidden, members, weight_decay, lr, epochs, batch_size, val_fraction,
-         patience, seed, progress):
+def _fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    hidden,
+    members,
+    weight_decay,
+    lr,
+    epochs,
+    batch_size,
+    val_fraction,
+    patience,
+    seed,
+    progress,
+):
     """Train the batched ensemble; returns merged (weights, biases, skip, scale, offset, oob)."""
     torch = _torch()
     n, n_in = x.shape
@@ -175,7 +187,7 @@ def _fit(x: np.ndarray, y: np.ndarray, *, hidden, members, weight_decay, lr, epo
         order = torch.argsort(torch.rand((k, n_train), generator=gen), dim=1)
         epoch_idx = torch.gather(train_idx, 1, order)
         for start in range(0, n_train, batch_size):
-            idx = epoch_idx[:, start:start + batch_size]
+            idx = epoch_idx[:, start : start + batch_size]
             opt.zero_grad()
             loss = ((forward(xt[idx]) - yt[idx]) ** 2).mean(dim=1).sum()
             loss.backward()
@@ -217,12 +229,23 @@ def _fit(x: np.ndarray, y: np.ndarray, *, hidden, members, weight_decay, lr, epo
     return weights, biases, skip, std, mean, oob
 
 
-def train_predictor(data, space: str | Space, *, hidden: int = DEFAULTS["hidden"],
-                    members: int = DEFAULTS["members"], weight_decay: float = DEFAULTS["weight_decay"],
-                    lr: float = DEFAULTS["lr"], epochs: int = DEFAULTS["epochs"],
-                    batch_size: int = DEFAULTS["batch_size"], val_fraction: float = DEFAULTS["val_fraction"],
-                    patience: int = DEFAULTS["patience"], seed: int = 0, threads: int = 1,
-                    name: str | None = None, progress: bool = False) -> Predictor:
+def train_predictor(
+    data,
+    space: str | Space,
+    *,
+    hidden: int = DEFAULTS["hidden"],
+    members: int = DEFAULTS["members"],
+    weight_decay: float = DEFAULTS["weight_decay"],
+    lr: float = DEFAULTS["lr"],
+    epochs: int = DEFAULTS["epochs"],
+    batch_size: int = DEFAULTS["batch_size"],
+    val_fraction: float = DEFAULTS["val_fraction"],
+    patience: int = DEFAULTS["patience"],
+    seed: int = 0,
+    threads: int = 1,
+    name: str | None = None,
+    progress: bool = False,
+) -> Predictor:
     """Train a predictor for ``space`` from JSONL path(s) or a list of records.
 
     Returns a :class:`moofa.Predictor` (top-1 in percent) whose metadata holds the
@@ -233,11 +256,16 @@ def train_predictor(data, space: str | Space, *, hidden: int = DEFAULTS["hidden"
     sp = get_space(space)
     records = data if isinstance(data, list) and data and isinstance(data[0], dict) else read_records(data)
     cfg = dict(
-        hidden=_check_int("hidden", hidden, 1), members=_check_int("members", members, 1),
-        weight_decay=_check_float("weight_decay", weight_decay, 0.0), lr=_check_float("lr", lr, 1e-12),
-        epochs=_check_int("epochs", epochs, 1), batch_size=_check_int("batch_size", batch_size, 1),
+        hidden=_check_int("hidden", hidden, 1),
+        members=_check_int("members", members, 1),
+        weight_decay=_check_float("weight_decay", weight_decay, 0.0),
+        lr=_check_float("lr", lr, 1e-12),
+        epochs=_check_int("epochs", epochs, 1),
+        batch_size=_check_int("batch_size", batch_size, 1),
         val_fraction=_check_float("val_fraction", val_fraction, 0.0, 0.9),
-        patience=_check_int("patience", patience, 0), seed=_check_int("seed", seed, 0))
+        patience=_check_int("patience", patience, 0),
+        seed=_check_int("seed", seed, 0),
+    )
     _check_int("threads", threads, 1)
     x, y = _xy(records, sp)
     old_threads = torch.get_num_threads()
@@ -249,10 +277,14 @@ def train_predictor(data, space: str | Space, *, hidden: int = DEFAULTS["hidden"
         torch.set_num_threads(old_threads)
     meta = {
         "name": name or sp.name,
-        "training": {"recipe": "ensemble of 1-hidden-layer MLPs + linear skip, merged into one MLP",
-                     "optimizer": "AdamW, cosine schedule, MSE on standardised top1, early stopping",
-                     **cfg, "records": len(records), "seconds": round(time.perf_counter() - t0, 1),
-                     "torch": torch.__version__},
+        "training": {
+            "recipe": "ensemble of 1-hidden-layer MLPs + linear skip, merged into one MLP",
+            "optimizer": "AdamW, cosine schedule, MSE on standardised top1, early stopping",
+            **cfg,
+            "records": len(records),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "torch": torch.__version__,
+        },
         "validation": {"out_of_bag": oob} if oob else {},
     }
     if not isinstance(data, list):
@@ -260,8 +292,9 @@ def train_predictor(data, space: str | Space, *, hidden: int = DEFAULTS["hidden"
     return Predictor(sp, weights, biases, skip=skip, scale=scale, offset=offset, metadata=meta)
 
 
-def cross_validate(data, space: str | Space, *, folds: int = 5, seed: int = 0, progress: bool = False,
-                   **train_kw) -> dict:
+def cross_validate(
+    data, space: str | Space, *, folds: int = 5, seed: int = 0, progress: bool = False, **train_kw
+) -> dict:
     """k-fold cross-validation of :func:`train_predictor`: RMSE and Kendall tau on each
     held-out fold, their mean and standard deviation."""
     sp = get_space(space)
@@ -275,18 +308,37 @@ def cross_validate(data, space: str | Space, *, folds: int = 5, seed: int = 0, p
         train = [r for i, r in enumerate(records) if i not in test]
         held = [records[i] for i in sorted(test)]
         pred = train_predictor(train, sp, seed=seed + f, **train_kw)
-        per_fold.append(_metrics(pred.predict([Subnet.from_dict(r) for r in held]).astype(np.float64),
-                                 np.array([r["top1"] for r in held], np.float64)))
+        per_fold.append(
+            _metrics(
+                pred.predict([Subnet.from_dict(r) for r in held]).astype(np.float64),
+                np.array([r["top1"] for r in held], np.float64),
+            )
+        )
         bar.update(1)
     bar.close()
     rmse = np.array([m["rmse"] for m in per_fold])
     tau = np.array([m["kendall_tau"] for m in per_fold])
-    return {"folds": folds, "seed": seed, "rmse_mean": float(rmse.mean()), "rmse_std": float(rmse.std()),
-            "kendall_tau_mean": float(tau.mean()), "kendall_tau_std": float(tau.std()), "per_fold": per_fold}
+    return {
+        "folds": folds,
+        "seed": seed,
+        "rmse_mean": float(rmse.mean()),
+        "rmse_std": float(rmse.std()),
+        "kendall_tau_mean": float(tau.mean()),
+        "kendall_tau_std": float(tau.std()),
+        "per_fold": per_fold,
+    }
 
 
-def train_all(out_dir: str | os.PathLike, data_dir: str | os.PathLike, *, names: Sequence[str] | None = None,
-              cv_folds: int = 0, seed: int = 0, progress: bool = True, **train_kw) -> dict:
+def train_all(
+    out_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    *,
+    names: Sequence[str] | None = None,
+    cv_folds: int = 0,
+    seed: int = 0,
+    progress: bool = True,
+    **train_kw,
+) -> dict:
     """Train (and optionally cross-validate) the shipped predictors; write ``<name>.npz/.json``."""
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     names = list(names or DATASETS)
@@ -301,8 +353,11 @@ def train_all(out_dir: str | os.PathLike, data_dir: str | os.PathLike, *, names:
         if cv_folds:
             _log(f"{name}: {cv_folds}-fold cross-validation on {len(records)} records", progress)
             cv = cross_validate(records, SHIPPED[name], folds=cv_folds, seed=seed, **train_kw)
-            _log(f"{name}: held-out RMSE {cv['rmse_mean']:.3f} +- {cv['rmse_std']:.3f}, "
-                 f"tau {cv['kendall_tau_mean']:.3f} +- {cv['kendall_tau_std']:.3f}", progress)
+            _log(
+                f"{name}: held-out RMSE {cv['rmse_mean']:.3f} +- {cv['rmse_std']:.3f}, "
+                f"tau {cv['kendall_tau_mean']:.3f} +- {cv['kendall_tau_std']:.3f}",
+                progress,
+            )
         pred = train_predictor(records, SHIPPED[name], seed=seed, name=name, progress=progress, **train_kw)
         pred.metadata["dataset"] = [path.name]
         if cv:
@@ -320,13 +375,16 @@ def _log(msg, enabled=True):
 
 def main(argv: Sequence[str] | None = None) -> int:
     here = Path(__file__).resolve().parent
-    parser = argparse.ArgumentParser(prog="python -m moofa.predictor_train",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m moofa.predictor_train", description=__doc__.split("\n")[0])
     parser.add_argument("--all", action="store_true", help="train every shipped predictor")
-    parser.add_argument("--name", action="append", choices=list(DATASETS),
-                        help="train this shipped predictor (repeatable)")
-    parser.add_argument("--data", default=str(here.parents[1] / "shared" / "data" / "accuracy"),
-                        help="folder of <set>.jsonl accuracy files")
+    parser.add_argument(
+        "--name", action="append", choices=list(DATASETS), help="train this shipped predictor (repeatable)"
+    )
+    parser.add_argument(
+        "--data",
+        default=str(here.parents[1] / "shared" / "data" / "accuracy"),
+        help="folder of <set>.jsonl accuracy files",
+    )
     parser.add_argument("--out", default=str(here / "predictors"), help="output folder")
     parser.add_argument("--cv", type=int, default=0, help="also run k-fold cross-validation (k >= 2)")
     parser.add_argument("--seed", type=int, default=0)
@@ -336,10 +394,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.all and not args.name:
         parser.error("give --all or --name NAME")
     kw = {k: getattr(args, k) for k in DEFAULTS}
-    summary = train_all(args.out, args.data, names=None if args.all else args.name, cv_folds=args.cv,
-                        seed=args.seed, **kw)
-    print(json.dumps({n: {k: {m: v for m, v in d.items() if m != "per_fold"} for k, d in s.items()}
-                      for n, s in summary.items()}, indent=1))
+    summary = train_all(
+        args.out, args.data, names=None if args.all else args.name, cv_folds=args.cv, seed=args.seed, **kw
+    )
+    print(
+        json.dumps(
+            {n: {k: {m: v for m, v in d.items() if m != "per_fold"} for k, d in s.items()} for n, s in summary.items()},
+            indent=1,
+        )
+    )
     return 0
 
 

@@ -17,8 +17,16 @@ from .search import ParetoFront, SearchResult, search
 from .spaces import get_space
 from .units import format_items, parse_budget
 
-__all__ = ["PAPER_TABLE1", "TABLE_BUDGETS", "TABLE_SPACES", "format_result", "format_table", "plot_memory",
-           "plot_pareto", "table"]
+__all__ = [
+    "PAPER_TABLE1",
+    "TABLE_BUDGETS",
+    "TABLE_SPACES",
+    "format_result",
+    "format_table",
+    "plot_memory",
+    "plot_pareto",
+    "table",
+]
 
 TABLE_SPACES = ("ofa", "compofa", "moofa")
 TABLE_BUDGETS = ("325k", "350k", "400k", "450k", "500k", "600k", "700k", "800k")
@@ -43,6 +51,7 @@ PAPER_TABLE1 = {
 
 # --- one result ---------------------------------------------------------------------------
 
+
 def format_result(result: SearchResult, bars: bool = True, width: int = 40) -> str:
     """A readable summary of a search result, with the per-layer memory bars (Fig. 5)."""
     p = result.profile
@@ -66,15 +75,24 @@ def format_result(result: SearchResult, bars: bool = True, width: int = 40) -> s
 
 # --- the paper's Table 1 --------------------------------------------------------------------
 
+
 class TableRows(list):
     """Rows of :func:`table`; ``interrupted`` is True when Ctrl-C ended the sweep early."""
 
     interrupted = False
 
 
-def table(spaces: Sequence[str] = TABLE_SPACES, budgets: Sequence = TABLE_BUDGETS,
-          predictors: Mapping | None = None, *, seed: int = 0, population: int = 100, generations: int = 500,
-          progress: bool | None = None, **options) -> TableRows:
+def table(
+    spaces: Sequence[str] = TABLE_SPACES,
+    budgets: Sequence = TABLE_BUDGETS,
+    predictors: Mapping | None = None,
+    *,
+    seed: int = 0,
+    population: int = 100,
+    generations: int = 500,
+    progress: bool | None = None,
+    **options,
+) -> TableRows:
     """Best subnet per space and budget (the shape of the paper's Table 1), one search each.
 
     ``predictors`` maps a space name to its predictor (default: each space's shipped one).
@@ -92,11 +110,30 @@ def table(spaces: Sequence[str] = TABLE_SPACES, budgets: Sequence = TABLE_BUDGET
         with Progress(len(spaces) * len(items), "moofa table", progress) as bar:
             for space in spaces:
                 for budget in items:
-                    r = search(budget, space, predictors.get(space), seed=seed, population=population,
-                               generations=generations, **options)
-                    rows.append({"space": space, "budget": budget, "top1": r.top1, "peak": r.peak,
-                                 "avg": r.avg, "std": r.std, "mflops": r.mflops, "params": r.params,
-                                 "config": r.config, "evaluations": r.evaluations, "seconds": r.seconds})
+                    r = search(
+                        budget,
+                        space,
+                        predictors.get(space),
+                        seed=seed,
+                        population=population,
+                        generations=generations,
+                        **options,
+                    )
+                    rows.append(
+                        {
+                            "space": space,
+                            "budget": budget,
+                            "top1": r.top1,
+                            "peak": r.peak,
+                            "avg": r.avg,
+                            "std": r.std,
+                            "mflops": r.mflops,
+                            "params": r.params,
+                            "config": r.config,
+                            "evaluations": r.evaluations,
+                            "seconds": r.seconds,
+                        }
+                    )
                     bar.update(1, space=space, budget=format_items(budget))
     except KeyboardInterrupt:
         rows.interrupted = True
@@ -110,10 +147,12 @@ def format_table(rows: Iterable[Mapping], paper: bool = True) -> str:
     spaces = list(dict.fromkeys(r["space"] for r in rows))
     budgets = sorted(dict.fromkeys(r["budget"] for r in rows))
     by_key = {(r["budget"], r["space"]): r for r in rows}
-    metrics = [("Top-1 [%]", lambda v: f"{v['top1']:.2f}"),
-               ("Memory peak [k]", lambda v: f"{v['peak'] / 1e3:.2f}"),
-               ("Avg. memory [k]", lambda v: f"{v['avg'] / 1e3:.2f} +- {v['std'] / 1e3:.2f}"),
-               ("FLOPs [M]", lambda v: f"{v['mflops']:.0f}")]
+    metrics = [
+        ("Top-1 [%]", lambda v: f"{v['top1']:.2f}"),
+        ("Memory peak [k]", lambda v: f"{v['peak'] / 1e3:.2f}"),
+        ("Avg. memory [k]", lambda v: f"{v['avg'] / 1e3:.2f} +- {v['std'] / 1e3:.2f}"),
+        ("FLOPs [M]", lambda v: f"{v['mflops']:.0f}"),
+    ]
     cells = [["Constraint", "Metric", *spaces]]
     for b in budgets:
         for i, (name, fmt) in enumerate(metrics):
@@ -130,8 +169,7 @@ def format_table(rows: Iterable[Mapping], paper: bool = True) -> str:
     out = ["  ".join(text.ljust(w) for text, w in zip(row, widths)).rstrip() for row in cells]
     out.insert(1, "  ".join("-" * w for w in widths))
     if paper:
-        out.append("(in parentheses: the paper's Table 1; its top-1 is measured on ImageNet, "
-                   "moofa's is predicted)")
+        out.append("(in parentheses: the paper's Table 1; its top-1 is measured on ImageNet, moofa's is predicted)")
     return "\n".join(out)
 
 
@@ -140,6 +178,7 @@ def _budget_label(items: int) -> str:
 
 
 # --- plots (Figs. 5 and 6) -------------------------------------------------------------------
+
 
 def _save(fig, path) -> Path:
     """Write the figure next to its destination, then move it in place: a reader never sees
@@ -209,19 +248,18 @@ def plot_pareto(data, path) -> Path:
     if isinstance(data, Mapping):
         for label, front in data.items():
             if not isinstance(front, ParetoFront):
-                raise TypeError(f"plot_pareto: {label!r} must map to a ParetoFront, "
-                                f"got {type(front).__name__}")
+                raise TypeError(f"plot_pareto: {label!r} must map to a ParetoFront, got {type(front).__name__}")
             ax.step(front.peak / 1e3, front.top1, where="post", marker="o", markersize=3, label=str(label))
         ax.set_xlabel("peak memory [k items]")
     else:
         rows = list(data)
         needed = {"space", "budget", "top1"}
         if not rows or not all(isinstance(r, Mapping) and needed <= set(r) for r in rows):
-            raise TypeError("plot_pareto takes table() rows, a ParetoFront, a list of fronts "
-                            "or a mapping label -> front")
+            raise TypeError(
+                "plot_pareto takes table() rows, a ParetoFront, a list of fronts or a mapping label -> front"
+            )
         for space in dict.fromkeys(r["space"] for r in rows):
-            pts = sorted((r["budget"], r["top1"]) for r in rows
-                         if r["space"] == space and r["top1"] is not None)
+            pts = sorted((r["budget"], r["top1"]) for r in rows if r["space"] == space and r["top1"] is not None)
             ax.plot([b / 1e3 for b, _ in pts], [t for _, t in pts], marker="o", label=space)
         ax.set_xlabel("memory budget [k items]")
     ax.set_ylabel("top-1 [%]")

@@ -29,34 +29,53 @@ from .spaces import Space, get_space
 from .subnet import Subnet, decode, encode
 from .units import format_items, parse_budget
 
-__all__ = ["PREDICTOR_INPUTS", "SEARCH_OPTIONS", "ParetoFront", "SearchResult", "linear_scorer", "pareto",
-           "search", "sweep"]
+__all__ = [
+    "PREDICTOR_INPUTS",
+    "SEARCH_OPTIONS",
+    "ParetoFront",
+    "SearchResult",
+    "linear_scorer",
+    "pareto",
+    "search",
+    "sweep",
+]
 
 # Keyword options of search() beyond its named arguments, with their defaults.
 SEARCH_OPTIONS: dict[str, Any] = {
-    "parent_ratio": 0.25,            # share of the population kept as parents each generation
-    "mutation_ratio": 0.5,           # share of the children bred by mutation (the rest: crossover)
-    "mutate_prob": 0.1,              # per block slot (kernel + expand) and per stage depth
-    "resolution_mutate_prob": 0.5,   # input resolution
-    "resolution_niche": 1,           # parents kept per input resolution first (0: plain OFA selection)
-    "max_mflops": None,              # optional constraint
-    "max_params": None,              # optional constraint
-    "memory_model": "full",          # "full" (paper: inputs + outputs + weights) or "activations" (MCU)
-    "bytes_per_item": 4,             # to read byte budgets such as "1.3MB" (4: float32, 1: int8)
-    "threads": 0,                    # 0: auto (all cores from population 512, else 1); same results
-    "max_tries": 100,                # candidates drawn per child before it is given up
-    "max_evaluations": None,         # stop after this many predictor evaluations
-    "predictor_input": "rows",       # what a callable predictor receives, see PREDICTOR_INPUTS
+    "parent_ratio": 0.25,  # share of the population kept as parents each generation
+    "mutation_ratio": 0.5,  # share of the children bred by mutation (the rest: crossover)
+    "mutate_prob": 0.1,  # per block slot (kernel + expand) and per stage depth
+    "resolution_mutate_prob": 0.5,  # input resolution
+    "resolution_niche": 1,  # parents kept per input resolution first (0: plain OFA selection)
+    "max_mflops": None,  # optional constraint
+    "max_params": None,  # optional constraint
+    "memory_model": "full",  # "full" (paper: inputs + outputs + weights) or "activations" (MCU)
+    "bytes_per_item": 4,  # to read byte budgets such as "1.3MB" (4: float32, 1: int8)
+    "threads": 0,  # 0: auto (all cores from population 512, else 1); same results
+    "max_tries": 100,  # candidates drawn per child before it is given up
+    "max_evaluations": None,  # stop after this many predictor evaluations
+    "predictor_input": "rows",  # what a callable predictor receives, see PREDICTOR_INPUTS
 }
 # A callable predictor receives a batch as: "rows" a uint8 array from moofa.encode (fastest),
 # "subnets" a list of moofa.Subnet, "dicts" a list of OFA-style config dicts.
 PREDICTOR_INPUTS = ("rows", "subnets", "dicts")
-_PARETO_OPTIONS = ("mutation_ratio", "mutate_prob", "resolution_mutate_prob", "max_mflops", "max_params",
-                   "memory_model", "bytes_per_item", "threads", "max_tries", "predictor_input")
+_PARETO_OPTIONS = (
+    "mutation_ratio",
+    "mutate_prob",
+    "resolution_mutate_prob",
+    "max_mflops",
+    "max_params",
+    "memory_model",
+    "bytes_per_item",
+    "threads",
+    "max_tries",
+    "predictor_input",
+)
 _OBJECTIVES = ("top1", "peak", "mflops")
 
 
 # --- results ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, eq=False)
 class SearchResult:
@@ -100,19 +119,33 @@ class SearchResult:
     def to_dict(self) -> dict:
         """JSON-ready summary (what ``moofa search --json`` prints)."""
         return {
-            "space": self.space, "budget": self.budget, "memory_model": self.memory_model,
-            "constraints": dict(self.constraints), "config": self.config, "top1": self.top1,
-            "peak": self.peak, "avg": self.avg, "std": self.std, "mflops": self.mflops, "params": self.params,
-            "hist": list(self.profile.hist), "layers": list(self.profile.layers),
-            "history": [float(v) for v in self.history], "evaluations": self.evaluations,
-            "candidates": self.candidates, "generations": self.generations, "seconds": self.seconds,
+            "space": self.space,
+            "budget": self.budget,
+            "memory_model": self.memory_model,
+            "constraints": dict(self.constraints),
+            "config": self.config,
+            "top1": self.top1,
+            "peak": self.peak,
+            "avg": self.avg,
+            "std": self.std,
+            "mflops": self.mflops,
+            "params": self.params,
+            "hist": list(self.profile.hist),
+            "layers": list(self.profile.layers),
+            "history": [float(v) for v in self.history],
+            "evaluations": self.evaluations,
+            "candidates": self.candidates,
+            "generations": self.generations,
+            "seconds": self.seconds,
             "seed": self.seed,
         }
 
     def __repr__(self) -> str:
-        return (f"SearchResult(space={self.space!r}, budget={format_items(self.budget)}, "
-                f"top1={self.top1:.2f}, peak={self.peak}, mflops={self.mflops:.0f}, "
-                f"evaluations={self.evaluations}, seconds={self.seconds:.3f})")
+        return (
+            f"SearchResult(space={self.space!r}, budget={format_items(self.budget)}, "
+            f"top1={self.top1:.2f}, peak={self.peak}, mflops={self.mflops:.0f}, "
+            f"evaluations={self.evaluations}, seconds={self.seconds:.3f})"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,15 +186,20 @@ class ParetoFront:
         return self.to_dicts()[int(fits[np.argmax(self.top1[fits])])]
 
     def to_dicts(self) -> list[dict]:
-        return [{"config": net.to_dict(), "top1": float(t), "peak": int(p), "mflops": float(m)}
-                for net, t, p, m in zip(self.subnets, self.top1, self.peak, self.mflops)]
+        return [
+            {"config": net.to_dict(), "top1": float(t), "peak": int(p), "mflops": float(m)}
+            for net, t, p, m in zip(self.subnets, self.top1, self.peak, self.mflops)
+        ]
 
     def __repr__(self) -> str:
-        return (f"ParetoFront(space={self.space!r}, method={self.method!r}, points={len(self)}, "
-                f"evaluations={self.evaluations}, interrupted={self.interrupted})")
+        return (
+            f"ParetoFront(space={self.space!r}, method={self.method!r}, points={len(self)}, "
+            f"evaluations={self.evaluations}, interrupted={self.interrupted})"
+        )
 
 
 # --- argument checks --------------------------------------------------------------------
+
 
 def _check_options(options: dict, allowed: Sequence[str], where: str) -> None:
     unknown = sorted(set(options) - set(allowed))
@@ -170,16 +208,25 @@ def _check_options(options: dict, allowed: Sequence[str], where: str) -> None:
 
 
 def _int(name: str, value, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low \
-            or (high is not None and value > high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < low
+        or (high is not None and value > high)
+    ):
         bound = f">= {low}" if high is None else f"in [{low}, {high}]"
         raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
     return int(value)
 
 
 def _ratio(name: str, value, *, open_low: bool = False) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) \
-        and (value > 0 if open_low else value >= 0) and value <= 1
+    ok = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > 0 if open_low else value >= 0)
+        and value <= 1
+    )
     if not ok:
         raise ValueError(f"{name} must be a number in {'(0' if open_low else '[0'}, 1], got {value!r}")
     return float(value)
@@ -188,8 +235,7 @@ def _ratio(name: str, value, *, open_low: bool = False) -> float:
 def _limit(name: str, value, kind: type):
     if value is None:
         return None
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) \
-        and value > 0
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
     if not ok or (kind is int and int(value) != value):
         what = "a positive integer" if kind is int else "a positive number"
         raise ValueError(f"{name} must be {what} or None, got {value!r}")
@@ -202,11 +248,21 @@ def _seed(seed) -> int:
 
 # --- predictors -------------------------------------------------------------------------
 
+
 def _architecture(sp: Space) -> tuple:
     """What a predictor's encoding and meaning depend on (not the class count)."""
-    return (sp.stages, sp.kernels, sp.expands, sp.depths, sp.resolutions, sp.first_conv_width,
-            sp.first_block_width, sp.final_expand_width, sp.feature_mix_width,
-            None if sp.expand_by_depth is None else tuple(sp.expand_by_depth.items()))
+    return (
+        sp.stages,
+        sp.kernels,
+        sp.expands,
+        sp.depths,
+        sp.resolutions,
+        sp.first_conv_width,
+        sp.first_block_width,
+        sp.final_expand_width,
+        sp.feature_mix_width,
+        None if sp.expand_by_depth is None else tuple(sp.expand_by_depth.items()),
+    )
 
 
 def _check_predictor_space(predictor, sp: Space) -> None:
@@ -218,8 +274,10 @@ def _check_predictor_space(predictor, sp: Space) -> None:
     except (TypeError, ValueError):
         return
     if _architecture(other) != _architecture(sp):
-        raise ValueError(f"the predictor was made for space {other.name!r}, not for {sp.name!r}: "
-                         f"pass a predictor of space {sp.name!r}")
+        raise ValueError(
+            f"the predictor was made for space {other.name!r}, not for {sp.name!r}: "
+            f"pass a predictor of space {sp.name!r}"
+        )
 
 
 def _load_predictor(name_or_path, sp: Space):
@@ -243,7 +301,8 @@ def _resolve_predictor(predictor, sp: Space, predictor_input: str):
         except (ValueError, FileNotFoundError) as exc:
             raise ValueError(
                 f"space {sp.name!r} has no shipped predictor ({exc}); pass predictor= (a moofa predictor, "
-                "a moofa._core.Scorer, or a callable returning one score per config)") from None
+                "a moofa._core.Scorer, or a callable returning one score per config)"
+            ) from None
     elif isinstance(predictor, (str, Path)):
         predictor = _load_predictor(predictor, sp)
     _check_predictor_space(predictor, sp)
@@ -257,7 +316,8 @@ def _resolve_predictor(predictor, sp: Space, predictor_input: str):
         raise TypeError(
             "predictor must be None (the shipped one), a name or path for moofa.load_predictor, a moofa "
             "predictor, a moofa._core.Scorer, or a callable taking a batch of configs and returning one "
-            f"score each; got {type(predictor).__name__}")
+            f"score each; got {type(predictor).__name__}"
+        )
     if predictor is not fn or predictor_input != "rows":
         # Objects with .predict (no C++ scorer) and callables that want configs get decoded batches.
         wants = "subnets" if predictor_input == "rows" else predictor_input
@@ -287,6 +347,7 @@ def linear_scorer(weights, bias: float = 0.0, space: str | Space = "moofa"):
 
 # --- search ------------------------------------------------------------------------------
 
+
 def _budget_items(budget, sp: Space, model: str, bytes_per_item) -> int:
     items = parse_budget(budget, bytes_per_item)
     smallest, _ = min_peak(sp, memory_model=model)
@@ -295,12 +356,20 @@ def _budget_items(budget, sp: Space, model: str, bytes_per_item) -> int:
             f"budget {budget!r} ({items:,} items) is below the smallest peak any subnet of space {sp.name!r} "
             f"can reach under memory model {model!r}: {smallest:,} items ({format_items(smallest)}, "
             f"{smallest * bytes_per_item / 1e3:,.1f} kB at {bytes_per_item:g} bytes per item); "
-            f"use a budget of at least {smallest}")
+            f"use a budget of at least {smallest}"
+        )
     return items
 
 
-def search(budget, space: str | Space = "moofa", predictor=None, seed: int = 0, population: int = 100,
-           generations: int = 500, **options) -> SearchResult:
+def search(
+    budget,
+    space: str | Space = "moofa",
+    predictor=None,
+    seed: int = 0,
+    population: int = 100,
+    generations: int = 500,
+    **options,
+) -> SearchResult:
     """The most accurate subnet of ``space`` whose peak memory fits ``budget``.
 
     ``budget``: items (``325000``), ``"325k"``, or bytes (``"1.3MB"``, read with
@@ -314,14 +383,19 @@ def search(budget, space: str | Space = "moofa", predictor=None, seed: int = 0, 
     sp = get_space(space)
     model = _model_name(opts["memory_model"])
     items = _budget_items(budget, sp, model, opts["bytes_per_item"])
-    constraints = {"max_peak": items, "max_mflops": _limit("max_mflops", opts["max_mflops"], float),
-                   "max_params": _limit("max_params", opts["max_params"], int)}
+    constraints = {
+        "max_peak": items,
+        "max_mflops": _limit("max_mflops", opts["max_mflops"], float),
+        "max_params": _limit("max_params", opts["max_params"], int),
+    }
     max_evaluations = opts["max_evaluations"]
     max_evaluations = 0 if max_evaluations is None else _int("max_evaluations", max_evaluations, 1)
     scorer = _resolve_predictor(predictor, sp, opts["predictor_input"])
     seed = _seed(seed)
     raw = core.evolve(
-        evaluator(sp, model), scorer, **constraints,
+        evaluator(sp, model),
+        scorer,
+        **constraints,
         population=_int("population", population, 1, 2**27 - 1),
         generations=_int("generations", generations, 0, 2**27 - 1),
         parent_ratio=_ratio("parent_ratio", opts["parent_ratio"], open_low=True),
@@ -329,24 +403,40 @@ def search(budget, space: str | Space = "moofa", predictor=None, seed: int = 0, 
         mutate_prob=_ratio("mutate_prob", opts["mutate_prob"]),
         resolution_mutate_prob=_ratio("resolution_mutate_prob", opts["resolution_mutate_prob"]),
         resolution_niche=_int("resolution_niche", opts["resolution_niche"], 0),
-        seed=seed, threads=_int("threads", opts["threads"], 0),
-        max_tries=_int("max_tries", opts["max_tries"], 1), max_evaluations=max_evaluations)
+        seed=seed,
+        threads=_int("threads", opts["threads"], 0),
+        max_tries=_int("max_tries", opts["max_tries"], 1),
+        max_evaluations=max_evaluations,
+    )
     if raw["interrupted"]:
         raise KeyboardInterrupt
     net = decode(raw["best_row"][None, :], sp)[0]
     prof = profile(net, sp, memory_model=model)
     return SearchResult(
-        subnet=net, top1=float(raw["best_score"]), peak=int(prof.peak), avg=float(prof.avg),
-        std=float(prof.std), mflops=float(prof.mflops), params=int(prof.params), profile=prof,
+        subnet=net,
+        top1=float(raw["best_score"]),
+        peak=int(prof.peak),
+        avg=float(prof.avg),
+        std=float(prof.std),
+        mflops=float(prof.mflops),
+        params=int(prof.params),
+        profile=prof,
         history=raw["history"],
-        evaluations=int(raw["evaluations"]), candidates=int(raw["candidates"]),
-        seconds=time.perf_counter() - start, budget=items, space=sp.name, memory_model=model, seed=seed,
+        evaluations=int(raw["evaluations"]),
+        candidates=int(raw["candidates"]),
+        seconds=time.perf_counter() - start,
+        budget=items,
+        space=sp.name,
+        memory_model=model,
+        seed=seed,
         generations=int(raw["generations_run"]),
-        constraints={k: v for k, v in constraints.items() if v is not None})
+        constraints={k: v for k, v in constraints.items() if v is not None},
+    )
 
 
-def sweep(budgets: Iterable, space: str | Space = "moofa", predictor=None, *, progress: bool | None = None,
-          **search_options) -> list[SearchResult]:
+def sweep(
+    budgets: Iterable, space: str | Space = "moofa", predictor=None, *, progress: bool | None = None, **search_options
+) -> list[SearchResult]:
     """One :func:`search` per budget (same seed and options). Ctrl-C stops the sweep and
     returns the budgets already finished (the list has ``interrupted`` set then)."""
     return _sweep(list(budgets), space, predictor, progress, search_options)[0]
@@ -375,9 +465,19 @@ def _sweep(budgets: list, space, predictor, progress, search_options) -> tuple[l
     return results, results.interrupted
 
 
-def pareto(space: str | Space = "moofa", predictor=None, *, budgets: Iterable | None = None,
-           objectives: Sequence[str] = ("top1", "peak"), max_peak=None, seed: int = 0, population: int = 100,
-           generations: int | None = None, progress: bool | None = None, **options) -> ParetoFront:
+def pareto(
+    space: str | Space = "moofa",
+    predictor=None,
+    *,
+    budgets: Iterable | None = None,
+    objectives: Sequence[str] = ("top1", "peak"),
+    max_peak=None,
+    seed: int = 0,
+    population: int = 100,
+    generations: int | None = None,
+    progress: bool | None = None,
+    **options,
+) -> ParetoFront:
     """The accuracy-vs-memory trade-off of a space as a Pareto front.
 
     With ``budgets``: one search per budget (a sweep; ``generations`` defaults to 500) and
@@ -388,32 +488,47 @@ def pareto(space: str | Space = "moofa", predictor=None, *, budgets: Iterable | 
     """
     sp = get_space(space)
     objectives = tuple(objectives) if not isinstance(objectives, str) else (objectives,)
-    if set(objectives) - set(_OBJECTIVES) or "top1" not in objectives or "peak" not in objectives \
-            or len(set(objectives)) != len(objectives):
-        raise ValueError(
-            f"objectives must be ('top1', 'peak') or ('top1', 'peak', 'mflops'), got {objectives!r}")
+    if (
+        set(objectives) - set(_OBJECTIVES)
+        or "top1" not in objectives
+        or "peak" not in objectives
+        or len(set(objectives)) != len(objectives)
+    ):
+        raise ValueError(f"objectives must be ('top1', 'peak') or ('top1', 'peak', 'mflops'), got {objectives!r}")
     with_mflops = "mflops" in objectives
     start = time.perf_counter()
     if budgets is not None:
         if max_peak is not None:
-            raise ValueError(
-                "pass either budgets (a sweep) or max_peak (one multi-objective search), not both")
+            raise ValueError("pass either budgets (a sweep) or max_peak (one multi-objective search), not both")
         _check_options(options, SEARCH_OPTIONS, "pareto")
-        results, interrupted = _sweep(list(budgets), sp, predictor, progress,
-                                      dict(options, seed=seed, population=population,
-                                           generations=500 if generations is None else generations))
+        results, interrupted = _sweep(
+            list(budgets),
+            sp,
+            predictor,
+            progress,
+            dict(options, seed=seed, population=population, generations=500 if generations is None else generations),
+        )
         nets = [r.subnet for r in results]
         top1 = np.array([r.top1 for r in results], dtype=np.float32)
         peak = np.array([r.peak for r in results], dtype=np.int64)
         mflops = np.array([r.mflops for r in results], dtype=np.float64)
-        keep = (core.non_dominated(top1, peak, mflops if with_mflops else None) if results
-                else np.zeros(0, dtype=np.int64))
+        keep = (
+            core.non_dominated(top1, peak, mflops if with_mflops else None) if results else np.zeros(0, dtype=np.int64)
+        )
         return ParetoFront(
-            subnets=[nets[i] for i in keep], top1=top1[keep], peak=peak[keep], mflops=mflops[keep],
+            subnets=[nets[i] for i in keep],
+            top1=top1[keep],
+            peak=peak[keep],
+            mflops=mflops[keep],
             rows=encode([nets[i] for i in keep], sp) if len(keep) else np.zeros((0, sp.n_columns), np.uint8),
-            method="sweep", space=sp.name, objectives=objectives,
-            evaluations=sum(r.evaluations for r in results), seconds=time.perf_counter() - start,
-            interrupted=interrupted, results=list(results))
+            method="sweep",
+            space=sp.name,
+            objectives=objectives,
+            evaluations=sum(r.evaluations for r in results),
+            seconds=time.perf_counter() - start,
+            interrupted=interrupted,
+            results=list(results),
+        )
 
     _check_options(options, _PARETO_OPTIONS, "pareto")
     opts = {**SEARCH_OPTIONS, **options}
@@ -423,23 +538,38 @@ def pareto(space: str | Space = "moofa", predictor=None, *, budgets: Iterable | 
     generations = 200 if generations is None else generations
     generations = _int("generations", generations, 0, 2**27 - 1)
     with Progress(generations, f"pareto {sp.name}", progress) as bar:
+
         def tick(g: int) -> None:
             bar.update(g - bar.done)
 
         raw = core.nsga2(
-            evaluator(sp, model), scorer, **({} if cap is None else {"max_peak": cap}),
+            evaluator(sp, model),
+            scorer,
+            **({} if cap is None else {"max_peak": cap}),
             max_mflops=_limit("max_mflops", opts["max_mflops"], float),
-            max_params=_limit("max_params", opts["max_params"], int), minimize_mflops=with_mflops,
-            population=_int("population", population, 2, 2**27 - 1), generations=generations,
+            max_params=_limit("max_params", opts["max_params"], int),
+            minimize_mflops=with_mflops,
+            population=_int("population", population, 2, 2**27 - 1),
+            generations=generations,
             mutation_ratio=_ratio("mutation_ratio", opts["mutation_ratio"]),
             mutate_prob=_ratio("mutate_prob", opts["mutate_prob"]),
             resolution_mutate_prob=_ratio("resolution_mutate_prob", opts["resolution_mutate_prob"]),
-            seed=_seed(seed), threads=_int("threads", opts["threads"], 0),
-            max_tries=_int("max_tries", opts["max_tries"], 1), progress=tick if bar.enabled else None)
+            seed=_seed(seed),
+            threads=_int("threads", opts["threads"], 0),
+            max_tries=_int("max_tries", opts["max_tries"], 1),
+            progress=tick if bar.enabled else None,
+        )
     rows = raw["rows"]
     return ParetoFront(
-        subnets=decode(rows, sp) if len(rows) else [], top1=raw["scores"], peak=raw["peaks"],
-        mflops=raw["mflops"], rows=rows, method="nsga2", space=sp.name, objectives=objectives,
-        evaluations=int(raw["evaluations"]), seconds=time.perf_counter() - start,
-        interrupted=bool(raw["interrupted"]))
-
+        subnets=decode(rows, sp) if len(rows) else [],
+        top1=raw["scores"],
+        peak=raw["peaks"],
+        mflops=raw["mflops"],
+        rows=rows,
+        method="nsga2",
+        space=sp.name,
+        objectives=objectives,
+        evaluations=int(raw["evaluations"]),
+        seconds=time.perf_counter() - start,
+        interrupted=bool(raw["interrupted"]),
+    )

@@ -171,13 +171,24 @@ class Space:
                 raise ValueError(
                     f"Space.depths allows depth {max(self.depths)} but stages[{i}].max_depth is {s.max_depth}"
                 )
-        for name in ("first_conv_width", "first_conv_kernel", "first_conv_stride", "first_block_width",
-                     "final_expand_width", "n_classes", "in_channels"):
+        for name in (
+            "first_conv_width",
+            "first_conv_kernel",
+            "first_conv_stride",
+            "first_block_width",
+            "final_expand_width",
+            "n_classes",
+            "in_channels",
+        ):
             _pos_int(f"Space.{name}", getattr(self, name))
-        if isinstance(self.feature_mix_width, bool) or not isinstance(self.feature_mix_width, int) \
-                or self.feature_mix_width < 0:
+        if (
+            isinstance(self.feature_mix_width, bool)
+            or not isinstance(self.feature_mix_width, int)
+            or self.feature_mix_width < 0
+        ):
             raise ValueError(
-                f"Space.feature_mix_width must be an integer >= 0 (0: none), got {self.feature_mix_width!r}")
+                f"Space.feature_mix_width must be an integer >= 0 (0: none), got {self.feature_mix_width!r}"
+            )
         for name in ("first_conv_act", "first_block_act", "head_act"):
             _check_act(f"Space.{name}", getattr(self, name))
         if self.expand_by_depth is not None:
@@ -196,9 +207,21 @@ class Space:
             object.__setattr__(self, "expand_by_depth", dict(sorted(coupling.items())))
 
     def __hash__(self) -> int:
-        return hash((self.name, self.stages, self.kernels, self.expands, self.depths, self.resolutions,
-                     self.first_conv_width, self.first_block_width, self.final_expand_width,
-                     self.feature_mix_width, self.n_classes))
+        return hash(
+            (
+                self.name,
+                self.stages,
+                self.kernels,
+                self.expands,
+                self.depths,
+                self.resolutions,
+                self.first_conv_width,
+                self.first_block_width,
+                self.final_expand_width,
+                self.feature_mix_width,
+                self.n_classes,
+            )
+        )
 
     # --- derived sizes -----------------------------------------------------------------
     @property
@@ -233,8 +256,8 @@ class Space:
     def size(self) -> int:
         """Number of distinct subnets (resolutions x per-stage depth/kernel/expand choices)."""
         nk, ne = len(self.kernels), len(self.expands)
-        per_stage = sum((nk ** dep) * (1 if self.expand_by_depth else ne ** dep) for dep in self.depths)
-        return per_stage ** self.n_stages * len(self.resolutions)
+        per_stage = sum((nk**dep) * (1 if self.expand_by_depth else ne**dep) for dep in self.depths)
+        return per_stage**self.n_stages * len(self.resolutions)
 
     def to_dict(self) -> dict:
         d = {
@@ -245,12 +268,23 @@ class Space:
             "depths": list(self.depths),
             "resolutions": list(self.resolutions),
         }
-        for key in ("first_conv_width", "first_conv_act", "first_conv_kernel", "first_conv_stride",
-                    "first_block_width", "first_block_act", "final_expand_width", "feature_mix_width",
-                    "n_classes", "head_act", "in_channels"):
+        for key in (
+            "first_conv_width",
+            "first_conv_act",
+            "first_conv_kernel",
+            "first_conv_stride",
+            "first_block_width",
+            "first_block_act",
+            "final_expand_width",
+            "feature_mix_width",
+            "n_classes",
+            "head_act",
+            "in_channels",
+        ):
             d[key] = getattr(self, key)
-        d["expand_by_depth"] = None if self.expand_by_depth is None else {
-            str(k): v for k, v in self.expand_by_depth.items()}
+        d["expand_by_depth"] = (
+            None if self.expand_by_depth is None else {str(k): v for k, v in self.expand_by_depth.items()}
+        )
         return d
 
     @classmethod
@@ -293,6 +327,7 @@ def _choices(name: str, values: Iterable, kind: type) -> tuple:
 
 
 # --- built-in spaces ------------------------------------------------------------------
+
 
 def _ofa_stages() -> tuple[Stage, ...]:
     widths = (24, 40, 80, 112, 160)
@@ -337,8 +372,14 @@ def register(space: Space, *, overwrite: bool = False) -> Space:
 
 
 register(Space(name="ofa", stages=_ofa_stages(), description="OFA MobileNetV3 w1.0, e in {3,4,6}"))
-register(Space(name="compofa", stages=_ofa_stages(), expand_by_depth={2: 3, 3: 4, 4: 6},
-               description="CompOFA: OFA MobileNetV3 with expand ratio coupled to stage depth"))
+register(
+    Space(
+        name="compofa",
+        stages=_ofa_stages(),
+        expand_by_depth={2: 3, 3: 4, 4: 6},
+        description="CompOFA: OFA MobileNetV3 with expand ratio coupled to stage depth",
+    )
+)
 register(_moofa_space("moofa", (2, 3, 4), 1000, "MOOFA (memory-balanced widths), e in {2,3,4}"))
 register(_moofa_space("moofa-e346", (3, 4, 6), 10, "MOOFA ablation config 1, e in {3,4,6}, Imagenette"))
 register(_moofa_space("moofa-e1-2", (1, 1.5, 2), 10, "MOOFA ablation config 2, e in {1,1.5,2}, Imagenette"))

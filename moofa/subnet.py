@@ -49,8 +49,12 @@ class Subnet:
         object.__setattr__(self, "ks", _int_list("ks", ks))
         object.__setattr__(self, "e", _num_list("e", e))
         object.__setattr__(self, "d", _int_list("d", d))
-        if isinstance(image_size, bool) or not isinstance(image_size, numbers.Real) \
-                or not math.isfinite(image_size) or int(image_size) != image_size:
+        if (
+            isinstance(image_size, bool)
+            or not isinstance(image_size, numbers.Real)
+            or not math.isfinite(image_size)
+            or int(image_size) != image_size
+        ):
             raise TypeError(f"Subnet.image_size must be an integer, got {image_size!r}")
         object.__setattr__(self, "image_size", int(image_size))
 
@@ -100,14 +104,14 @@ class Subnet:
         if self.image_size not in sp.resolutions:
             raise ValueError(
                 f"Subnet.image_size={self.image_size} is not allowed in space {sp.name!r}; "
-                f"allowed: {list(sp.resolutions)}")
+                f"allowed: {list(sp.resolutions)}"
+            )
         for i, k in enumerate(self.ks):
             if k not in sp.kernels:
                 raise ValueError(f"Subnet.ks[{i}]={k} is not allowed in space {sp.name!r}; allowed: {list(sp.kernels)}")
         for i, e in enumerate(self.e):
             if float(e) not in sp.expands:
-                raise ValueError(
-                    f"Subnet.e[{i}]={e} is not allowed in space {sp.name!r}; allowed: {_nice(sp.expands)}")
+                raise ValueError(f"Subnet.e[{i}]={e} is not allowed in space {sp.name!r}; allowed: {_nice(sp.expands)}")
         for i, dd in enumerate(self.d):
             if dd not in sp.depths:
                 raise ValueError(f"Subnet.d[{i}]={dd} is not allowed in space {sp.name!r}; allowed: {list(sp.depths)}")
@@ -119,7 +123,8 @@ class Subnet:
                     if float(self.e[slot + j]) != want:
                         raise ValueError(
                             f"Subnet.e[{slot + j}]={self.e[slot + j]}: space {sp.name!r} couples expand to depth "
-                            f"({_coupling(sp)}), so stage {i} of depth {dd} needs e={_nice([want])[0]}")
+                            f"({_coupling(sp)}), so stage {i} of depth {dd} needs e={_nice([want])[0]}"
+                        )
                 slot += stage.max_depth
         return self
 
@@ -127,7 +132,11 @@ class Subnet:
         if not isinstance(other, Subnet):
             return NotImplemented
         return (self.ks, tuple(map(float, self.e)), self.d, self.image_size) == (
-            other.ks, tuple(map(float, other.e)), other.d, other.image_size)
+            other.ks,
+            tuple(map(float, other.e)),
+            other.d,
+            other.image_size,
+        )
 
     def __hash__(self) -> int:
         return hash((self.ks, tuple(map(float, self.e)), self.d, self.image_size))
@@ -150,8 +159,12 @@ def _coupling(sp: Space) -> str:
 def column_names(space: str | Space = "moofa") -> list[str]:
     """The field each column of the encoding holds: image_size, d[i], ks[j], e[j]."""
     sp = get_space(space)
-    return (["image_size"] + [f"d[{i}]" for i in range(sp.n_stages)]
-            + [f"ks[{j}]" for j in range(sp.n_slots)] + [f"e[{j}]" for j in range(sp.n_slots)])
+    return (
+        ["image_size"]
+        + [f"d[{i}]" for i in range(sp.n_stages)]
+        + [f"ks[{j}]" for j in range(sp.n_slots)]
+        + [f"e[{j}]" for j in range(sp.n_slots)]
+    )
 
 
 def _encode_one(net: Subnet, sp: Space, row: np.ndarray) -> None:
@@ -196,7 +209,8 @@ def _check_encoded(arr: np.ndarray, sp: Space) -> np.ndarray:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != sp.n_columns:
         raise ValueError(
-            f"an encoded config array for space {sp.name!r} must have shape (n, {sp.n_columns}), got {arr.shape}")
+            f"an encoded config array for space {sp.name!r} must have shape (n, {sp.n_columns}), got {arr.shape}"
+        )
     if arr.dtype != np.uint8:
         if arr.size and (arr.min() < 0 or arr.max() > 255):
             bad = int(np.argmax((arr < 0).any(axis=1) | (arr > 255).any(axis=1)))
@@ -215,11 +229,15 @@ def _bad_column_message(sp: Space, row: int, col: int, value: int) -> str:
     name = column_names(sp)[col]
     field = name.split("[")[0]
     choices = {"image_size": sp.resolutions, "d": sp.depths, "ks": sp.kernels, "e": sp.expands}[field]
-    msg = (f"encoded config row {row}, column {col} ({name}) holds index {value}; "
-           f"allowed indices 0..{len(choices) - 1} for {field} in {_nice(choices)}")
+    msg = (
+        f"encoded config row {row}, column {col} ({name}) holds index {value}; "
+        f"allowed indices 0..{len(choices) - 1} for {field} in {_nice(choices)}"
+    )
     if field == "e" and sp.expand_by_depth and 0 <= value < len(choices):
-        msg = (f"encoded config row {row}, column {col} ({name}) holds expand index {value}, but space "
-               f"{sp.name!r} couples expand to depth ({_coupling(sp)})")
+        msg = (
+            f"encoded config row {row}, column {col} ({name}) holds expand index {value}, but space "
+            f"{sp.name!r} couples expand to depth ({_coupling(sp)})"
+        )
     return msg
 
 
@@ -232,12 +250,14 @@ def decode(rows, space: str | Space = "moofa") -> list[Subnet]:
     exp = _nice(sp.expands)
     out = []
     for row in rows.tolist():
-        out.append(Subnet(
-            ks=[ker[i] for i in row[1 + s:1 + s + n]],
-            e=[exp[i] for i in row[1 + s + n:]],
-            d=[dep[i] for i in row[1:1 + s]],
-            image_size=res[row[0]],
-        ))
+        out.append(
+            Subnet(
+                ks=[ker[i] for i in row[1 + s : 1 + s + n]],
+                e=[exp[i] for i in row[1 + s + n :]],
+                d=[dep[i] for i in row[1 : 1 + s]],
+                image_size=res[row[0]],
+            )
+        )
     return out
 
 
@@ -250,12 +270,12 @@ def random_subnets(n: int, space: str | Space = "moofa", seed: int | None = None
     s, slots = sp.n_stages, sp.n_slots
     out = np.empty((int(n), sp.n_columns), dtype=np.uint8)
     out[:, 0] = rng.integers(0, len(sp.resolutions), n)
-    out[:, 1:1 + s] = rng.integers(0, len(sp.depths), (n, s))
-    out[:, 1 + s:1 + s + slots] = rng.integers(0, len(sp.kernels), (n, slots))
+    out[:, 1 : 1 + s] = rng.integers(0, len(sp.depths), (n, s))
+    out[:, 1 + s : 1 + s + slots] = rng.integers(0, len(sp.kernels), (n, slots))
     if sp.expand_by_depth:
         coupled = np.array([sp.expands.index(sp.expand_by_depth[d]) for d in sp.depths], dtype=np.uint8)
         stage_of_slot = np.array(sp.slot_stage())
-        out[:, 1 + s + slots:] = coupled[out[:, 1 + stage_of_slot]]
+        out[:, 1 + s + slots :] = coupled[out[:, 1 + stage_of_slot]]
     else:
-        out[:, 1 + s + slots:] = rng.integers(0, len(sp.expands), (n, slots))
+        out[:, 1 + s + slots :] = rng.integers(0, len(sp.expands), (n, slots))
     return out

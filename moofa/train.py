@@ -172,14 +172,10 @@ def load_config(source, **overrides) -> TrainConfig:
         if not path.is_file() and str(source) in builtin_configs():
             path = CONFIG_DIR / f"{source}.toml"
         if not path.is_file():
-            raise ValueError(
-                f"config {str(source)!r} is neither a file nor a built-in config {builtin_configs()}"
-            )
+            raise ValueError(f"config {str(source)!r} is neither a file nor a built-in config {builtin_configs()}")
         raw, where = _toml_load(path), f"config {path}"
     else:
-        raise TypeError(
-            f"config must be a path, a built-in name, a dict or a TrainConfig, got {type(source).__name__}"
-        )
+        raise TypeError(f"config must be a path, a built-in name, a dict or a TrainConfig, got {type(source).__name__}")
     raw.update({k: v for k, v in overrides.items() if v is not None})
 
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -207,13 +203,10 @@ def load_config(source, **overrides) -> TrainConfig:
         bad = [r for r in cfg.resolutions if r not in space.resolutions]
         if bad:
             raise ValueError(
-                f"{where}: resolutions {bad} are not in space {space.name!r} "
-                f"(allowed: {list(space.resolutions)})"
+                f"{where}: resolutions {bad} are not in space {space.name!r} (allowed: {list(space.resolutions)})"
             )
     if not 0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1:
-        raise ValueError(
-            f"{where}: crop_scale must be [min, max] with 0 < min <= max <= 1, got {cfg.crop_scale}"
-        )
+        raise ValueError(f"{where}: crop_scale must be [min, max] with 0 < min <= max <= 1, got {cfg.crop_scale}")
 
     phases = raw.get("phases")
     if not isinstance(phases, list) or not phases:
@@ -226,9 +219,7 @@ def load_config(source, **overrides) -> TrainConfig:
             raise ValueError(f"{where}: phases[{i}] must be a table, got {type(p).__name__}")
         unknown = sorted(set(p) - phase_fields)
         if unknown:
-            raise ValueError(
-                f"{where}: phases[{i}]: unknown key(s) {unknown}; allowed: {sorted(phase_fields)}"
-            )
+            raise ValueError(f"{where}: phases[{i}]: unknown key(s) {unknown}; allowed: {sorted(phase_fields)}")
         for req in ("name", "epochs", "lr"):
             if req not in p:
                 raise ValueError(f"{where}: phases[{i}] needs '{req}'")
@@ -295,12 +286,7 @@ def _check_value(where: str, name: str, value, default, minimum=None):
             raise ValueError(f"{where}: {name} must be an integer >= {lo}, got {value!r}")
         return value
     if isinstance(default, float):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or value < 0
-        ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"{where}: {name} must be a non-negative number, got {value!r}")
         return float(value)
     return value
@@ -560,16 +546,9 @@ def train(
             kernels = _allowed(phase.kernels, space.kernels)
             depths = _allowed(phase.depths, space.depths)
             expands = _allowed(phase.expands, space.expands)
-            if (
-                starting
-                and pos["epoch"] == 0
-                and pos["batch"] == 0
-                and _shrinks_expand(space, depths, expands)
-            ):
+            if starting and pos["epoch"] == 0 and pos["batch"] == 0 and _shrinks_expand(space, depths, expands):
                 # Before training narrower middle layers, put the important channels first.
-                trained = sum(
-                    1 for p in cfg.phases[:phase_idx] if len(_allowed(p.expands, space.expands)) > 1
-                )
+                trained = sum(1 for p in cfg.phases[:phase_idx] if len(_allowed(p.expands, space.expands)) > 1)
                 model.sort_channels(expand_stage=min(trained, len(space.expands) - 1))
             if phase_idx > 0 and cfg.kd_ratio > 0 and teacher is None:
                 teacher = _load_teacher(workdir / TEACHER, model, dev)
@@ -679,11 +658,7 @@ def train(
                     if is_main and (batch_no % cfg.log_every == 0 or batch_no == n_batches):
                         metrics.write({**record, "seconds": round(time.perf_counter() - t0, 4)})
                     bar.update(1, loss=f"{last_loss:.3f}")
-                    if (
-                        cfg.checkpoint_every
-                        and pos["global_step"] % cfg.checkpoint_every == 0
-                        and batch_no < n_batches
-                    ):
+                    if cfg.checkpoint_every and pos["global_step"] % cfg.checkpoint_every == 0 and batch_no < n_batches:
                         _save(
                             workdir,
                             is_main,
@@ -844,9 +819,7 @@ def _validate(model, train_set, val_set, cfg, resolutions, dev, kernels, depths,
     return tuple(scores)
 
 
-def _save(
-    workdir, is_main, model, optimizer, scaler, cfg, space, phase, epoch, batch, global_step, distributed
-):
+def _save(workdir, is_main, model, optimizer, scaler, cfg, space, phase, epoch, batch, global_step, distributed):
     import torch.distributed as dist
 
     if is_main:
@@ -895,12 +868,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         prog="moofa train",
         description="Train a supernet by progressive shrinking (under torchrun: DistributedDataParallel).",
     )
-    parser.add_argument(
-        "config", help=f"a TOML config path or a built-in one: {', '.join(builtin_configs())}"
-    )
-    parser.add_argument(
-        "--workdir", required=True, help="folder for checkpoints, metrics and the trained weights"
-    )
+    parser.add_argument("config", help=f"a TOML config path or a built-in one: {', '.join(builtin_configs())}")
+    parser.add_argument("--workdir", required=True, help="folder for checkpoints, metrics and the trained weights")
     parser.add_argument("--resume", action="store_true", help="continue from WORKDIR/checkpoint.pt")
     parser.add_argument("--data", help="override the config's data: digits, synthetic or a folder")
     parser.add_argument("--batch-size", type=int, help="override the per-process batch size")
@@ -908,9 +877,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="override the seed")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: the local GPU if any)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--check-sync", action="store_true", help="compare the replicas' weights after each phase"
-    )
+    parser.add_argument("--check-sync", action="store_true", help="compare the replicas' weights after each phase")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(

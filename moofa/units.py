@@ -10,15 +10,24 @@ __all__ = ["format_items", "parse_budget"]
 
 _ITEM_SCALE = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
 _BYTE_SCALE = {
-    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
 }
 _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z][A-Za-z ]*)?\s*$")
 
 
 def _check_bytes_per_item(bytes_per_item) -> float:
-    if isinstance(bytes_per_item, bool) or not isinstance(bytes_per_item, numbers.Real) \
-            or not math.isfinite(bytes_per_item) or bytes_per_item <= 0:
+    if (
+        isinstance(bytes_per_item, bool)
+        or not isinstance(bytes_per_item, numbers.Real)
+        or not math.isfinite(bytes_per_item)
+        or bytes_per_item <= 0
+    ):
         raise ValueError(f"bytes_per_item must be a positive number (4 for fp32, 1 for int8), got {bytes_per_item!r}")
     return float(bytes_per_item)
 

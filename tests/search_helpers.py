@@ -78,20 +78,25 @@ class SlotTables:
         for r in sp.resolutions:
             for k in sp.kernels:
                 for e in sp.expands:
-                    out = oracle.evaluate(sp, [k] * sp.n_slots, [e] * sp.n_slots, deepest, r,
-                                          activations_only=activations_only)
+                    out = oracle.evaluate(
+                        sp, [k] * sp.n_slots, [e] * sp.n_slots, deepest, r, activations_only=activations_only
+                    )
                     hist = out["hist"]
                     self.fixed[r] = max(max(hist[:3]), hist[-1])
                     pos = 3
                     for slot in range(sp.n_slots):
                         n_layers = 2 if e == 1 else 3
-                        self.slot[(r, slot, k, e)] = max(hist[pos:pos + n_layers])
+                        self.slot[(r, slot, k, e)] = max(hist[pos : pos + n_layers])
                         pos += n_layers
 
         self.first_slot = [sum(s.max_depth for s in sp.stages[:i]) for i in range(sp.n_stages)]
         # The same figures as arrays [r, slot, k, e] for batches of encoded configs.
-        self.array = np.array([[[[self.slot[(r, slot, k, e)] for e in sp.expands] for k in sp.kernels]
-                                for slot in range(sp.n_slots)] for r in sp.resolutions])
+        self.array = np.array(
+            [
+                [[[self.slot[(r, slot, k, e)] for e in sp.expands] for k in sp.kernels] for slot in range(sp.n_slots)]
+                for r in sp.resolutions
+            ]
+        )
         self.fixed_array = np.array([self.fixed[r] for r in sp.resolutions])
 
     def peak(self, config: dict) -> int:
@@ -106,7 +111,7 @@ class SlotTables:
         """Peaks of encoded configs (moofa's column layout), vectorised."""
         sp = self.space
         s, n = sp.n_stages, sp.n_slots
-        r, dep, ker, exp = rows[:, 0], rows[:, 1:1 + s], rows[:, 1 + s:1 + s + n], rows[:, 1 + s + n:]
+        r, dep, ker, exp = rows[:, 0], rows[:, 1 : 1 + s], rows[:, 1 + s : 1 + s + n], rows[:, 1 + s + n :]
         depth = np.array(sp.depths)[dep][:, sp.slot_stage()]
         pos = np.arange(n) - np.array(self.first_slot)[sp.slot_stage()]
         figures = self.array[r[:, None], np.arange(n)[None, :], ker, exp]
@@ -130,10 +135,12 @@ def exact_linear_optimum(weights: np.ndarray, bias: float, space, budget: int, t
                 value = 0.0
                 for j in range(d):
                     slot = slot0 + j
-                    options = [weights[n_r + slot * n_k + ki]
-                               + weights[n_r + n_s * n_k + slot * n_e + sp.expands.index(e)]
-                               for ki, k in enumerate(sp.kernels) for e in ratios
-                               if tables.slot[(r, slot, k, e)] <= budget]
+                    options = [
+                        weights[n_r + slot * n_k + ki] + weights[n_r + n_s * n_k + slot * n_e + sp.expands.index(e)]
+                        for ki, k in enumerate(sp.kernels)
+                        for e in ratios
+                        if tables.slot[(r, slot, k, e)] <= budget
+                    ]
                     if not options:
                         value = -np.inf
                         break
@@ -166,10 +173,12 @@ class ArchManager:
 
     def random_sample(self) -> dict:
         rng = self.rng
-        arch = {"ks": rng.choices(self.ks_list, k=self.n_slots),
-                "e": rng.choices(self.expand_list, k=self.n_slots),
-                "d": rng.choices(self.depth_list, k=self.n_stages),
-                "image_size": rng.choice(self.res_list)}
+        arch = {
+            "ks": rng.choices(self.ks_list, k=self.n_slots),
+            "e": rng.choices(self.expand_list, k=self.n_slots),
+            "d": rng.choices(self.depth_list, k=self.n_stages),
+            "image_size": rng.choice(self.res_list),
+        }
         self._couple(arch)
         return arch
 
@@ -193,9 +202,21 @@ class OFAEvolutionFinder:
     mutation and the rest by uniform crossover; rejection-sample every candidate until
     it fits the constraint; score each generation's children in one batch."""
 
-    def __init__(self, space, efficiency, accuracy, *, population_size=100, max_time_budget=500,
-                 parent_ratio=0.25, mutation_ratio=0.5, arch_mutate_prob=0.1, resolution_mutate_prob=0.5,
-                 seed=0, batch_tables: SlotTables | None = None):
+    def __init__(
+        self,
+        space,
+        efficiency,
+        accuracy,
+        *,
+        population_size=100,
+        max_time_budget=500,
+        parent_ratio=0.25,
+        mutation_ratio=0.5,
+        arch_mutate_prob=0.1,
+        resolution_mutate_prob=0.5,
+        seed=0,
+        batch_tables: SlotTables | None = None,
+    ):
         self.rng = random.Random(seed)
         # With batch_tables, the initial rejection sampling draws numpy batches: the same
         # distribution (uniform configs that fit), thousands of times faster under tight
@@ -288,12 +309,25 @@ def port_predictor(scorer, space):
     """Batched accuracy for the port: config dicts -> the same C++ scorer moofa uses."""
     sp = moofa.get_space(space)
     res, ks, ex, dep = (
-        {v: i for i, v in enumerate(sp.resolutions)}, {v: i for i, v in enumerate(sp.kernels)},
-        {float(v): i for i, v in enumerate(sp.expands)}, {v: i for i, v in enumerate(sp.depths)})
+        {v: i for i, v in enumerate(sp.resolutions)},
+        {v: i for i, v in enumerate(sp.kernels)},
+        {float(v): i for i, v in enumerate(sp.expands)},
+        {v: i for i, v in enumerate(sp.depths)},
+    )
 
     def accuracy(configs):
-        rows = np.array([[res[c["image_size"]], *(dep[d] for d in c["d"]), *(ks[k] for k in c["ks"]),
-                          *(ex[float(e)] for e in c["e"])] for c in configs], dtype=np.uint8)
+        rows = np.array(
+            [
+                [
+                    res[c["image_size"]],
+                    *(dep[d] for d in c["d"]),
+                    *(ks[k] for k in c["ks"]),
+                    *(ex[float(e)] for e in c["e"]),
+                ]
+                for c in configs
+            ],
+            dtype=np.uint8,
+        )
         return scorer.score(rows)
 
     return accuracy

@@ -19,8 +19,24 @@ def test_profile_json_matches_published(capsys, shared_dir):
 
 
 def test_profile_flags_and_table(capsys):
-    assert main(["profile", "--space", "moofa", "--ks", ",".join(["3"] * 20), "--e", ",".join(["2"] * 20),
-                 "--d", "2,2,2,2,2", "--image-size", "128"]) == 0
+    assert (
+        main(
+            [
+                "profile",
+                "--space",
+                "moofa",
+                "--ks",
+                ",".join(["3"] * 20),
+                "--e",
+                ",".join(["2"] * 20),
+                "--d",
+                "2,2,2,2,2",
+                "--image-size",
+                "128",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     best, _ = moofa.min_peak("moofa")
     assert f"peak {best:,} items" in text  # this subnet is the space's smallest
@@ -56,8 +72,15 @@ def test_design_widths_and_spaces(capsys):
 
 
 def test_user_space_from_json_file(tmp_path, capsys):
-    sp = moofa.Space(name="mine", stages=(moofa.Stage(16, 2, max_depth=2),), depths=(1, 2), resolutions=(32,),
-                     final_expand_width=32, feature_mix_width=0, n_classes=10)
+    sp = moofa.Space(
+        name="mine",
+        stages=(moofa.Stage(16, 2, max_depth=2),),
+        depths=(1, 2),
+        resolutions=(32,),
+        final_expand_width=32,
+        feature_mix_width=0,
+        n_classes=10,
+    )
     path = tmp_path / "space.json"
     path.write_text(json.dumps(sp.to_dict()))
     assert moofa.Space.from_dict(json.loads(path.read_text())) == sp
@@ -70,8 +93,9 @@ def test_user_space_from_json_file(tmp_path, capsys):
 @pytest.mark.parametrize("argv", [["--version"], ["profile", "--help"]])
 def test_entry_point_runs(argv, tmp_path):
     # cwd outside the source tree, so that the installed package is the one imported
-    proc = subprocess.run([sys.executable, "-m", "moofa", *argv], capture_output=True, text=True, check=False,
-                          cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "moofa", *argv], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
     assert proc.returncode == 0 and "moofa" in proc.stdout
 
 
@@ -93,14 +117,29 @@ def test_search_summary_and_impossible_budget(capsys):
 
 
 def test_table_and_pareto(capsys):
-    assert main(["table", "--spaces", "ofa,moofa", "--budgets", "325k,800k", "--generations", "20",
-                 "--no-progress", "--json"]) == 0
+    assert (
+        main(
+            [
+                "table",
+                "--spaces",
+                "ofa,moofa",
+                "--budgets",
+                "325k,800k",
+                "--generations",
+                "20",
+                "--no-progress",
+                "--json",
+            ]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 4
     for r in rows:
         assert moofa.profile(r["config"], r["space"]).peak == r["peak"] <= r["budget"]
-    assert main(["pareto", "--space", "ofa", "--max-peak", "500k", "--generations", "10", "--no-progress",
-                 "--json"]) == 0
+    assert (
+        main(["pareto", "--space", "ofa", "--max-peak", "500k", "--generations", "10", "--no-progress", "--json"]) == 0
+    )
     front = json.loads(capsys.readouterr().out)
     peaks = [pt["peak"] for pt in front]
     tops = [pt["top1"] for pt in front]

@@ -14,10 +14,22 @@ from moofa.memory import spec
 
 def test_spec_validation_in_cpp():
     with pytest.raises(ValueError, match="stage stride must be 1 or 2"):
-        _core.SpaceSpec(stages=[_core.StageSpec(8, 3, False, 2)], kernels=[3], expands=[2], depths=[2],
-                        resolutions=[32], in_channels=3, first_conv_width=8, first_conv_kernel=3,
-                        first_conv_stride=2, first_block_width=8, final_expand_width=16, feature_mix_width=0,
-                        n_classes=10, expand_by_depth=[])
+        _core.SpaceSpec(
+            stages=[_core.StageSpec(8, 3, False, 2)],
+            kernels=[3],
+            expands=[2],
+            depths=[2],
+            resolutions=[32],
+            in_channels=3,
+            first_conv_width=8,
+            first_conv_kernel=3,
+            first_conv_stride=2,
+            first_block_width=8,
+            final_expand_width=16,
+            feature_mix_width=0,
+            n_classes=10,
+            expand_by_depth=[],
+        )
     with pytest.raises(ValueError, match="memory_model"):
         _core.Evaluator(spec(moofa.get_space("ofa")), "nope")
 

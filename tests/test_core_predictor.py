@@ -48,8 +48,7 @@ def reference_forward(x, weights, biases, skip=None, scale=1.0, offset=0.0):
 
 def random_net(n_in, hidden, rng, skip=False):
     sizes = [n_in, *hidden, 1]
-    weights = [(rng.normal(size=(a, b)) / np.sqrt(a) * 2).astype(np.float32)
-               for a, b in zip(sizes, sizes[1:])]
+    weights = [(rng.normal(size=(a, b)) / np.sqrt(a) * 2).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
     biases = [rng.normal(size=b).astype(np.float32) * 0.5 for b in sizes[1:]]
     s = rng.normal(size=n_in).astype(np.float32) if skip else None
     return weights, biases, s
@@ -66,8 +65,10 @@ USER_SPACE = moofa.Space(
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("hidden,skip", [((), False), ((7,), True), ((64,), False), ((33, 50), True),
-                                         ((400, 400, 400), False), ((5, 130, 17, 9), True)])
+@pytest.mark.parametrize(
+    "hidden,skip",
+    [((), False), ((7,), True), ((64,), False), ((33, 50), True), ((400, 400, 400), False), ((5, 130, 17, 9), True)],
+)
 def test_matches_float64_forward_on_random_nets(isa, hidden, skip):
     rng = np.random.default_rng(len(hidden) * 100 + sum(hidden))
     space = moofa.get_space("moofa")
@@ -185,8 +186,11 @@ def test_bad_weights_are_refused():
     b0, b1 = np.zeros(16, np.float32), np.zeros(1, np.float32)
     _bad(r"layers\[0\]: expected 124 inputs", weights=[w0[:100], w1])
     _bad(r"layers\[1\]: expected 16 inputs", weights=[w0, w1[:8]])
-    _bad(r"last layer must have 1 output", weights=[w0, np.zeros((16, 2), np.float32)],
-         biases=[b0, np.zeros(2, np.float32)])
+    _bad(
+        r"last layer must have 1 output",
+        weights=[w0, np.zeros((16, 2), np.float32)],
+        biases=[b0, np.zeros(2, np.float32)],
+    )
     _bad(r"layers\[0\]: bias must hold 16", biases=[b0[:3], b1])
     _bad(r"same length", biases=[b0])
     _bad(r"at least one layer", weights=[], biases=[])
@@ -201,8 +205,12 @@ def test_bad_weights_are_refused():
     _bad(r"skip: weights must be finite", skip=np.full(124, np.nan, np.float32))
     _bad(r"isa must be one of", isa="sse9")
     _bad(r"precision must be 'fp32' or 'int16'", precision="bf8")
-    _bad(r"a linear model has none", weights=[np.zeros((124, 1), np.float32)],
-         biases=[np.zeros(1, np.float32)], precision="int16")
+    _bad(
+        r"a linear model has none",
+        weights=[np.zeros((124, 1), np.float32)],
+        biases=[np.zeros(1, np.float32)],
+        precision="int16",
+    )
     for isa in ("avx2", "avx512"):
         if not core.isa_supported(isa):
             _bad(r"not supported by this CPU", isa=isa)

@@ -33,6 +33,7 @@ def oracle_peak(space: str, row: np.ndarray, **kw) -> int:
 
 # --- LinearScorer ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("space", SPACES)
 def test_linear_scorer_equals_numpy_one_hot_model(space):
     scorer, w, b = random_linear(space, seed=1)
@@ -61,6 +62,7 @@ def test_linear_scorer_rejects_bad_weights_and_rows():
 
 
 # --- evolve --------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("space", SPACES)
 def test_evolve_best_fits_and_its_score_is_the_scorer_s(space):
@@ -91,8 +93,9 @@ def test_evolve_is_deterministic_across_thread_counts():
     scorer, _, _ = random_linear("moofa")
     ev = moofa.evaluator("moofa")
     # 600 children per generation: the breeding really runs on several threads.
-    runs = [_core.evolve(ev, scorer, max_peak=400_000, population=600, generations=6, seed=11, threads=t)
-            for t in (1, 2, 3)]
+    runs = [
+        _core.evolve(ev, scorer, max_peak=400_000, population=600, generations=6, seed=11, threads=t) for t in (1, 2, 3)
+    ]
     for other in runs[1:]:
         assert other.keys() == runs[0].keys()
         for key, value in runs[0].items():
@@ -121,8 +124,7 @@ def test_evolve_scores_each_subnet_once_and_only_valid_ones(space):
         batches.append(len(rows))
         return base.score(rows)
 
-    out = _core.evolve(moofa.evaluator(space), predictor, max_peak=budget, population=40, generations=40,
-                       seed=2)
+    out = _core.evolve(moofa.evaluator(space), predictor, max_peak=budget, population=40, generations=40, seed=2)
     assert sum(batches) == out["evaluations"] == len(seen)
     assert max(batches) <= 40  # one batch per generation
 
@@ -144,8 +146,9 @@ def canonical(space: str, row: np.ndarray) -> np.ndarray:
 
 def test_evolve_stops_at_max_evaluations():
     scorer, _, _ = random_linear("moofa")
-    out = _core.evolve(moofa.evaluator("moofa"), scorer, max_peak=500_000, population=30, generations=100,
-                       max_evaluations=95)
+    out = _core.evolve(
+        moofa.evaluator("moofa"), scorer, max_peak=500_000, population=30, generations=100, max_evaluations=95
+    )
     assert out["evaluations"] == 95
     assert out["generations_run"] == 3  # 30 + 30 + 30 + 5
 
@@ -153,8 +156,16 @@ def test_evolve_stops_at_max_evaluations():
 def test_evolve_respects_mflops_and_params_limits():
     space = "ofa"
     scorer, _, _ = random_linear(space)
-    out = _core.evolve(moofa.evaluator(space), scorer, max_peak=700_000, max_mflops=150.0,
-                       max_params=4_000_000, population=40, generations=20, seed=1)
+    out = _core.evolve(
+        moofa.evaluator(space),
+        scorer,
+        max_peak=700_000,
+        max_mflops=150.0,
+        max_params=4_000_000,
+        population=40,
+        generations=20,
+        seed=1,
+    )
     net = moofa.decode(out["best_row"][None, :], space)[0]
     truth = oracle.evaluate(moofa.get_space(space), net.ks, net.e, net.d, net.image_size)
     assert truth["peak"] <= 700_000 and truth["mflops"] <= 150.0 and truth["params"] <= 4_000_000
@@ -163,19 +174,27 @@ def test_evolve_respects_mflops_and_params_limits():
 def test_evolve_activations_memory_model():
     scorer, _, _ = random_linear("moofa")
     budget = 150_000  # below the full model's minimum, fine for activations only
-    out = _core.evolve(moofa.evaluator("moofa", "activations"), scorer, max_peak=budget, population=30,
-                       generations=10)
+    out = _core.evolve(moofa.evaluator("moofa", "activations"), scorer, max_peak=budget, population=30, generations=10)
     assert oracle_peak("moofa", out["best_row"], activations_only=True) <= budget
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"population": 0}, "population"), ({"generations": -1}, "generations"),
-    ({"parent_ratio": 0.0}, "parent_ratio"),
-    ({"mutation_ratio": 1.5}, "mutation_ratio"), ({"mutate_prob": -0.1}, "mutate_prob"),
-    ({"resolution_mutate_prob": 2.0}, "resolution_mutate_prob"), ({"max_tries": 0}, "max_tries"),
-    ({"max_peak": 0}, "max_peak"), ({"max_mflops": -1.0}, "max_mflops"), ({"max_params": 0}, "max_params"),
-    ({"resolution_niche": -1}, "resolution_niche"), ({"max_evaluations": -5}, "max_evaluations"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"population": 0}, "population"),
+        ({"generations": -1}, "generations"),
+        ({"parent_ratio": 0.0}, "parent_ratio"),
+        ({"mutation_ratio": 1.5}, "mutation_ratio"),
+        ({"mutate_prob": -0.1}, "mutate_prob"),
+        ({"resolution_mutate_prob": 2.0}, "resolution_mutate_prob"),
+        ({"max_tries": 0}, "max_tries"),
+        ({"max_peak": 0}, "max_peak"),
+        ({"max_mflops": -1.0}, "max_mflops"),
+        ({"max_params": 0}, "max_params"),
+        ({"resolution_niche": -1}, "resolution_niche"),
+        ({"max_evaluations": -5}, "max_evaluations"),
+    ],
+)
 def test_evolve_rejects_bad_options(bad, message):
     scorer, _, _ = random_linear("moofa")
     kwargs = {"max_peak": 400_000, "population": 10, "generations": 2, **bad}
@@ -186,8 +205,9 @@ def test_evolve_rejects_bad_options(bad, message):
 def test_evolve_rejects_infeasible_constraints_and_foreign_scorers():
     scorer, _, _ = random_linear("moofa")
     with pytest.raises(ValueError, match="no subnet satisfying the constraints"):
-        _core.evolve(moofa.evaluator("moofa"), scorer, max_peak=400_000, max_mflops=1.0, population=5,
-                     generations=1, max_tries=5)
+        _core.evolve(
+            moofa.evaluator("moofa"), scorer, max_peak=400_000, max_mflops=1.0, population=5, generations=1, max_tries=5
+        )
     shallow = moofa.get_space("moofa").replace(name="moofa-3", stages=moofa.get_space("moofa").stages[:3])
     with pytest.raises(ValueError, match="columns"):
         _core.evolve(moofa.evaluator(shallow), scorer, max_peak=400_000, population=5, generations=1)
@@ -195,14 +215,17 @@ def test_evolve_rejects_infeasible_constraints_and_foreign_scorers():
         _core.evolve(moofa.evaluator("moofa"), 42, max_peak=400_000)
 
 
-@pytest.mark.parametrize("returned, message", [
-    (lambda rows: np.zeros(len(rows) + 1), r"shape \(\d+,\)"),
-    (lambda rows: np.zeros((len(rows), 2)), r"shape \(\d+, 2\)"),
-    (lambda rows: np.where(np.arange(len(rows)) == 3, np.nan, 1.0), r"non-finite score \(nan\) for config 3"),
-    (lambda rows: np.full(len(rows), np.inf), "non-finite score"),
-    (lambda rows: ["high"] * len(rows), "one number per config"),
-    (lambda rows: None, "one number per config"),
-])
+@pytest.mark.parametrize(
+    "returned, message",
+    [
+        (lambda rows: np.zeros(len(rows) + 1), r"shape \(\d+,\)"),
+        (lambda rows: np.zeros((len(rows), 2)), r"shape \(\d+, 2\)"),
+        (lambda rows: np.where(np.arange(len(rows)) == 3, np.nan, 1.0), r"non-finite score \(nan\) for config 3"),
+        (lambda rows: np.full(len(rows), np.inf), "non-finite score"),
+        (lambda rows: ["high"] * len(rows), "one number per config"),
+        (lambda rows: None, "one number per config"),
+    ],
+)
 def test_callable_predictor_output_is_checked(returned, message):
     with pytest.raises(ValueError, match=message):
         _core.evolve(moofa.evaluator("moofa"), returned, max_peak=400_000, population=10, generations=2)
@@ -216,16 +239,21 @@ def test_callable_predictor_exceptions_propagate():
         _core.evolve(moofa.evaluator("moofa"), broken, max_peak=400_000, population=10, generations=2)
     # A column of scores (n, 1), as a regression model returns, is accepted.
     scorer, _, _ = random_linear("moofa")
-    out = _core.evolve(moofa.evaluator("moofa"), lambda r: scorer.score(r)[:, None], max_peak=400_000,
-                       population=10, generations=2)
+    out = _core.evolve(
+        moofa.evaluator("moofa"), lambda r: scorer.score(r)[:, None], max_peak=400_000, population=10, generations=2
+    )
     assert out["evaluations"] > 0
 
 
 # --- non_dominated and NSGA-II ---------------------------------------------------------------
 
+
 def brute_force_front(scores, peaks, mflops=None):
-    pts = np.stack([-np.asarray(scores, float), np.asarray(peaks, float)]
-                   + ([np.asarray(mflops, float)] if mflops is not None else []), axis=1)
+    pts = np.stack(
+        [-np.asarray(scores, float), np.asarray(peaks, float)]
+        + ([np.asarray(mflops, float)] if mflops is not None else []),
+        axis=1,
+    )
     keep = []
     for i, p in enumerate(pts):
         dominated = np.any(np.all(pts <= p, axis=1) & np.any(pts < p, axis=1))
@@ -279,8 +307,7 @@ def test_nsga2_front_tracks_the_exact_linear_optimum(shared_dir):
     space = "moofa"
     scorer, w, b = helpers.ridge_scorer(shared_dir / "data", "moofa-imagenet", space)
     tables = helpers.SlotTables(space)
-    out = _core.nsga2(moofa.evaluator(space), scorer, max_peak=800_000, population=100, generations=200,
-                      seed=0)
+    out = _core.nsga2(moofa.evaluator(space), scorer, max_peak=800_000, population=100, generations=200, seed=0)
     gaps = []
     for budget in range(300_000, 800_001, 25_000):
         best = helpers.exact_linear_optimum(w, b, space, budget, tables)
@@ -314,8 +341,9 @@ def test_evolve_ctrl_c_stops_between_generations(ctrl_c):
     timer = threading.Timer(0.3, _thread.interrupt_main)
     timer.start()
     try:
-        out = _core.evolve(moofa.evaluator("moofa"), scorer, max_peak=800_000, population=50,
-                           generations=100_000, seed=0)
+        out = _core.evolve(
+            moofa.evaluator("moofa"), scorer, max_peak=800_000, population=50, generations=100_000, seed=0
+        )
     finally:
         timer.cancel()
     assert out["interrupted"] is True and 0 < out["generations_run"] < 100_000

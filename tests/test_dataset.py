@@ -40,8 +40,8 @@ def key(config, space):
     sp = moofa.get_space(space)
     out, slot = [config["image_size"], tuple(config["d"])], 0
     for stage, depth in zip(sp.stages, config["d"]):
-        out.append(tuple(config["ks"][slot:slot + depth]))
-        out.append(tuple(config["e"][slot:slot + depth]))
+        out.append(tuple(config["ks"][slot : slot + depth]))
+        out.append(tuple(config["e"][slot : slot + depth]))
         slot += stage.max_depth
     return tuple(out)
 
@@ -96,8 +96,9 @@ def test_tight_bins_are_filled_in_every_space(tmp_path):
     for space in ("moofa", "compofa"):
         edges = bin_edges(space, 10)
         ev = Evaluator()
-        s = build_dataset(space, ev, tmp_path / f"{space}.jsonl", n_per_bin=3, bins=list(edges[:4]), seed=0,
-                          progress=False)
+        s = build_dataset(
+            space, ev, tmp_path / f"{space}.jsonl", n_per_bin=3, bins=list(edges[:4]), seed=0, progress=False
+        )
         assert s["per_bin"] == [3, 3, 3] and s["short_bins"] == []
         for r in read(tmp_path / f"{space}.jsonl"):
             moofa.Subnet.from_dict(r).validate(space)
@@ -105,8 +106,15 @@ def test_tight_bins_are_filled_in_every_space(tmp_path):
 
 def test_unreachable_bins_are_reported(tmp_path):
     # No OFA subnet peaks between 1.20M and 1.25M items (peaks take ~40 distinct values).
-    s = build_dataset("ofa", Evaluator(), tmp_path / "o.jsonl", n_per_bin=2, bins=[1_200_000, 1_250_000],
-                      max_draws=50_000, progress=False)
+    s = build_dataset(
+        "ofa",
+        Evaluator(),
+        tmp_path / "o.jsonl",
+        n_per_bin=2,
+        bins=[1_200_000, 1_250_000],
+        max_draws=50_000,
+        progress=False,
+    )
     assert s["short_bins"] == [0] and s["records"] == 0
 
 

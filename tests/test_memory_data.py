@@ -77,7 +77,11 @@ def test_builtin_spaces_reference_table():
     assert [s.se for s in ofa.stages] == [False, True, False, True, True]
     assert [s.act for s in ofa.stages] == ["relu", "relu", "h_swish", "h_swish", "h_swish"]
     assert (ofa.first_conv_width, ofa.first_block_width, ofa.final_expand_width, ofa.feature_mix_width) == (
-        16, 16, 960, 1280)
+        16,
+        16,
+        960,
+        1280,
+    )
     assert ofa.expands == (3, 4, 6)
     comp = moofa.get_space("compofa")
     assert comp.expand_by_depth == {2: 3, 3: 4, 4: 6}

@@ -84,7 +84,11 @@ def test_min_peak_exhaustive_small_space():
         expands=(1, 2, 4),
         depths=(1, 2),
         resolutions=(32, 48),
-        first_conv_width=8, first_block_width=8, final_expand_width=64, feature_mix_width=0, n_classes=10,
+        first_conv_width=8,
+        first_block_width=8,
+        final_expand_width=64,
+        feature_mix_width=0,
+        n_classes=10,
     )
     # enumerate every subnet with the oracle
     import itertools

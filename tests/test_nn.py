@@ -130,9 +130,7 @@ def test_user_space_memory_agrees_with_cpp_evaluator(memory_model):
     sup = mnn.Supernet(space).eval()
     nets = moofa.decode(moofa.random_subnets(60, space, seed=3), space)
     for net in nets:
-        hooked = mnn.profile_memory(
-            sup.extract(net), (1, 3, net.image_size, net.image_size), memory_model=memory_model
-        )
+        hooked = mnn.profile_memory(sup.extract(net), (1, 3, net.image_size, net.image_size), memory_model=memory_model)
         computed = moofa.profile(net, space, memory_model=memory_model)
         assert (hooked.peak, hooked.hist, hooked.params) == (computed.peak, computed.hist, computed.params)
         assert hooked.mflops == pytest.approx(computed.mflops, rel=1e-9)

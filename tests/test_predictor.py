@@ -36,8 +36,11 @@ def reference_one_hot(configs, space):
 
 
 def test_one_hot_is_the_published_encoding(shared_dir):
-    for name, space in [("ofa-imagenet", "ofa"), ("compofa-imagenet", "compofa"), ("moofa-e1-2-imagenette",
-                                                                                  "moofa-e1-2")]:
+    for name, space in [
+        ("ofa-imagenet", "ofa"),
+        ("compofa-imagenet", "compofa"),
+        ("moofa-e1-2-imagenette", "moofa-e1-2"),
+    ]:
         recs = read_jsonl(shared_dir / "data" / "accuracy" / f"{name}.jsonl")[:300]
         x = one_hot(recs, space)
         assert x.shape == (300, 124) and x.dtype == np.float32
@@ -92,9 +95,14 @@ def test_random_torch_nets_match(hidden):
     net = torch.nn.Sequential(*mods[:-1]).eval()
     skip = torch.nn.Linear(124, 1, bias=False)
     linears = [m for m in net if isinstance(m, torch.nn.Linear)]
-    pred = moofa.Predictor("moofa-e346", [m.weight.detach().numpy().T for m in linears],
-                           [m.bias.detach().numpy() for m in linears],
-                           skip=skip.weight.detach().numpy()[0], scale=3.0, offset=50.0)
+    pred = moofa.Predictor(
+        "moofa-e346",
+        [m.weight.detach().numpy().T for m in linears],
+        [m.bias.detach().numpy() for m in linears],
+        skip=skip.weight.detach().numpy()[0],
+        scale=3.0,
+        offset=50.0,
+    )
     rows = moofa.random_subnets(2000, "moofa-e346", seed=7)
     x = torch.tensor(reference_one_hot(moofa.decode(rows, "moofa-e346"), "moofa-e346"))
     with torch.no_grad():
@@ -105,10 +113,16 @@ def test_random_torch_nets_match(hidden):
 def small_predictor(space="moofa", seed=0, **kw):
     rng = np.random.default_rng(seed)
     n = one_hot_size(space)
-    return moofa.Predictor(space, [rng.normal(size=(n, 24)), rng.normal(size=(24, 1))],
-                           [rng.normal(size=24), rng.normal(size=1)], skip=rng.normal(size=n),
-                           scale=0.5, offset=70.0, metadata={"name": "tiny", "validation": {"rmse": 1.0}},
-                           **kw)
+    return moofa.Predictor(
+        space,
+        [rng.normal(size=(n, 24)), rng.normal(size=(24, 1))],
+        [rng.normal(size=24), rng.normal(size=1)],
+        skip=rng.normal(size=n),
+        scale=0.5,
+        offset=70.0,
+        metadata={"name": "tiny", "validation": {"rmse": 1.0}},
+        **kw,
+    )
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -204,12 +218,21 @@ def test_bad_files_are_refused(tmp_path, shared_dir):
     with pytest.raises(ValueError, match="not valid JSON"):
         moofa.load_predictor(tmp_path / "half.npz")
     # Shapes that disagree with the metadata, another encoding, a missing file, NaN weights.
-    for change, match in [({"layers": [[124, 25], [25, 1]]}, "w0 has shape"),
-                          ({"encoding": {"name": "other", "size": 124}}, "encoding"),
-                          ({"format": "something"}, "not a moofa predictor"),
-                          ({"version": 99}, "version 99"),
-                          ({"space": {"name": "ofa", "definition": moofa.get_space("moofa-e1-2").to_dict()
-                                      | {"name": "ofa", "resolutions": [128, 224]}}}, "encoding size 124")]:
+    for change, match in [
+        ({"layers": [[124, 25], [25, 1]]}, "w0 has shape"),
+        ({"encoding": {"name": "other", "size": 124}}, "encoding"),
+        ({"format": "something"}, "not a moofa predictor"),
+        ({"version": 99}, "version 99"),
+        (
+            {
+                "space": {
+                    "name": "ofa",
+                    "definition": moofa.get_space("moofa-e1-2").to_dict() | {"name": "ofa", "resolutions": [128, 224]},
+                }
+            },
+            "encoding size 124",
+        ),
+    ]:
         d = dict(doc, **change)
         shutil.copy(npz, tmp_path / "x.npz")
         (tmp_path / "x.json").write_text(json.dumps(d))
@@ -218,9 +241,14 @@ def test_bad_files_are_refused(tmp_path, shared_dir):
     with pytest.raises(ValueError, match="not found"):
         moofa.load_predictor(tmp_path / "absent.json")
     nan = tmp_path / "nan"
-    np.savez(nan.with_suffix(".npz"), w0=np.full((124, 24), np.nan, np.float32),
-             b0=np.zeros(24, np.float32), w1=np.zeros((24, 1), np.float32), b1=np.zeros(1, np.float32),
-             skip=np.zeros(124, np.float32))
+    np.savez(
+        nan.with_suffix(".npz"),
+        w0=np.full((124, 24), np.nan, np.float32),
+        b0=np.zeros(24, np.float32),
+        w1=np.zeros((24, 1), np.float32),
+        b1=np.zeros(1, np.float32),
+        skip=np.zeros(124, np.float32),
+    )
     nan.with_suffix(".json").write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="NaN"):
         moofa.load_predictor(nan.with_suffix(".json"))

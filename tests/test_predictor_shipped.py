@@ -13,9 +13,14 @@ from conftest import ACCURACY_SETS, read_jsonl
 import moofa
 from moofa.predictor import SHIPPED, shipped_names
 
-SET_OF = {"ofa": "ofa-imagenet", "compofa": "compofa-imagenet", "moofa": "moofa-imagenet",
-          "moofa-imagenette": "moofa-imagenette", "moofa-e346": "moofa-e346-imagenette",
-          "moofa-e1-2": "moofa-e1-2-imagenette"}
+SET_OF = {
+    "ofa": "ofa-imagenet",
+    "compofa": "compofa-imagenet",
+    "moofa": "moofa-imagenet",
+    "moofa-imagenette": "moofa-imagenette",
+    "moofa-e346": "moofa-e346-imagenette",
+    "moofa-e1-2": "moofa-e1-2-imagenette",
+}
 
 
 def tau_b(a, b):
@@ -81,8 +86,7 @@ def test_training_command_reproduces_a_shipped_predictor(shared_dir, tmp_path):
     pytest.importorskip("torch")
     from moofa.predictor_train import main
 
-    assert main(["--name", "moofa-e1-2", "--data", str(shared_dir / "data" / "accuracy"),
-                 "--out", str(tmp_path)]) == 0
+    assert main(["--name", "moofa-e1-2", "--data", str(shared_dir / "data" / "accuracy"), "--out", str(tmp_path)]) == 0
     fresh = moofa.load_predictor(tmp_path / "moofa-e1-2.json")
     shipped = moofa.load_predictor("moofa-e1-2")
     assert fresh.layer_sizes == shipped.layer_sizes == [124, 512, 1]

@@ -17,8 +17,7 @@ from moofa._progress import Progress
 
 @pytest.fixture(scope="module")
 def predictors(shared_dir):
-    return {s: helpers.ridge_scorer(shared_dir / "data", f"{s}-imagenet", s)[0]
-            for s in ("ofa", "compofa", "moofa")}
+    return {s: helpers.ridge_scorer(shared_dir / "data", f"{s}-imagenet", s)[0] for s in ("ofa", "compofa", "moofa")}
 
 
 def test_format_result_shows_the_facts_and_one_bar_per_layer(predictors):
@@ -67,8 +66,9 @@ def test_plots_are_written(tmp_path, predictors):
     pytest.importorskip("matplotlib")
     r = moofa.search("325k", predictor=predictors["moofa"], generations=20)
     fig5 = report.plot_memory([r, r.profile], tmp_path / "fig5.png")
-    rows = report.table(["ofa", "moofa"], ["325k", "800k"], {s: predictors[s] for s in ("ofa", "moofa")},
-                        generations=20)
+    rows = report.table(
+        ["ofa", "moofa"], ["325k", "800k"], {s: predictors[s] for s in ("ofa", "moofa")}, generations=20
+    )
     fig6 = report.plot_pareto(rows, tmp_path / "fig6.png")
     front = moofa.pareto("moofa", predictors["moofa"], generations=20)
     fronts = report.plot_pareto({"nsga2": front}, tmp_path / "front.png")

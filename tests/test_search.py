@@ -47,11 +47,20 @@ def max_peak(space: str) -> int:
     """The largest peak of a space: every gene at its largest choice (peaks grow with each)."""
     sp = moofa.get_space(space)
     n = sp.n_slots
-    return int(moofa.peak_memory([moofa.Subnet([max(sp.kernels)] * n, [max(sp.expands)] * n,
-                                               [max(sp.depths)] * sp.n_stages, max(sp.resolutions))], sp)[0])
+    return int(
+        moofa.peak_memory(
+            [
+                moofa.Subnet(
+                    [max(sp.kernels)] * n, [max(sp.expands)] * n, [max(sp.depths)] * sp.n_stages, max(sp.resolutions)
+                )
+            ],
+            sp,
+        )[0]
+    )
 
 
 # --- the result ---------------------------------------------------------------------------------
+
 
 def test_search_result_is_complete_and_exact(ridge):
     scorer, w, b = ridge
@@ -84,9 +93,14 @@ def test_search_finds_the_exact_optimum_of_the_ridge_model(ridge):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(space=st.sampled_from(SPACES), model=st.sampled_from(["full", "activations"]),
-       where=st.floats(0.0, 1.2), seed=st.integers(0, 2**64 - 1),
-       limit=st.sampled_from([None, "mflops", "params"]), slack=st.floats(1.0, 3.0))
+@given(
+    space=st.sampled_from(SPACES),
+    model=st.sampled_from(["full", "activations"]),
+    where=st.floats(0.0, 1.2),
+    seed=st.integers(0, 2**64 - 1),
+    limit=st.sampled_from([None, "mflops", "params"]),
+    slack=st.floats(1.0, 3.0),
+)
 def test_every_result_fits_its_budget(space, model, where, seed, limit, slack):
     smallest, small_net = moofa.min_peak(space, memory_model=model)
     budget = int(smallest + where * (max_peak(space) - smallest))
@@ -95,8 +109,9 @@ def test_every_result_fits_its_budget(space, model, where, seed, limit, slack):
         # Looser than the smallest subnet's figure, so that some subnet satisfies everything.
         value = getattr(moofa.profile(small_net, space), limit) * slack
         options = {"max_mflops": value} if limit == "mflops" else {"max_params": int(value)}
-    r = moofa.search(budget, space, linear(space, seed % 7), seed=seed, population=12, generations=6,
-                     memory_model=model, **options)
+    r = moofa.search(
+        budget, space, linear(space, seed % 7), seed=seed, population=12, generations=6, memory_model=model, **options
+    )
     t = truth(space, r.subnet, activations_only=model == "activations")
     assert r.peak == t["peak"] <= budget
     if limit == "mflops":
@@ -126,14 +141,17 @@ def test_byte_budgets_are_read_with_bytes_per_item():
 
 
 def test_search_is_deterministic_for_a_seed_whatever_the_threads():
-    runs = [moofa.search("400k", predictor=linear("moofa"), population=300, generations=8, seed=5, threads=t)
-            for t in (1, 2)]
+    runs = [
+        moofa.search("400k", predictor=linear("moofa"), population=300, generations=8, seed=5, threads=t)
+        for t in (1, 2)
+    ]
     assert runs[0].config == runs[1].config and runs[0].top1 == runs[1].top1
     np.testing.assert_array_equal(runs[0].history, runs[1].history)
     assert runs[0].evaluations == runs[1].evaluations and runs[0].candidates == runs[1].candidates
 
 
 # --- bad input ------------------------------------------------------------------------------------
+
 
 def test_unknown_options_are_named_with_the_allowed_ones():
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['mutation_rate', 'popsize'\]") as err:
@@ -160,37 +178,55 @@ def test_non_callable_object_gives_type_error():
         moofa.search("400k", predictor=3.5)
 
 
-@pytest.mark.parametrize("predictor, message", [
-    (lambda rows: np.zeros(3), r"returned shape \(3,\) for a batch of 100 configs; expected \(100,\)"),
-    (lambda rows: np.full(len(rows), np.nan), r"non-finite score \(nan\)"),
-    (lambda rows: [float("inf")] * len(rows), "non-finite score"),
-    (lambda rows: None, "returned None"),
-    (lambda rows: {"top1": 1}, "one number per config"),
-])
+@pytest.mark.parametrize(
+    "predictor, message",
+    [
+        (lambda rows: np.zeros(3), r"returned shape \(3,\) for a batch of 100 configs; expected \(100,\)"),
+        (lambda rows: np.full(len(rows), np.nan), r"non-finite score \(nan\)"),
+        (lambda rows: [float("inf")] * len(rows), "non-finite score"),
+        (lambda rows: None, "returned None"),
+        (lambda rows: {"top1": 1}, "one number per config"),
+    ],
+)
 def test_bad_predictor_output_gives_clear_value_errors(predictor, message):
     with pytest.raises(ValueError, match=message):
         moofa.search("400k", predictor=predictor, generations=2)
 
 
-@pytest.mark.parametrize("option, value", [
-    ("population", 0), ("generations", -1), ("seed", -1), ("threads", -2), ("parent_ratio", 0),
-    ("mutate_prob", 1.5), ("max_mflops", -3), ("max_params", 2.5), ("memory_model", "sram"),
-    ("max_tries", 0), ("predictor_input", "tensors"), ("population", True), ("max_evaluations", 0),
-])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("population", 0),
+        ("generations", -1),
+        ("seed", -1),
+        ("threads", -2),
+        ("parent_ratio", 0),
+        ("mutate_prob", 1.5),
+        ("max_mflops", -3),
+        ("max_params", 2.5),
+        ("memory_model", "sram"),
+        ("max_tries", 0),
+        ("predictor_input", "tensors"),
+        ("population", True),
+        ("max_evaluations", 0),
+    ],
+)
 def test_bad_option_values_name_the_option(option, value):
     kwargs = {"population": 10, "generations": 2, option: value}
     with pytest.raises(ValueError, match=option):
         moofa.search("400k", predictor=linear("moofa"), **kwargs)
 
 
-@pytest.mark.parametrize("budget, error", [("325 apples", ValueError), (-5, ValueError), (None, TypeError),
-                                           ("0k", ValueError)])
+@pytest.mark.parametrize(
+    "budget, error", [("325 apples", ValueError), (-5, ValueError), (None, TypeError), ("0k", ValueError)]
+)
 def test_bad_budgets(budget, error):
     with pytest.raises(error, match="budget"):
         moofa.search(budget, predictor=linear("moofa"))
 
 
 # --- predictors in every form -----------------------------------------------------------------------
+
 
 def test_callable_predictors_get_rows_subnets_or_dicts():
     scorer = linear("moofa")
@@ -261,11 +297,17 @@ def test_default_predictor_is_the_shipped_one_or_a_clear_error():
 
 # --- sweeps and fronts --------------------------------------------------------------------------------
 
+
 def brute_force_front(top1, peak):
     """Indices of points no other point dominates; of identical points, the first."""
+
     def beaten(i):
-        return any((top1[j] >= top1[i] and peak[j] <= peak[i])
-                   and (top1[j] > top1[i] or peak[j] < peak[i] or j < i) for j in range(len(top1)) if j != i)
+        return any(
+            (top1[j] >= top1[i] and peak[j] <= peak[i]) and (top1[j] > top1[i] or peak[j] < peak[i] or j < i)
+            for j in range(len(top1))
+            if j != i
+        )
+
     return [i for i in range(len(top1)) if not beaten(i)]
 
 
@@ -340,7 +382,7 @@ def test_ctrl_c_while_the_cpp_search_runs_returns_the_finished_budgets(ctrl_c):
     finally:
         timer.cancel()
     assert swept.interrupted and len(swept) < len(budgets)
-    assert [r.budget for r in swept] == budgets[:len(swept)]
+    assert [r.budget for r in swept] == budgets[: len(swept)]
     assert all(r.peak <= r.budget and r.generations == 500 for r in swept)
 
 
@@ -363,13 +405,13 @@ def test_concurrent_searches_from_python_threads_agree_with_sequential_ones():
 
 
 def test_progress_bar_on_sweeps(capsys):
-    moofa.pareto("moofa", linear("moofa"), budgets=["325k", "400k"], population=10, generations=2,
-                 progress=True)
+    moofa.pareto("moofa", linear("moofa"), budgets=["325k", "400k"], population=10, generations=2, progress=True)
     err = capsys.readouterr().err
     assert "search moofa" in err and "2/2" in err
 
 
 # --- quality: against a plain Python port of OFA's EvolutionFinder ----------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["ridge", "shipped"])
@@ -382,12 +424,14 @@ def test_quality_at_least_that_of_ofa_evolution_finder(ridge, which):
     for budget in (325_000, 400_000, 800_000):
         ours, port = [], []
         for seed in range(10):
-            finder = helpers.OFAEvolutionFinder("moofa", tables.peak, accuracy, max_time_budget=50, seed=seed,
-                                                batch_tables=tables)
+            finder = helpers.OFAEvolutionFinder(
+                "moofa", tables.peak, accuracy, max_time_budget=50, seed=seed, batch_tables=tables
+            )
             _, best = finder.run_evolution_search(budget)
             assert tables.peak(best[1]) <= budget
-            r = moofa.search(budget, predictor=scorer, seed=seed, population=100, generations=50,
-                             max_evaluations=finder.evaluations)
+            r = moofa.search(
+                budget, predictor=scorer, seed=seed, population=100, generations=50, max_evaluations=finder.evaluations
+            )
             assert r.evaluations <= finder.evaluations == 5_100
             ours.append(r.top1)
             port.append(best[0])

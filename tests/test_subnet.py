@@ -135,10 +135,14 @@ def test_encoded_array_checks():
 
 
 @settings(max_examples=200, deadline=None)
-@given(arr=hnp.arrays(dtype=st.sampled_from([np.int8, np.int32, np.int64]),
-                      shape=st.tuples(st.integers(0, 5), st.sampled_from([45, 46, 47])),
-                      elements=st.integers(-3, 6)),
-       as_uint8=st.booleans())
+@given(
+    arr=hnp.arrays(
+        dtype=st.sampled_from([np.int8, np.int32, np.int64]),
+        shape=st.tuples(st.integers(0, 5), st.sampled_from([45, 46, 47])),
+        elements=st.integers(-3, 6),
+    ),
+    as_uint8=st.booleans(),
+)
 def test_fuzz_encoded_arrays(arr, as_uint8):
     if as_uint8:
         arr = arr.astype(np.uint8)  # negatives wrap to 253..255: out of range too
@@ -155,12 +159,16 @@ def test_fuzz_encoded_arrays(arr, as_uint8):
 
 
 @settings(max_examples=200, deadline=None)
-@given(config=st.fixed_dictionaries({
-    "ks": st.lists(st.one_of(st.integers(-1, 9), st.floats(allow_nan=True), st.text(max_size=1)), max_size=22),
-    "e": st.lists(st.one_of(st.integers(0, 7), st.floats(allow_nan=True)), max_size=22),
-    "d": st.lists(st.integers(0, 5), max_size=6),
-    "image_size": st.one_of(st.integers(0, 300), st.sampled_from([128, 224]), st.none()),
-}))
+@given(
+    config=st.fixed_dictionaries(
+        {
+            "ks": st.lists(st.one_of(st.integers(-1, 9), st.floats(allow_nan=True), st.text(max_size=1)), max_size=22),
+            "e": st.lists(st.one_of(st.integers(0, 7), st.floats(allow_nan=True)), max_size=22),
+            "d": st.lists(st.integers(0, 5), max_size=6),
+            "image_size": st.one_of(st.integers(0, 300), st.sampled_from([128, 224]), st.none()),
+        }
+    )
+)
 def test_fuzz_configs(config):
     """Malformed configs: a ValueError/TypeError, never a crash or a silent answer."""
     try:

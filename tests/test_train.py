@@ -184,9 +184,7 @@ def test_config_for_another_space_or_phases_is_refused(tmp_path):
     mtrain.train(cfg, workdir, progress=False)
     other = cfg.space_obj().to_dict()
     other["final_expand_width"] = 72
-    with pytest.raises(
-        ValueError, match="is for space 'digits-tiny', which differs .* in final_expand_width"
-    ):
+    with pytest.raises(ValueError, match="is for space 'digits-tiny', which differs .* in final_expand_width"):
         mtrain.train(quick_config(phases=ALL_PHASES[:1], space=other), workdir, resume=True, progress=False)
     with pytest.raises(ValueError, match="other phases"):
         mtrain.train(quick_config(phases=ALL_PHASES[:2]), workdir, resume=True, progress=False)
@@ -197,9 +195,7 @@ def test_config_for_another_space_or_phases_is_refused(tmp_path):
 def test_config_errors_name_the_field(tmp_path):
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['batchsize'\]"):
         mtrain.load_config("digits-tiny", batchsize=3)
-    with pytest.raises(
-        ValueError, match=r"phases\[0\] \('teacher'\): kernels must be 'max', 'all' or an integer 1..3"
-    ):
+    with pytest.raises(ValueError, match=r"phases\[0\] \('teacher'\): kernels must be 'max', 'all' or an integer 1..3"):
         mtrain.load_config("digits-tiny", phases=[{"name": "teacher", "epochs": 1, "lr": 0.1, "kernels": 5}])
     with pytest.raises(ValueError, match=r"resolutions \[224\] are not in space 'digits-tiny'"):
         mtrain.load_config("digits-tiny", resolutions=[224])
@@ -239,9 +235,7 @@ def test_published_defaults_are_the_reference_table():
 
 
 def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
-    assert (
-        mtrain.train_main(["digits-tiny", "--workdir", str(tmp_path), "--data", str(tmp_path / "nope")]) == 2
-    )
+    assert mtrain.train_main(["digits-tiny", "--workdir", str(tmp_path), "--data", str(tmp_path / "nope")]) == 2
     assert "data must be one of" in capsys.readouterr().err
 
 
@@ -250,9 +244,7 @@ def test_two_gloo_processes_stay_in_sync(tmp_path):
     """torchrun, 2 CPU processes, Gloo: DDP over several sampled subnets per step."""
     config = tmp_path / "tiny.toml"
     text = (Path(mtrain.__file__).with_name("configs") / "digits-tiny.toml").read_text()
-    text = text.replace(
-        "batch_size = 32", "batch_size = 8\nsteps_per_epoch = 3\ncalib_batches = 1\nval_batches = 1"
-    )
+    text = text.replace("batch_size = 32", "batch_size = 8\nsteps_per_epoch = 3\ncalib_batches = 1\nval_batches = 1")
     config.write_text(text)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [

@@ -1,5 +1,7 @@
 // Thin pybind11 layer over moofa/predictor.hpp: copies and shape checks under the
 // GIL, the batched forward pass without it.
+#include "moofa/predictor.hpp"
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -8,7 +10,6 @@
 #include <vector>
 
 #include "bindings.hpp"
-#include "moofa/predictor.hpp"
 
 namespace py = pybind11;
 
@@ -22,11 +23,11 @@ using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
 DenseLayer to_layer(const Floats& weight, const Floats& bias, std::size_t i) {
   const std::string name = "layers[" + std::to_string(i) + "]";
   if (weight.ndim() != 2)
-    throw py::value_error(name + ": weight must be a 2-D (in, out) array, got " + std::to_string(weight.ndim()) +
-                          " dimensions");
+    throw py::value_error(name + ": weight must be a 2-D (in, out) array, got " +
+                          std::to_string(weight.ndim()) + " dimensions");
   if (bias.ndim() != 1)
-    throw py::value_error(name + ": bias must be a 1-D (out,) array, got " + std::to_string(bias.ndim()) +
-                          " dimensions");
+    throw py::value_error(name + ": bias must be a 1-D (out,) array, got " +
+                          std::to_string(bias.ndim()) + " dimensions");
   DenseLayer L;
   L.in = static_cast<int>(weight.shape(0));
   L.out = static_cast<int>(weight.shape(1));
@@ -40,24 +41,28 @@ DenseLayer to_layer(const Floats& weight, const Floats& bias, std::size_t i) {
 void predictor(py::module_& m) {
   py::class_<MlpPredictor, Scorer>(m, "MlpPredictor")
       .def(py::init([](const SpaceSpec& space, const std::vector<Floats>& weights,
-                       const std::vector<Floats>& biases, const py::object& skip, float scale, float offset,
-                       const std::string& isa, const std::string& precision) {
+                       const std::vector<Floats>& biases, const py::object& skip, float scale,
+                       float offset, const std::string& isa, const std::string& precision) {
              if (weights.size() != biases.size())
-               throw py::value_error("weights and biases must have the same length (one per layer), got " +
-                                     std::to_string(weights.size()) + " and " + std::to_string(biases.size()));
+               throw py::value_error(
+                   "weights and biases must have the same length (one per layer), got " +
+                   std::to_string(weights.size()) + " and " + std::to_string(biases.size()));
              std::vector<DenseLayer> layers;
-             for (std::size_t i = 0; i < weights.size(); ++i) layers.push_back(to_layer(weights[i], biases[i], i));
+             for (std::size_t i = 0; i < weights.size(); ++i)
+               layers.push_back(to_layer(weights[i], biases[i], i));
              std::vector<float> skip_w;
              if (!skip.is_none()) {
                auto s = skip.cast<Floats>();
-               if (s.ndim() != 1) throw py::value_error("skip must be a 1-D array (one weight per one-hot feature)");
+               if (s.ndim() != 1)
+                 throw py::value_error("skip must be a 1-D array (one weight per one-hot feature)");
                skip_w.assign(s.data(), s.data() + s.size());
              }
              return new MlpPredictor(space, std::move(layers), std::move(skip_w), scale, offset,
                                      isa_from_name(isa), precision_from_name(precision));
            }),
            py::arg("space"), py::arg("weights"), py::arg("biases"), py::arg("skip") = py::none(),
-           py::arg("scale") = 1.0f, py::arg("offset") = 0.0f, py::arg("isa") = "auto", py::arg("precision") = "fp32",
+           py::arg("scale") = 1.0f, py::arg("offset") = 0.0f, py::arg("isa") = "auto",
+           py::arg("precision") = "fp32",
            "MLP over the one-hot encoding; weights[i] is (in, out) for x @ W + b")
       .def(
           "score",
@@ -82,11 +87,13 @@ void predictor(py::module_& m) {
                                     std::to_string(column) + " holds an out-of-range choice index");
             return out;
           },
-          py::arg("rows"), py::arg("threads") = 0, "Predicted scores (float32), one per encoded config")
+          py::arg("rows"), py::arg("threads") = 0,
+          "Predicted scores (float32), one per encoded config")
       .def_property_readonly("n_features", &MlpPredictor::n_features)
       .def_property_readonly("layer_sizes", &MlpPredictor::layer_sizes)
       .def_property_readonly("isa", [](const MlpPredictor& p) { return isa_name(p.isa()); })
-      .def_property_readonly("precision", [](const MlpPredictor& p) { return precision_name(p.precision()); })
+      .def_property_readonly("precision",
+                             [](const MlpPredictor& p) { return precision_name(p.precision()); })
       .def_property_readonly("scale", &MlpPredictor::scale)
       .def_property_readonly("offset", &MlpPredictor::offset)
       .def_static("one_hot_size", &MlpPredictor::one_hot_size, py::arg("space"));

@@ -18,9 +18,10 @@ LinearScorer::LinearScorer(const SpaceSpec& space, std::vector<float> weights, f
     : space_(space), weights_(std::move(weights)), bias_(bias) {
   space_.validate();
   if (static_cast<int>(weights_.size()) != n_features(space_))
-    throw std::invalid_argument("weights must hold " + std::to_string(n_features(space_)) +
-                                " values for this space (resolution, kernel and expand one-hots), got " +
-                                std::to_string(weights_.size()));
+    throw std::invalid_argument(
+        "weights must hold " + std::to_string(n_features(space_)) +
+        " values for this space (resolution, kernel and expand one-hots), got " +
+        std::to_string(weights_.size()));
   for (float w : weights_)
     if (!std::isfinite(w)) throw std::invalid_argument("weights must be finite");
   if (!std::isfinite(bias_)) throw std::invalid_argument("bias must be finite");
@@ -34,7 +35,8 @@ LinearScorer::LinearScorer(const SpaceSpec& space, std::vector<float> weights, f
 }
 
 float LinearScorer::score_one(const uint8_t* row) const {
-  const int n_k = static_cast<int>(space_.kernels.size()), n_e = static_cast<int>(space_.expands.size());
+  const int n_k = static_cast<int>(space_.kernels.size()),
+            n_e = static_cast<int>(space_.expands.size());
   const int n_stages = space_.n_stages();
   const uint8_t* kernels = row + 1 + n_stages;
   const uint8_t* expands = kernels + n_slots_;

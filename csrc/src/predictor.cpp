@@ -35,9 +35,12 @@ using TileFn = void (*)(const detail::TileWork&);
 
 TileFn tile_kernel(Isa isa) {
   switch (isa) {
-    case Isa::kAvx512: return detail::forward_tile_avx512;
-    case Isa::kAvx2: return detail::forward_tile_avx2;
-    default: return detail::forward_tile_generic;
+    case Isa::kAvx512:
+      return detail::forward_tile_avx512;
+    case Isa::kAvx2:
+      return detail::forward_tile_avx2;
+    default:
+      return detail::forward_tile_generic;
   }
 }
 
@@ -64,14 +67,17 @@ class Scratch {
 
 bool isa_supported(Isa isa) {
   switch (isa) {
-    case Isa::kGeneric: return true;
+    case Isa::kGeneric:
+      return true;
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-    case Isa::kAvx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case Isa::kAvx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
              __builtin_cpu_supports("fma");
 #endif
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -91,9 +97,12 @@ Isa best_isa() {
 
 std::string isa_name(Isa isa) {
   switch (isa) {
-    case Isa::kAvx512: return "avx512";
-    case Isa::kAvx2: return "avx2";
-    default: return "generic";
+    case Isa::kAvx512:
+      return "avx512";
+    case Isa::kAvx2:
+      return "avx2";
+    default:
+      return "generic";
   }
 }
 
@@ -102,7 +111,8 @@ Isa isa_from_name(const std::string& name) {
   if (name == "generic") return Isa::kGeneric;
   if (name == "avx2") return Isa::kAvx2;
   if (name == "avx512") return Isa::kAvx512;
-  throw std::invalid_argument("isa must be one of 'auto', 'generic', 'avx2', 'avx512', got '" + name + "'");
+  throw std::invalid_argument("isa must be one of 'auto', 'generic', 'avx2', 'avx512', got '" +
+                              name + "'");
 }
 
 int MlpPredictor::one_hot_size(const SpaceSpec& space) {
@@ -110,8 +120,9 @@ int MlpPredictor::one_hot_size(const SpaceSpec& space) {
          space.n_slots() * static_cast<int>(space.kernels.size() + space.expands.size());
 }
 
-MlpPredictor::MlpPredictor(const SpaceSpec& space, std::vector<DenseLayer> layers, std::vector<float> skip,
-                           float scale, float offset, Isa isa, Precision precision)
+MlpPredictor::MlpPredictor(const SpaceSpec& space, std::vector<DenseLayer> layers,
+                           std::vector<float> skip, float scale, float offset, Isa isa,
+                           Precision precision)
     : space_(space), scale_(scale), offset_(offset), isa_(isa), precision_(precision) {
   space_.validate();
   require(isa_supported(isa), "isa: '" + isa_name(isa) + "' is not supported by this CPU");
@@ -134,25 +145,29 @@ MlpPredictor::MlpPredictor(const SpaceSpec& space, std::vector<DenseLayer> layer
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const DenseLayer& L = layers[i];
     const std::string name = "layers[" + std::to_string(i) + "]";
-    require(L.in == expect_in, name + ": expected " + std::to_string(expect_in) + " inputs" +
-                                   (i == 0 ? " (the one-hot size of this space)" : " (previous layer's outputs)") +
-                                   ", got " + std::to_string(L.in));
+    require(L.in == expect_in,
+            name + ": expected " + std::to_string(expect_in) + " inputs" +
+                (i == 0 ? " (the one-hot size of this space)" : " (previous layer's outputs)") +
+                ", got " + std::to_string(L.in));
     require(L.out >= 1, name + ": needs at least one output");
     require(L.weight.size() == static_cast<std::size_t>(L.in) * L.out,
-            name + ": weight must hold in * out = " + std::to_string(static_cast<long long>(L.in) * L.out) +
-                " values, got " + std::to_string(L.weight.size()));
+            name + ": weight must hold in * out = " +
+                std::to_string(static_cast<long long>(L.in) * L.out) + " values, got " +
+                std::to_string(L.weight.size()));
     require(L.bias.size() == static_cast<std::size_t>(L.out),
-            name + ": bias must hold " + std::to_string(L.out) + " values, got " + std::to_string(L.bias.size()));
-    require(all_finite(L.weight) && all_finite(L.bias), name + ": weights must be finite (found NaN or inf)");
+            name + ": bias must hold " + std::to_string(L.out) + " values, got " +
+                std::to_string(L.bias.size()));
+    require(all_finite(L.weight) && all_finite(L.bias),
+            name + ": weights must be finite (found NaN or inf)");
     expect_in = L.out;
   }
   require(precision == Precision::kFloat32 || layers.size() >= 2,
           "precision: 'int16' quantises the first hidden layer; a linear model has none");
-  require(layers.back().out == 1, "layers: the last layer must have 1 output, got " +
-                                      std::to_string(layers.back().out));
+  require(layers.back().out == 1,
+          "layers: the last layer must have 1 output, got " + std::to_string(layers.back().out));
   require(skip.empty() || static_cast<int>(skip.size()) == n_features_,
-          "skip: must be empty or hold one weight per one-hot feature (" + std::to_string(n_features_) +
-              "), got " + std::to_string(skip.size()));
+          "skip: must be empty or hold one weight per one-hot feature (" +
+              std::to_string(n_features_) + "), got " + std::to_string(skip.size()));
   require(all_finite(skip), "skip: weights must be finite (found NaN or inf)");
   skip_ = std::move(skip);
 
@@ -190,8 +205,9 @@ void MlpPredictor::build_gather_table() {
     slot_row_base_.push_back(rows);
     rows += j == 0 ? n_res_ * per_slot : per_slot;
   }
-  require(static_cast<double>(rows) * L.out_pad <= 64.0 * 1024 * 1024,
-          "space: too many kernel x expand (x resolution) choices for the predictor's per-slot table");
+  require(
+      static_cast<double>(rows) * L.out_pad <= 64.0 * 1024 * 1024,
+      "space: too many kernel x expand (x resolution) choices for the predictor's per-slot table");
   // Chunk-major: [out_pad / kFirstChunk][rows][kFirstChunk] (see predictor_kernels.hpp).
   gather_rows_ = rows;
   gather_table_.assign(static_cast<std::size_t>(rows) * L.out_pad, 0.0f);
@@ -209,8 +225,10 @@ void MlpPredictor::build_gather_table() {
           const int n_parts = j == 0 ? 3 : 2;
           for (int c = 0; c < L.out_pad; ++c) {
             double v = j == 0 ? L.bias[c] : 0.0;
-            for (int p = 0; p < n_parts; ++p) v += L.weight[static_cast<std::size_t>(parts[p]) * L.ld + c];
-            const std::size_t at = (static_cast<std::size_t>(c / chunk) * rows + g) * chunk + c % chunk;
+            for (int p = 0; p < n_parts; ++p)
+              v += L.weight[static_cast<std::size_t>(parts[p]) * L.ld + c];
+            const std::size_t at =
+                (static_cast<std::size_t>(c / chunk) * rows + g) * chunk + c % chunk;
             gather_table_[at] = static_cast<float>(v);
           }
           if (!skip_.empty()) {
@@ -237,7 +255,8 @@ void MlpPredictor::quantise_gather_table() {
     for (int j = 0; j < n_slots_; ++j) {
       const int end = j + 1 < n_slots_ ? slot_row_base_[j + 1] : rows;
       double m = 0.0;
-      for (int g = slot_row_base_[j]; g < end; ++g) m = std::max(m, std::fabs(double(gather_table_[at(g, c)])));
+      for (int g = slot_row_base_[j]; g < end; ++g)
+        m = std::max(m, std::fabs(double(gather_table_[at(g, c)])));
       bound += m;
     }
     if (bound == 0.0) continue;  // padding or dead column: all zeros
@@ -284,7 +303,8 @@ std::ptrdiff_t MlpPredictor::first_invalid(const uint8_t* rows, std::size_t n, i
   const int cols = n_columns();
   std::vector<int> limit(cols);
   limit[0] = n_res_;
-  for (int s = 0; s < n_stages_; ++s) limit[space_.col_depth(s)] = static_cast<int>(depth_value_.size());
+  for (int s = 0; s < n_stages_; ++s)
+    limit[space_.col_depth(s)] = static_cast<int>(depth_value_.size());
   for (int j = 0; j < n_slots_; ++j) {
     limit[space_.col_kernel(j)] = n_k_;
     limit[space_.col_expand(j)] = n_e_;
@@ -300,7 +320,8 @@ std::ptrdiff_t MlpPredictor::first_invalid(const uint8_t* rows, std::size_t n, i
   return -1;
 }
 
-void MlpPredictor::score_range(const uint8_t* rows, std::size_t begin, std::size_t end, float* out) const {
+void MlpPredictor::score_range(const uint8_t* rows, std::size_t begin, std::size_t end,
+                               float* out) const {
   const int cols = n_columns();
   const int max_features = n_slots_;
   std::vector<int32_t> feats(static_cast<std::size_t>(detail::kTileRows) * max_features);
@@ -318,7 +339,8 @@ void MlpPredictor::score_range(const uint8_t* rows, std::size_t begin, std::size
   const int16_t* work_i16 = nullptr;
   const float* work_scale = nullptr;
   std::vector<detail::LayerView> views;
-  for (const auto& L : layers_) views.push_back({L.in_pad, L.out_pad, L.ld, L.weight.data(), L.bias.data()});
+  for (const auto& L : layers_)
+    views.push_back({L.in_pad, L.out_pad, L.ld, L.weight.data(), L.bias.data()});
   views[0].in_pad = gather_rows_;
   views[0].weight = gather_table_.data();
   views[0].bias = zero_bias_.data();
@@ -347,8 +369,9 @@ void MlpPredictor::score_range(const uint8_t* rows, std::size_t begin, std::size
   for (std::size_t t0 = begin; t0 < end; t0 += detail::kTileRows) {
     const int nt = static_cast<int>(std::min<std::size_t>(detail::kTileRows, end - t0));
     for (int r = 0; r < nt; ++r)
-      n_feats[r] = gather(rows + (t0 + r) * cols, feats.data() + static_cast<std::ptrdiff_t>(r) * max_features,
-                          detail::kFirstChunk);
+      n_feats[r] =
+          gather(rows + (t0 + r) * cols,
+                 feats.data() + static_cast<std::ptrdiff_t>(r) * max_features, detail::kFirstChunk);
     work.rows = nt;
     kernel(work);
     for (int r = 0; r < nt; ++r) {

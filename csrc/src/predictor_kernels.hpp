@@ -22,7 +22,7 @@ struct LayerView {
 };
 
 struct TileWork {
-  int rows = 0;                   // configs in this tile (<= kTileRows)
+  int rows = 0;                       // configs in this tile (<= kTileRows)
   const int32_t* features = nullptr;  // rows x max_features gather rows, as row * kFirstChunk
   const int32_t* n_features = nullptr;
   int max_features = 0;

@@ -24,7 +24,8 @@ inline bool same_row(const uint8_t* a, const uint8_t* b, std::size_t n) {
 
 void Constraints::validate() const {
   if (max_peak < 1) throw std::invalid_argument("max_peak must be at least 1 item");
-  if (!(max_mflops > 0)) throw std::invalid_argument("max_mflops must be a positive number (or infinity)");
+  if (!(max_mflops > 0))
+    throw std::invalid_argument("max_mflops must be a positive number (or infinity)");
   if (max_params < 1) throw std::invalid_argument("max_params must be at least 1");
 }
 
@@ -58,7 +59,8 @@ Variation::Variation(const Evaluator& evaluator, const Constraints& constraints,
   for (int r = 0; r < n_res_; ++r)
     for (int slot = 0; slot < n_slots_; ++slot)
       for (int k = 0; k < n_k_; ++k)
-        for (int e = 0; e < n_e_; ++e) slot_ok_.push_back(slot_fits(slot, r, k, e, c_.max_peak) ? 1 : 0);
+        for (int e = 0; e < n_e_; ++e)
+          slot_ok_.push_back(slot_fits(slot, r, k, e, c_.max_peak) ? 1 : 0);
 
   const int deepest = *std::max_element(spec_.depths.begin(), spec_.depths.end());
   for (int r = 0; r < n_res_; ++r) {
@@ -67,8 +69,8 @@ Variation::Variation(const Evaluator& evaluator, const Constraints& constraints,
       for (int j = 0; j < std::min(deepest, spec_.stages[s].max_depth); ++j)
         for (int k = 0; k < n_k_; ++k)
           for (int e = 0; e < n_e_; ++e) {
-            if (coupled_ && std::find(spec_.expand_by_depth.begin(), spec_.expand_by_depth.end(), e) ==
-                                spec_.expand_by_depth.end())
+            if (coupled_ && std::find(spec_.expand_by_depth.begin(), spec_.expand_by_depth.end(),
+                                      e) == spec_.expand_by_depth.end())
               continue;
             ceiling_ = std::max(ceiling_, ev_.slot_peak(first_slot_[s] + j, r, k, e));
           }
@@ -97,14 +99,16 @@ Variation::Variation(const Evaluator& evaluator, const Constraints& constraints,
   fit_begin_.push_back(static_cast<uint32_t>(fit_pairs_.size()));
 }
 
-bool Variation::draw_slot(Rng& rng, int slot, int r, int forced_e, int64_t cap, uint8_t* row) const {
+bool Variation::draw_slot(Rng& rng, int slot, int r, int forced_e, int64_t cap,
+                          uint8_t* row) const {
   if (cap == c_.max_peak) {
     // Precomputed list of the (kernel, expand) pairs that fit the budget.
     const std::size_t cell = (static_cast<std::size_t>(r) * n_slots_ + slot) * fit_stride_ +
                              static_cast<std::size_t>(forced_e >= 0 ? forced_e + 1 : 0);
     const uint32_t begin = fit_begin_[cell], count = fit_begin_[cell + 1] - begin;
     if (count == 0) return false;
-    const uint16_t pair = fit_pairs_[begin + static_cast<uint32_t>(rng.below(static_cast<int>(count)))];
+    const uint16_t pair =
+        fit_pairs_[begin + static_cast<uint32_t>(rng.below(static_cast<int>(count)))];
     row[col_kernel(slot)] = static_cast<uint8_t>(pair / n_e_);
     row[col_expand(slot)] = static_cast<uint8_t>(pair % n_e_);
     return true;
@@ -132,7 +136,8 @@ bool Variation::depth_fits(int stage, int depth_index, int r, int64_t cap) const
   for (int j = 0; j < d; ++j) {
     bool any = false;
     for (int k = 0; k < n_k_ && !any; ++k)
-      for (int e = e_lo; e < e_hi && !any; ++e) any = slot_fits(first_slot_[stage] + j, r, k, e, cap);
+      for (int e = e_lo; e < e_hi && !any; ++e)
+        any = slot_fits(first_slot_[stage] + j, r, k, e, cap);
     if (!any) return false;
   }
   return true;
@@ -142,7 +147,8 @@ void Variation::set_depth(uint8_t* row, int stage, int depth_index) const {
   row[spec_.col_depth(stage)] = static_cast<uint8_t>(depth_index);
   if (!coupled_) return;
   const auto e = static_cast<uint8_t>(coupled_expand(depth_index));
-  for (int j = 0; j < spec_.stages[stage].max_depth; ++j) row[col_expand(first_slot_[stage] + j)] = e;
+  for (int j = 0; j < spec_.stages[stage].max_depth; ++j)
+    row[col_expand(first_slot_[stage] + j)] = e;
 }
 
 bool Variation::fits(const uint8_t* row) const {
@@ -213,7 +219,8 @@ bool Variation::repair(uint8_t* row, Rng& rng) const {
     const int first = first_slot[s], end = first + depths[di];
     for (int slot = first; slot < end; ++slot) {
       if (ok[slot * n_ke + row[kernel_col0_ + slot] * n_e_ + row[expand_col0_ + slot]]) continue;
-      if (!draw_slot(rng, slot, r, coupled_ ? coupled_expand(di) : -1, c_.max_peak, row)) return false;
+      if (!draw_slot(rng, slot, r, coupled_ ? coupled_expand(di) : -1, c_.max_peak, row))
+        return false;
     }
   }
   return true;
@@ -259,7 +266,8 @@ void Variation::mutate_genes(uint8_t* out, Rng& rng, double prob, double resolut
   for (int base = 0; base < n_genes; base += 4) {
     uint64_t bits = rng.next();
     unsigned hits = 0;
-    for (int i = 0; i < 4; ++i) hits |= static_cast<unsigned>(((bits >> (16 * i)) & 0xFFFFu) < threshold) << i;
+    for (int i = 0; i < 4; ++i)
+      hits |= static_cast<unsigned>(((bits >> (16 * i)) & 0xFFFFu) < threshold) << i;
     if (n_genes - base < 4) hits &= (1u << (n_genes - base)) - 1;
     static constexpr int8_t kLowest[16] = {0, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
     for (; hits != 0; hits &= hits - 1) {
@@ -280,8 +288,10 @@ void Variation::mutate_genes(uint8_t* out, Rng& rng, double prob, double resolut
 bool Variation::mutate(const uint8_t* parent, Rng& rng, uint8_t* out, double strength) const {
   std::memcpy(out, parent, static_cast<std::size_t>(n_cols_));
   // A mutation that changed nothing would only re-breed its (already scored) parent.
-  for (int round = 0; round < 8 && same_row(out, parent, static_cast<std::size_t>(n_cols_)); ++round)
-    mutate_genes(out, rng, std::min(1.0, mutate_prob_ * strength), std::min(1.0, resolution_mutate_prob_ * strength));
+  for (int round = 0; round < 8 && same_row(out, parent, static_cast<std::size_t>(n_cols_));
+       ++round)
+    mutate_genes(out, rng, std::min(1.0, mutate_prob_ * strength),
+                 std::min(1.0, resolution_mutate_prob_ * strength));
   return repair(out, rng) && fits(out);
 }
 
@@ -294,7 +304,8 @@ inline uint64_t byte_mask(uint64_t b) {
 }
 }  // namespace
 
-bool Variation::crossover(const uint8_t* a, const uint8_t* b, Rng& rng, uint8_t* out, double strength) const {
+bool Variation::crossover(const uint8_t* a, const uint8_t* b, Rng& rng, uint8_t* out,
+                          double strength) const {
   // Uniform crossover, gene by gene, eight genes per step with byte masks (a branch per
   // coin flip would be mispredicted half the time); a coupled space's expands follow the
   // chosen depths.
@@ -328,7 +339,8 @@ bool Variation::crossover(const uint8_t* a, const uint8_t* b, Rng& rng, uint8_t*
   const auto cols = static_cast<std::size_t>(n_cols_);
   if (strength <= 0.0 && (same_row(out, a, cols) || same_row(out, b, cols))) strength = 1.0;
   for (int round = 0; round < 8 && strength > 0.0; ++round) {
-    mutate_genes(out, rng, std::min(1.0, mutate_prob_ * strength), std::min(1.0, resolution_mutate_prob_ * strength));
+    mutate_genes(out, rng, std::min(1.0, mutate_prob_ * strength),
+                 std::min(1.0, resolution_mutate_prob_ * strength));
     if (!same_row(out, a, cols) && !same_row(out, b, cols)) break;
   }
   return repair(out, rng) && fits(out);

@@ -44,9 +44,7 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, max_batches: int | None 
         for batch in batches:
             images = batch[0] if isinstance(batch, (tuple, list)) else batch
             if not isinstance(images, torch.Tensor):
-                raise TypeError(
-                    f"batches must yield image tensors or (images, labels), got {type(images).__name__}"
-                )
+                raise TypeError(f"batches must yield image tensors or (images, labels), got {type(images).__name__}")
             model(images.to(param.device, param.dtype))
             seen += 1
             if max_batches is not None and seen >= max_batches:

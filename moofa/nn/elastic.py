@@ -207,9 +207,7 @@ class ElasticMBConv(nn.Module):
         # Built on the meta device (no random init to pay for), then given copies of the active slices.
         meta = torch.device("meta")
         expand = (
-            ConvBNAct(self.c_in, mid, 1, act=self.act_name, device=meta)
-            if self.active_expand != 1.0
-            else nn.Identity()
+            ConvBNAct(self.c_in, mid, 1, act=self.act_name, device=meta) if self.active_expand != 1.0 else nn.Identity()
         )
         depthwise = ConvBNAct(mid, mid, k, self.stride, groups=mid, act=self.act_name, device=meta)
         se = SqueezeExcite(mid, se_width(mid), device=meta) if self.se is not None else nn.Identity()

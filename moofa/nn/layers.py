@@ -49,9 +49,7 @@ class ConvBNAct(nn.Module):
         device=None,
     ):
         super().__init__()
-        self.conv = nn.Conv2d(
-            c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=bias, device=device
-        )
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=bias, device=device)
         self.bn = nn.BatchNorm2d(c_out, device=device) if use_bn else nn.Identity()
         self.act = activation(act)
 

@@ -118,9 +118,7 @@ class Supernet(nn.Module):
         e = [max(sp.expands)] * sp.n_slots
         if sp.expand_by_depth:
             e = [sp.expand_by_depth[max(sp.depths)]] * sp.n_slots
-        return Subnet(
-            ks=[max(sp.kernels)] * sp.n_slots, e=e, d=d, image_size=image_size or max(sp.resolutions)
-        )
+        return Subnet(ks=[max(sp.kernels)] * sp.n_slots, e=e, d=d, image_size=image_size or max(sp.resolutions))
 
     def smallest_subnet(self) -> Subnet:
         sp = self.space
@@ -150,9 +148,7 @@ class Supernet(nn.Module):
         self.active = net
         return net
 
-    def sample_active_subnet(
-        self, rng=None, *, kernels=None, expands=None, depths=None, resolutions=None
-    ) -> Subnet:
+    def sample_active_subnet(self, rng=None, *, kernels=None, expands=None, depths=None, resolutions=None) -> Subnet:
         """Sample a subnet uniformly (optionally restricted to some choices) and activate it.
 
         ``rng``: a ``numpy.random.Generator``, a seed, or None. Restrictions are lists of
@@ -193,8 +189,7 @@ class Supernet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.space.in_channels:
             raise ValueError(
-                f"input must have shape (batch, {self.space.in_channels}, height, width), "
-                f"got {tuple(x.shape)}"
+                f"input must have shape (batch, {self.space.in_channels}, height, width), got {tuple(x.shape)}"
             )
         return self.classifier(self.features(x))
 
@@ -260,20 +255,15 @@ class Supernet(nn.Module):
         meta_path, npz_path = base.with_suffix(".json"), base.with_suffix(".npz")
         for p in (meta_path, npz_path):
             if not p.is_file():
-                raise ValueError(
-                    f"supernet weights: {p} does not exist (expected {base}.npz and {base}.json)"
-                )
+                raise ValueError(f"supernet weights: {p} does not exist (expected {base}.npz and {base}.json)")
         try:
             meta = json.loads(meta_path.read_text())
             file_space = Space.from_dict(meta["space"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(
-                f"supernet weights: {meta_path} is not a moofa supernet description: {exc}"
-            ) from None
+            raise ValueError(f"supernet weights: {meta_path} is not a moofa supernet description: {exc}") from None
         if meta.get("format") != WEIGHTS_FORMAT:
             raise ValueError(
-                f"supernet weights: {meta_path} has format {meta.get('format')!r}, "
-                f"expected {WEIGHTS_FORMAT!r}"
+                f"supernet weights: {meta_path} has format {meta.get('format')!r}, expected {WEIGHTS_FORMAT!r}"
             )
         if space is not None:
             check_same_space(get_space(space), file_space, f"supernet weights {npz_path}")
@@ -298,8 +288,7 @@ class Supernet(nn.Module):
                 for part in (
                     f"missing {missing[:3]}" if missing else "",
                     f"unexpected {unexpected[:3]}" if unexpected else "",
-                    f"shape of {shapes[0]} is {tuple(state[shapes[0]].shape)}, "
-                    f"expected {tuple(own[shapes[0]].shape)}"
+                    f"shape of {shapes[0]} is {tuple(state[shapes[0]].shape)}, expected {tuple(own[shapes[0]].shape)}"
                     if shapes
                     else "",
                 )
@@ -341,5 +330,3 @@ def _clone(module: nn.Module) -> nn.Module:
 
 def _strip_suffix(path: Path) -> Path:
     return path.with_suffix("") if path.suffix in (".npz", ".json") else path
-
-

@@ -63,7 +63,9 @@ class Evaluator {
   // The peak is separable: max(fixed_peak(r), slot_peak(...) of every active slot).
   // The search uses these to keep its operators inside a peak budget.
   int64_t fixed_peak(int r) const { return fixed_peak_[r]; }
-  int64_t slot_peak(int slot, int r, int k, int e) const { return slot_peak_[slot_index(slot, r, k, e)]; }
+  int64_t slot_peak(int slot, int r, int k, int e) const {
+    return slot_peak_[slot_index(slot, r, k, e)];
+  }
   int stage_first_slot(int stage) const { return stage_first_slot_[stage]; }
 
  private:

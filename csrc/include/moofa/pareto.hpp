@@ -28,7 +28,8 @@ struct ParetoOptions {
   bool minimize_mflops = false;  // third objective
   uint64_t seed = 0;
   int threads = 0;  // <= 0: auto (all cores from population 512, else 1)
-  bool parallel_scoring = true;  // split batches across threads (false: call the scorer from this thread)
+  bool parallel_scoring =
+      true;  // split batches across threads (false: call the scorer from this thread)
   int max_tries = 100;
 
   void validate() const;
@@ -49,12 +50,13 @@ struct ParetoResult {
 };
 
 ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Constraints& constraints,
-                   const ParetoOptions& options, const std::function<bool(int)>& on_generation = {});
+                   const ParetoOptions& options,
+                   const std::function<bool(int)>& on_generation = {});
 
 // Indices of the points no other point dominates (higher score, lower peak and, when
 // mflops is given, lower MFLOPs), ordered by peak then score (best first). Of points
 // with identical objectives only the first (lowest index) is kept.
-std::vector<std::size_t> non_dominated(const float* scores, const int64_t* peaks, const double* mflops,
-                                       std::size_t n);
+std::vector<std::size_t> non_dominated(const float* scores, const int64_t* peaks,
+                                       const double* mflops, std::size_t n);
 
 }  // namespace moofa

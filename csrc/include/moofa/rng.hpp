@@ -17,7 +17,8 @@ inline uint64_t mix64(uint64_t x) {
 class Rng {
  public:
   Rng() : state_(0) {}
-  Rng(uint64_t seed, uint64_t stream) : state_(mix64(seed ^ mix64(stream ^ 0x5851F42D4C957F2Dull))) {}
+  Rng(uint64_t seed, uint64_t stream)
+      : state_(mix64(seed ^ mix64(stream ^ 0x5851F42D4C957F2Dull))) {}
 
   uint64_t next() {
     state_ += 0x9E3779B97F4A7C15ull;

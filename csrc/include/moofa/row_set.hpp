@@ -15,7 +15,8 @@ namespace moofa {
 
 class RowSet {
  public:
-  explicit RowSet(int row_length) : len_(static_cast<std::size_t>(row_length)), slots_(1024, kEmpty) {}
+  explicit RowSet(int row_length)
+      : len_(static_cast<std::size_t>(row_length)), slots_(1024, kEmpty) {}
 
   // Slot layout: high 32 bits hash tag, low 32 bits id (kEmpty when free).
 
@@ -80,7 +81,8 @@ class RowSet {
         return {count_++, true};
       }
       const std::size_t id = slot & 0xFFFFFFFFu;
-      if ((slot >> 32) == tag && std::memcmp(arena_.data() + id * len_, row, len_) == 0) return {id, false};
+      if ((slot >> 32) == tag && std::memcmp(arena_.data() + id * len_, row, len_) == 0)
+        return {id, false};
     }
   }
 

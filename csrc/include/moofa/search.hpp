@@ -28,10 +28,11 @@ struct EvolutionOptions {
   double mutate_prob = 0.1;             // per slot and per stage depth
   double resolution_mutate_prob = 0.5;  // input resolution
   uint64_t seed = 0;
-  int threads = 0;          // <= 0: auto (all cores from population 512, else 1); see search_threads
-  bool parallel_scoring = true;  // split batches across threads (false: call the scorer from this thread)
+  int threads = 0;  // <= 0: auto (all cores from population 512, else 1); see search_threads
+  bool parallel_scoring =
+      true;  // split batches across threads (false: call the scorer from this thread)
   int resolution_niche = 1;  // parents kept per input resolution before the rest by score (0: OFA)
-  int max_tries = 100;      // draws per child before that child is given up
+  int max_tries = 100;       // draws per child before that child is given up
   int64_t max_evaluations = 0;  // stop once this many configs were scored (0: no limit)
 
   // Throws std::invalid_argument naming the field.
@@ -42,20 +43,20 @@ struct EvolutionResult {
   std::vector<uint8_t> best_row;  // canonical encoding (idle slots reset)
   float best_score = 0.0f;
   int64_t best_peak = 0;
-  std::vector<float> history;     // best score after the initial population and after each generation
-  int64_t evaluations = 0;        // configs scored (all distinct)
-  int64_t candidates = 0;         // configs generated and checked against the constraints
-  int64_t rejected = 0;           // candidates that broke a constraint
-  int64_t duplicates = 0;         // candidates already scored
-  int generations_run = 0;        // < generations when stopped or when no new config could be bred
-  bool stopped = false;           // on_generation asked to stop
+  std::vector<float> history;  // best score after the initial population and after each generation
+  int64_t evaluations = 0;     // configs scored (all distinct)
+  int64_t candidates = 0;      // configs generated and checked against the constraints
+  int64_t rejected = 0;        // candidates that broke a constraint
+  int64_t duplicates = 0;      // candidates already scored
+  int generations_run = 0;     // < generations when stopped or when no new config could be bred
+  bool stopped = false;        // on_generation asked to stop
 };
 
 // on_generation(g) runs after generation g (0: the initial population); returning
 // false stops the search with the best found so far. The scorer is called from the
 // calling thread only.
-EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer, const Constraints& constraints,
-                       const EvolutionOptions& options,
+EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
+                       const Constraints& constraints, const EvolutionOptions& options,
                        const std::function<bool(int)>& on_generation = {});
 
 }  // namespace moofa

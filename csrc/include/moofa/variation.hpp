@@ -51,7 +51,8 @@ class Variation {
   // a child keeps landing on subnets it has already scored.
   bool mutate(const uint8_t* parent, Rng& rng, uint8_t* out, double strength = 1.0) const;
   // Uniform crossover, then a mutation of the given strength when strength > 0.
-  bool crossover(const uint8_t* a, const uint8_t* b, Rng& rng, uint8_t* out, double strength = 0.0) const;
+  bool crossover(const uint8_t* a, const uint8_t* b, Rng& rng, uint8_t* out,
+                 double strength = 0.0) const;
 
   bool fits(const uint8_t* row) const;
   // The same subnet with inactive slots reset (kernel 0, expand 0 or the stage's coupled
@@ -92,7 +93,8 @@ class Variation {
   // max_peak; repair reads one byte per active slot instead of an int64 peak table.
   std::vector<uint8_t> slot_ok_;
   std::vector<uint8_t> feasible_res_;  // resolutions where some subnet fits max_peak
-  // (kernel * n_e + expand) pairs fitting max_peak, listed per [r][slot][forced expand + 1 (coupled only)].
+  // (kernel * n_e + expand) pairs fitting max_peak, listed per [r][slot][forced expand + 1 (coupled
+  // only)].
   int fit_stride_ = 1;
   std::vector<uint32_t> fit_begin_;
   std::vector<uint16_t> fit_pairs_;

@@ -46,8 +46,8 @@ class WorkerPool {
   // fn(begin, end) over contiguous chunks of [0, n), one chunk per thread at most; below
   // min_items per chunk it all runs on the caller. Rethrows the first exception.
   void run(std::size_t n, const Job& fn, std::size_t min_items = 1) {
-    const std::size_t parts =
-        std::min<std::size_t>(static_cast<std::size_t>(size()), n / std::max<std::size_t>(1, min_items));
+    const std::size_t parts = std::min<std::size_t>(static_cast<std::size_t>(size()),
+                                                    n / std::max<std::size_t>(1, min_items));
     if (parts <= 1) {
       fn(0, n);
       return;
