@@ -44,6 +44,10 @@ class Subnet:
     A Subnet is not tied to a space; ``validate(space)`` checks it against one."""
 
     __slots__ = ("ks", "e", "d", "image_size")
+    ks: tuple[int, ...]
+    e: tuple[float, ...]
+    d: tuple[int, ...]
+    image_size: int
 
     def __init__(self, ks: Sequence[int], e: Sequence[float], d: Sequence[int], image_size: int = 224):
         object.__setattr__(self, "ks", _int_list("ks", ks))
