@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -129,6 +130,7 @@ def cmd_search(args) -> int:
     from .report import format_result, plot_memory
     from .search import search
 
+    _require_matplotlib(args)
     space = _load_space(args.space)
     r = search(
         args.budget,
@@ -153,6 +155,7 @@ def cmd_search(args) -> int:
 def cmd_table(args) -> int:
     from .report import TABLE_BUDGETS, TABLE_SPACES, format_table, plot_pareto, table
 
+    _require_matplotlib(args)
     spaces = args.spaces.split(",") if args.spaces else list(TABLE_SPACES)
     budgets = args.budgets.split(",") if args.budgets else list(TABLE_BUDGETS)
     rows = table(
@@ -181,6 +184,7 @@ def cmd_pareto(args) -> int:
     from .report import plot_pareto
     from .search import pareto
 
+    _require_matplotlib(args)
     space = _load_space(args.space)
     objectives = ("top1", "peak", "mflops") if args.mflops else ("top1", "peak")
     front = pareto(
@@ -223,16 +227,49 @@ _DELEGATED = {
 }
 
 
+# Optional dependencies: import name -> (what to call it, the extra that installs it).
+_OPTIONAL = {
+    "torch": ("PyTorch", "train"),
+    "torchvision": ("torchvision", "train"),
+    "tqdm": ("tqdm", "train"),
+    "PIL": ("Pillow", "train"),
+    "sklearn": ("scikit-learn", "train"),
+    "tomli": ("tomli", "train"),
+    "matplotlib": ("matplotlib", "plot"),
+    "onnx": ("onnx", "onnx"),
+}
+# The extra that a command needs as a whole (train-predictor only needs torch).
+_COMMAND_EXTRA = {"train-predictor": "torch"}
+
+
+def _missing_dependency(command: str, exc: ImportError) -> str | None:
+    """A one-line message when ``exc`` is an optional dependency that is not installed."""
+    # Modules that re-raise with their own text keep the original error as the context.
+    seen: BaseException | None = exc
+    name = ""
+    while seen is not None and name not in _OPTIONAL:
+        name = (getattr(seen, "name", None) or "").split(".")[0]
+        seen = seen.__cause__ or seen.__context__
+    if name not in _OPTIONAL:
+        return None
+    what, extra = _OPTIONAL[name]
+    if extra == "train":
+        extra = _COMMAND_EXTRA.get(command, extra)
+    return f'moofa {command} needs {what}: pip install "moofa[{extra}]"'
+
+
 def _run_delegated(name: str, argv: list[str]) -> int:
     import importlib
 
     module, function, _ = _DELEGATED[name]
-    try:
-        entry = getattr(importlib.import_module(f"moofa.{module}"), function)
-    except ImportError as exc:
-        print(f"moofa {name}: needs PyTorch: pip install 'moofa[train]' ({exc})", file=sys.stderr)
-        return 2
+    entry = getattr(importlib.import_module(f"moofa.{module}"), function)
     return entry(argv)
+
+
+def _require_matplotlib(args) -> None:
+    """Fail before a long search, not after it, when ``--plot`` cannot draw."""
+    if getattr(args, "plot", None):
+        import matplotlib  # noqa: F401  (ImportError -> the one-line message in main)
 
 
 def _add_search_args(p) -> None:
@@ -325,8 +362,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _DELEGATED:
-        return _run_delegated(argv[0], argv[1:])
+    command = argv[0] if argv and argv[0] in _DELEGATED else None
+    try:
+        if command is not None:
+            code = _run_delegated(command, argv[1:])
+        else:
+            code = _dispatch(argv)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return code
+    except ImportError as exc:
+        message = _missing_dependency(command or _command_of(argv), exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (moofa search | head -1): stop quietly, and point stdout at
+        # devnull so that Python's final flush does not complain again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):
+            pass
+        return 1
+
+
+def _command_of(argv: list[str]) -> str:
+    return next((a for a in argv if not a.startswith("-")), "")
+
+
+def _dispatch(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -194,7 +194,7 @@ def _figure(n_rows: int = 1, height: float = 3.0):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise ImportError("plotting needs matplotlib: pip install 'moofa[plot]'") from None
+        raise ImportError('plotting needs matplotlib: pip install "moofa[plot]"', name="matplotlib") from None
     fig = Figure(figsize=(10, height * n_rows), constrained_layout=True)
     FigureCanvasAgg(fig)
     return fig
