@@ -55,7 +55,7 @@ def _config_from_args(args, space: Space) -> Subnet:
         data = json.loads(text)
         if isinstance(data, dict) and "config" in data and "ks" not in data:
             data = data["config"]  # a profile / search result record
-        return Subnet.from_dict(data)
+        return Subnet.from_dict(data, space)
     if any(v is not None for v in (args.ks, args.e, args.d, args.image_size)):
         big = _largest(space)
         return Subnet(
