@@ -43,6 +43,7 @@ def _moofa_without(blocked: str, *args: str, **kw) -> subprocess.CompletedProces
     ("args", "message"),
     [
         (["pipeline", "--workdir", "{tmp}"], 'moofa pipeline needs PyTorch: pip install "moofa[train]"'),
+        (["train", "digits-tiny", "--workdir", "{tmp}"], 'moofa train needs PyTorch: pip install "moofa[train]"'),
         (["train-predictor", "--all"], 'moofa train-predictor needs PyTorch: pip install "moofa[torch]"'),
     ],
 )

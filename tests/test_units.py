@@ -67,7 +67,9 @@ def test_parse_budget_never_crashes(text):
     assert isinstance(v, int) and v >= 1
 
 
-@pytest.mark.parametrize(("bad", "match"), [("1e309", "a finite"), ("1e309MB", "a finite"), ("1e30", "below 2\\*\\*63")])
+@pytest.mark.parametrize(
+    ("bad", "match"), [("1e309", "a finite"), ("1e309MB", "a finite"), ("1e30", "below 2\\*\\*63")]
+)
 def test_parse_budget_rejects_overflowing_text(bad, match):
     with pytest.raises(ValueError, match=f"budget must be {match}"):
         moofa.parse_budget(bad)
