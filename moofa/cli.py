@@ -320,7 +320,14 @@ def _run_delegated(name: str, argv: list[str]) -> int:
 
     module, function, _ = _DELEGATED[name]
     entry = getattr(importlib.import_module(f"moofa.{module}"), function)
-    return entry(argv)
+    try:
+        return entry(argv)
+    except (ValueError, TypeError) as exc:
+        print(f"moofa {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"moofa {name}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _require_matplotlib(args) -> None:

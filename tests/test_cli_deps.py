@@ -85,3 +85,13 @@ def test_closed_stdout_exits_quietly():
         os.close(write_end)
     assert out.returncode == 1
     assert out.stderr == ""
+
+
+def test_delegated_command_errors_are_one_line(tmp_path, capsys):
+    from moofa.cli import main
+
+    missing = tmp_path / "absent.jsonl"
+    code = main(["train-predictor", "--data", str(missing), "--name", "moofa", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("moofa train-predictor: error: ") and "Traceback" not in err
