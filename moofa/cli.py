@@ -122,7 +122,7 @@ def _search_options(args) -> dict:
 PROXY_OBJECTIVES = ("mflops", "params")
 
 
-def _predictor(args, space: Space):
+def _predictor(args, space: Space, proxies: bool = True):
     """The predictor a search scores with: --predictor, else the space's shipped one."""
     from .predictor import SHIPPED, load_predictor
 
@@ -131,10 +131,15 @@ def _predictor(args, space: Space):
     shipped = SHIPPED.get(space.name)
     if shipped is not None and shipped in names() and get_space(shipped) == space:
         return load_predictor(space.name)
+    hint = (
+        f", or --objective {'|'.join(PROXY_OBJECTIVES)} to maximise a capacity proxy under the budget "
+        "instead of predicted accuracy"
+        if proxies
+        else ""
+    )
     raise ValueError(
         f"space {space.name!r} has no shipped predictor: give --predictor PATH (a moofa .json/.npz pair or a "
-        f"published .pth.tar trained on this space), or --objective {'|'.join(PROXY_OBJECTIVES)} to maximise "
-        "a capacity proxy under the budget instead of predicted accuracy"
+        f"published .pth.tar trained on this space){hint}"
     )
 
 
@@ -236,7 +241,7 @@ def cmd_pareto(args) -> int:
     _require_matplotlib(args)
     space = _load_space(args.space)
     objectives = ("top1", "peak", "mflops") if args.mflops else ("top1", "peak")
-    predictor = _predictor(args, space)
+    predictor = _predictor(args, space, proxies=False)
     front = pareto(
         space,
         predictor,

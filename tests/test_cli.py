@@ -210,6 +210,9 @@ def test_user_space_without_predictor_names_the_ways_out(user_space, capsys):
     err = capsys.readouterr().err
     assert "space 'cli-user-space' has no shipped predictor: give --predictor PATH" in err
     assert "--objective mflops|params" in err
+    assert main(["pareto", "--space", str(path), "--generations", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "give --predictor PATH" in err and "--objective" not in err  # pareto has no proxy objective
 
 
 @pytest.mark.parametrize("objective", ["mflops", "params"])
