@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
-from . import spaces
+import importlib as _importlib
+import importlib.util as _importlib_util
+
+from . import dataset, memory, predictor, report, spaces, subnet, units
 from .memory import MEMORY_MODELS, Profile, evaluator, layer_names, min_peak, peak_memory, profile, profiles
 from .predictor import Predictor, load_predictor
-from .search import ParetoFront, SearchResult, pareto, search
+from .search import ParetoFront, SearchResult, linear_scorer, pareto, search, sweep
 from .spaces import Space, Stage, design_widths, get_space, register
 from .subnet import Subnet, column_names, decode, encode, random_subnets
 from .units import format_items, parse_budget
@@ -27,6 +30,7 @@ __all__ = [
     "Subnet",
     "__version__",
     "column_names",
+    "dataset",
     "decode",
     "design_widths",
     "encode",
@@ -34,15 +38,45 @@ __all__ = [
     "format_items",
     "get_space",
     "layer_names",
+    "linear_scorer",
     "load_predictor",
+    "memory",
     "min_peak",
     "pareto",
+    "predictor",
     "parse_budget",
     "peak_memory",
     "profile",
     "profiles",
     "random_subnets",
     "register",
+    "report",
     "search",
     "spaces",
+    "subnet",
+    "sweep",
+    "units",
 ]
+
+
+# ``moofa.search`` is the search function, which hides the module of the same name. The
+# module's public names are attributes of the function too, so that ``moofa.search.sweep``
+# and ``import moofa.search as s; s.ParetoFront`` work as the module's would.
+def _expose_search_module() -> None:
+    import sys
+
+    module = sys.modules[f"{__name__}.search"]
+    for name in module.__all__:
+        if name != "search":
+            setattr(search, name, getattr(module, name))
+
+
+_expose_search_module()
+
+
+def __getattr__(name: str):
+    """Submodules that need optional dependencies (``moofa.nn``, ``moofa.train``, ...)
+    import on first use, so that ``import moofa`` needs numpy only."""
+    if not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
+        return _importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

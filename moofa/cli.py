@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def _config_from_args(args, space: Space) -> Subnet:
         data = json.loads(text)
         if isinstance(data, dict) and "config" in data and "ks" not in data:
             data = data["config"]  # a profile / search result record
-        return Subnet.from_dict(data)
+        return Subnet.from_dict(data, space)
     if any(v is not None for v in (args.ks, args.e, args.d, args.image_size)):
         big = _largest(space)
         return Subnet(
@@ -117,23 +118,59 @@ def _search_options(args) -> dict:
     return opts
 
 
-def _predictor(args, space: Space):
-    if args.predictor is None:
-        return None
-    from .predictor import load_predictor
+# Capacity proxies for spaces without an accuracy predictor: what --objective maximises.
+PROXY_OBJECTIVES = ("mflops", "params")
 
-    return load_predictor(args.predictor)
+
+def _predictor(args, space: Space, proxies: bool = True):
+    """The predictor a search scores with: --predictor, else the space's shipped one."""
+    from .predictor import SHIPPED, load_predictor
+
+    if args.predictor is not None:
+        return load_predictor(args.predictor, space=space)
+    shipped = SHIPPED.get(space.name)
+    if shipped is not None and shipped in names() and get_space(shipped) == space:
+        return load_predictor(space.name)
+    hint = (
+        f", or --objective {'|'.join(PROXY_OBJECTIVES)} to maximise a capacity proxy under the budget "
+        "instead of predicted accuracy"
+        if proxies
+        else ""
+    )
+    raise ValueError(
+        f"space {space.name!r} has no shipped predictor: give --predictor PATH (a moofa .json/.npz pair or a "
+        f"published .pth.tar trained on this space){hint}"
+    )
+
+
+def _proxy_scorer(space: Space, objective: str):
+    """Scores encoded rows by MFLOPs or parameter count (higher is better)."""
+    from .memory import evaluator
+
+    ev = evaluator(space)
+
+    def score(rows):
+        return ev.profiles(rows, 0, False)[objective].astype("float64")
+
+    return score
 
 
 def cmd_search(args) -> int:
     from .report import format_result, plot_memory
     from .search import search
 
+    _require_matplotlib(args)
     space = _load_space(args.space)
+    proxy = args.objective in PROXY_OBJECTIVES
+    if proxy and args.predictor is not None:
+        raise ValueError(
+            f"--objective {args.objective} and --predictor exclude each other (a proxy needs no predictor)"
+        )
+    predictor = _proxy_scorer(space, args.objective) if proxy else _predictor(args, space)
     r = search(
         args.budget,
         space,
-        _predictor(args, space),
+        predictor,
         seed=args.seed,
         population=args.population,
         generations=args.generations,
@@ -142,9 +179,22 @@ def cmd_search(args) -> int:
     if args.plot:
         plot_memory(r, args.plot)
     if args.json:
-        print(json.dumps(r.to_dict(), indent=2))
+        doc = r.to_dict()
+        if proxy:
+            doc["top1"] = None
+            doc["objective"] = {"name": args.objective, "score": r.top1, "proxy": True}
+        print(json.dumps(doc, indent=2))
     else:
-        print(format_result(r, bars=not args.no_bars))
+        print(
+            format_result(
+                r,
+                bars=args.layers,
+                predictor=None if proxy else predictor,
+                objective=args.objective,
+            )
+        )
+        if not args.layers:
+            print("(memory per layer: --layers; full result: --json)")
         if args.plot:
             print(f"\nmemory plot written to {args.plot}")
     return 0
@@ -153,6 +203,7 @@ def cmd_search(args) -> int:
 def cmd_table(args) -> int:
     from .report import TABLE_BUDGETS, TABLE_SPACES, format_table, plot_pareto, table
 
+    _require_matplotlib(args)
     spaces = args.spaces.split(",") if args.spaces else list(TABLE_SPACES)
     budgets = args.budgets.split(",") if args.budgets else list(TABLE_BUDGETS)
     rows = table(
@@ -177,15 +228,23 @@ def cmd_table(args) -> int:
     return 0
 
 
+def _describe(predictor) -> str:
+    from .report import describe_predictor
+
+    return "predicted by " + describe_predictor(predictor)
+
+
 def cmd_pareto(args) -> int:
     from .report import plot_pareto
     from .search import pareto
 
+    _require_matplotlib(args)
     space = _load_space(args.space)
     objectives = ("top1", "peak", "mflops") if args.mflops else ("top1", "peak")
+    predictor = _predictor(args, space, proxies=False)
     front = pareto(
         space,
-        _predictor(args, space),
+        predictor,
         budgets=args.budgets.split(",") if args.budgets else None,
         max_peak=args.max_peak,
         objectives=objectives,
@@ -199,13 +258,20 @@ def cmd_pareto(args) -> int:
     if args.json:
         print(json.dumps(front.to_dicts(), indent=2))
     else:
+        kind = (
+            "three-objective front: top-1 up, peak memory down, MFLOPs down"
+            if args.mflops
+            else "two-objective front: top-1 up, peak memory down"
+        )
+        print(f"space {space.name!r}, {kind}; top-1 {_describe(predictor)}")
         print(f"{'peak':>10}  {'top1':>7}  {'MFLOPs':>8}  config")
         for point in front.to_dicts():
             print(
                 f"{point['peak']:>10,}  {point['top1']:>7.2f}  {point['mflops']:>8.1f}  {json.dumps(point['config'])}"
             )
         print(
-            f"{len(front)} non-dominated subnets ({front.method}, {front.evaluations:,} evaluations, "
+            f"{len(front)} non-dominated subnets on the {'three' if args.mflops else 'two'}-objective front "
+            f"({front.method}, {front.evaluations:,} evaluations, "
             f"{front.seconds:.2f} s)"
         )
     return 130 if front.interrupted else 0
@@ -223,25 +289,84 @@ _DELEGATED = {
 }
 
 
+# Optional dependencies: import name -> (what to call it, the extra that installs it).
+_OPTIONAL = {
+    "torch": ("PyTorch", "train"),
+    "torchvision": ("torchvision", "train"),
+    "tqdm": ("tqdm", "train"),
+    "PIL": ("Pillow", "train"),
+    "sklearn": ("scikit-learn", "train"),
+    "tomli": ("tomli", "train"),
+    "matplotlib": ("matplotlib", "plot"),
+    "onnx": ("onnx", "onnx"),
+}
+# The extra that a command needs as a whole (train-predictor only needs torch).
+_COMMAND_EXTRA = {"train-predictor": "torch"}
+
+
+def _missing_dependency(command: str, exc: ImportError) -> str | None:
+    """A one-line message when ``exc`` is an optional dependency that is not installed."""
+    # Modules that re-raise with their own text keep the original error as the context.
+    seen: BaseException | None = exc
+    name = ""
+    while seen is not None and name not in _OPTIONAL:
+        name = (getattr(seen, "name", None) or "").split(".")[0]
+        seen = seen.__cause__ or seen.__context__
+    if name not in _OPTIONAL:
+        return None
+    what, extra = _OPTIONAL[name]
+    if extra == "train":
+        extra = _COMMAND_EXTRA.get(command, extra)
+    return f'moofa {command} needs {what}: pip install "moofa[{extra}]"'
+
+
 def _run_delegated(name: str, argv: list[str]) -> int:
     import importlib
 
     module, function, _ = _DELEGATED[name]
+    entry = getattr(importlib.import_module(f"moofa.{module}"), function)
     try:
-        entry = getattr(importlib.import_module(f"moofa.{module}"), function)
-    except ImportError as exc:
-        print(f"moofa {name}: needs PyTorch: pip install 'moofa[train]' ({exc})", file=sys.stderr)
+        return entry(argv)
+    except (ValueError, TypeError) as exc:
+        print(f"moofa {name}: error: {exc}", file=sys.stderr)
         return 2
-    return entry(argv)
+    except KeyboardInterrupt:
+        print(f"moofa {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _require_matplotlib(args) -> None:
+    """Fail before a long search, not after it, when ``--plot`` cannot draw."""
+    if getattr(args, "plot", None):
+        import matplotlib  # noqa: F401  (ImportError -> the one-line message in main)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every default that is a value (not the None / False of an unset option)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "%(default)" in text or unset or not action.option_strings:
+            return text
+        return super()._get_help_string(action)
 
 
 def _add_search_args(p) -> None:
-    p.add_argument("--space", default="moofa", help="space name or a space JSON file")
+    p.add_argument("--space", default="moofa", help=f"space name ({', '.join(names())}) or a space JSON file")
     p.add_argument(
-        "--predictor", help="shipped predictor name or a .npz/.json/.pth.tar path (default: the space's shipped one)"
+        "--predictor",
+        metavar="NAME_OR_PATH",
+        help="accuracy predictor: a shipped name, a moofa .json/.npz pair or a published .pth.tar "
+        "(unset: the space's shipped one)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--memory-model", default="full", choices=[*MEMORY_MODELS, "paper", "mcu"])
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument(
+        "--memory-model",
+        default="full",
+        choices=[*MEMORY_MODELS, "paper", "mcu"],
+        help="full: in+out+weights per layer (paper); activations/mcu: weights in flash",
+    )
     p.add_argument("--bytes-per-item", type=float, default=4, help="to read byte budgets like 1.3MB")
     p.add_argument("--max-mflops", type=float, help="also require MFLOPs <= this")
     p.add_argument("--max-params", type=int, help="also require parameters <= this")
@@ -251,51 +376,69 @@ def _add_search_args(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .report import TABLE_BUDGETS, TABLE_SPACES
+
     parser = argparse.ArgumentParser(
-        prog="moofa", description="Find the most accurate OFA-style subnet that fits a peak-memory budget."
+        prog="moofa",
+        description="Find the most accurate OFA-style subnet that fits a peak-memory budget.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"moofa {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("search", help="the most accurate subnet whose peak memory fits a budget")
-    p.add_argument("--budget", default="325k", help="items (325000, 325k) or bytes (1.3MB, 320KiB); default 325k")
-    p.add_argument("--population", type=int, default=100)
-    p.add_argument("--generations", type=int, default=500)
-    p.add_argument("--no-bars", action="store_true", help="omit the per-layer memory bars")
+    def command(name: str, text: str, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter, **kw)
+
+    p = command("search", "the most accurate subnet whose peak memory fits a budget")
+    p.add_argument("--budget", default="325k", help="items (325000, 325k) or bytes (1.3MB, 320KiB)")
+    p.add_argument("--population", type=int, default=100, help="subnets per generation")
+    p.add_argument("--generations", type=int, default=500, help="evolution steps")
+    p.add_argument(
+        "--objective",
+        default="top1",
+        choices=["top1", *PROXY_OBJECTIVES],
+        help="top1: predicted accuracy; mflops/params: the most compute or parameters under the budget, "
+        "a capacity proxy for spaces without a predictor",
+    )
+    p.add_argument("--layers", action="store_true", help="also print the memory of every layer")
+    p.add_argument("--no-bars", action="store_true", help=argparse.SUPPRESS)  # the default now
     _add_search_args(p)
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("table", help="the paper's Table 1 with the shipped predictors (ofa, compofa, moofa)")
-    p.add_argument("--spaces", help="comma-separated spaces (default ofa,compofa,moofa)")
-    p.add_argument("--budgets", help="comma-separated budgets (default the paper's 325k..800k)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--population", type=int, default=100)
-    p.add_argument("--generations", type=int, default=500)
+    p = command("table", "the paper's Table 1 with the shipped predictors (ofa, compofa, moofa)")
+    p.add_argument("--spaces", default=",".join(TABLE_SPACES), help="comma-separated spaces")
+    p.add_argument("--budgets", default=",".join(TABLE_BUDGETS), help="comma-separated budgets")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--population", type=int, default=100, help="subnets per generation")
+    p.add_argument("--generations", type=int, default=500, help="evolution steps per search")
     p.add_argument("--no-paper", action="store_true", help="leave out the paper's figures")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print JSON rows")
     p.add_argument("--plot", metavar="FILE.png", help="top-1 vs budget per space (the paper's Fig. 6)")
     p.set_defaults(func=cmd_table)
 
-    p = sub.add_parser("pareto", help="accuracy vs peak memory front (NSGA-II, or a budget sweep)")
-    p.add_argument("--budgets", help="comma-separated budgets: one search each (default: one NSGA-II search)")
+    p = command("pareto", "accuracy vs peak memory front (NSGA-II, or a budget sweep)")
+    p.add_argument("--budgets", help="comma-separated budgets: one search each (unset: one NSGA-II search)")
     p.add_argument("--max-peak", help="NSGA-II: only subnets up to this peak")
     p.add_argument("--mflops", action="store_true", help="MFLOPs as a third objective")
-    p.add_argument("--generations", type=int, default=None)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--generations", type=int, help="unset: 200 for NSGA-II, 500 per budget of a sweep")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_search_args(p)
     p.set_defaults(func=cmd_pareto)
 
     for name, (_, _, text) in _DELEGATED.items():
         sub.add_parser(name, help=f"{text}; see moofa {name} --help", add_help=False)
 
-    p = sub.add_parser("profile", help="memory per layer, peak, avg +- std, MFLOPs and params of one subnet")
+    p = command("profile", "memory per layer, peak, avg +- std, MFLOPs and params of one subnet")
     p.add_argument("--space", default="moofa", help=f"space name ({', '.join(names())}) or a space JSON file")
-    p.add_argument("--config", help="subnet as a JSON object, or a JSON file (keys ks, e, d, image_size)")
-    p.add_argument("--ks", type=_int_list, help="kernel per block slot, e.g. 3,5,7,...")
-    p.add_argument("--e", type=_num_list, help="expand ratio per block slot")
-    p.add_argument("--d", type=_int_list, help="depth per stage")
-    p.add_argument("--image-size", type=int, help="input resolution")
+    p.add_argument(
+        "--config",
+        help="subnet as a JSON object, or a JSON file (keys ks, e, d, image_size; idle slots may be 0/null)",
+    )
+    p.add_argument("--ks", type=_int_list, help="kernel per block slot, e.g. 3,5,7,... (unset: the largest)")
+    p.add_argument("--e", type=_num_list, help="expand ratio per block slot (unset: the largest)")
+    p.add_argument("--d", type=_int_list, help="depth per stage (unset: the largest)")
+    p.add_argument("--image-size", type=int, help="input resolution (unset: the largest)")
     p.add_argument(
         "--memory-model",
         default="full",
@@ -308,25 +451,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_profile)
 
-    p = sub.add_parser("design-widths", help="channel widths from the paper's memory-balancing rule")
-    p.add_argument("--start-width", type=int, default=24)
-    p.add_argument("--feature-size", type=float, default=56)
-    p.add_argument("--kernel", type=int, default=7)
-    p.add_argument("--expand", type=float, default=4)
+    p = command("design-widths", "channel widths from the paper's memory-balancing rule")
+    p.add_argument("--start-width", type=int, default=24, help="width of the first stage")
+    p.add_argument("--feature-size", type=float, default=56, help="its output feature map size")
+    p.add_argument("--kernel", type=int, default=7, help="reference kernel size")
+    p.add_argument("--expand", type=float, default=4, help="reference expand ratio")
     p.add_argument("-n", type=int, default=6, help="number of widths")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_design_widths)
 
-    p = sub.add_parser("spaces", help="list the known search spaces")
-    p.add_argument("--json", action="store_true")
+    p = command("spaces", "list the known search spaces")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_spaces)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _DELEGATED:
-        return _run_delegated(argv[0], argv[1:])
+    command = argv[0] if argv and argv[0] in _DELEGATED else None
+    try:
+        if command is not None:
+            code = _run_delegated(command, argv[1:])
+        else:
+            code = _dispatch(argv)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return code
+    except ImportError as exc:
+        message = _missing_dependency(command or _command_of(argv), exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (moofa search | head -1): stop quietly, and point stdout at
+        # devnull so that Python's final flush does not complain again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):
+            pass
+        return 1
+
+
+def _command_of(argv: list[str]) -> str:
+    return next((a for a in argv if not a.startswith("-")), "")
+
+
+def _dispatch(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -20,7 +20,9 @@ import json
 import numbers
 import os
 import re
+import warnings
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,16 @@ from .spaces import Space, get_space
 from .spaces import names as space_names
 from .subnet import encode
 
-__all__ = ["ENCODING", "PRECISIONS", "Predictor", "load_predictor", "one_hot", "one_hot_size", "shipped_names"]
+__all__ = [
+    "ENCODING",
+    "PRECISIONS",
+    "PredictionRangeWarning",
+    "Predictor",
+    "load_predictor",
+    "one_hot",
+    "one_hot_size",
+    "shipped_names",
+]
 
 ENCODING = "one-hot-v1"
 # First-layer number formats: "int16" halves the gather's memory traffic; it moves
@@ -52,6 +63,15 @@ SHIPPED = {
     "moofa-e346": "moofa-e346",
     "moofa-e1-2": "moofa-e1-2",
 }
+
+
+# Bounds on what a predictor file may declare, checked before anything is allocated.
+_MAX_WIDTH = 1 << 20  # units per layer
+_MAX_WEIGHTS = 1 << 28  # numbers in all layers (1 GiB as float32)
+
+
+class PredictionRangeWarning(UserWarning):
+    """A predicted top-1 outside [0, 100] %: the predictor is extrapolating."""
 
 
 def shipped_names() -> list[str]:
@@ -152,7 +172,7 @@ class Predictor:
         self._check_shapes()
         # Built now so that a bad predictor fails at construction, not in the search.
         self._scorer = core.MlpPredictor(
-            spec(self.space), self.weights, self.biases, self.skip, self.scale, self.offset, isa, precision
+            spec(self.space), [*self.weights], [*self.biases], self.skip, self.scale, self.offset, isa, precision
         )
 
     def _check_shapes(self) -> None:
@@ -218,7 +238,28 @@ class Predictor:
         if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:
             raise ValueError(f"threads must be a non-negative integer (0: all cores), got {threads!r}")
         rows = encode(nets, self.space)
-        return self._scorer.score(rows, int(threads))
+        out = self._scorer.score(rows, int(threads))
+        bad = ~np.isfinite(out)
+        if bad.any():
+            raise ValueError(
+                f"predictor {self.name!r}: non-finite prediction for {int(bad.sum())} of {len(out)} subnets "
+                f"(first: row {int(np.argmax(bad))}); its weights overflow float32"
+            )
+        outside = (out < 0) | (out > 100)
+        if outside.any():
+            first = float(out[np.argmax(outside)])
+            warnings.warn(
+                f"predictor {self.name!r}: predicted top-1 outside [0, 100] % for {int(outside.sum())} of "
+                f"{len(out)} subnets (first: {first:.2f}); it is extrapolating beyond its training data",
+                PredictionRangeWarning,
+                stacklevel=2,
+            )
+        return out
+
+    @property
+    def name(self) -> str:
+        """The predictor's name (its file stem for files), or the space's name."""
+        return str(self.metadata.get("name") or self.metadata.get("source") or self.space.name)
 
     def __call__(self, nets, **kw) -> np.ndarray:
         return self.predict(nets, **kw)
@@ -238,7 +279,7 @@ class Predictor:
         a half-written predictor behind.
         """
         npz_path, json_path = _pair(path)
-        arrays = {}
+        arrays: dict[str, Any] = {}
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             arrays[f"w{i}"], arrays[f"b{i}"] = w, b
         if self.skip is not None:
@@ -328,7 +369,7 @@ def _load_shipped(name: str, isa: str, precision: str) -> Predictor:
     return _load_moofa(path, None, isa, precision)
 
 
-def _resolve_space(doc_space: Mapping, want: str | Space | None, where: str) -> Space:
+def _resolve_space(doc_space: Any, want: str | Space | None, where: str) -> Space:
     if not isinstance(doc_space, Mapping) or "name" not in doc_space:
         raise ValueError(f"{where}: 'space' must be an object with 'name' and 'definition'")
     name = doc_space["name"]
@@ -372,6 +413,16 @@ def _load_moofa(path: Path, space, isa: str, precision: str = "fp32") -> Predict
             f"{json_path}: encoding size {encoding.get('size')!r} does not match space "
             f"{sp.name!r} ({one_hot_size(sp)} features)"
         )
+    shapes = _layer_shapes(doc, sp, json_path)
+    expected: dict[str, tuple[int, ...]] = {}
+    for i, (n_in, n_out) in enumerate(shapes):
+        expected[f"w{i}"], expected[f"b{i}"] = (n_in, n_out), (n_out,)
+    skip_flag = doc.get("skip", False)
+    if not isinstance(skip_flag, bool):
+        raise ValueError(f"{json_path}: 'skip' must be true or false, got {skip_flag!r}")
+    if skip_flag:
+        expected["skip"] = (one_hot_size(sp),)
+    scale, offset = _output(doc, json_path)
     raw = npz_path.read_bytes()
     want = doc.get("weights_sha256")
     if want is not None and hashlib.sha256(raw).hexdigest() != want:
@@ -379,40 +430,110 @@ def _load_moofa(path: Path, space, isa: str, precision: str = "fp32") -> Predict
             f"{npz_path}: weights do not match {json_path.name} (SHA-256 differs: "
             "truncated, corrupt, or from another predictor)"
         )
-    try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{npz_path}: cannot read the weights (truncated or corrupt?): {exc}") from None
-    shapes = doc.get("layers")
-    if not isinstance(shapes, list) or not shapes:
-        raise ValueError(f"{json_path}: 'layers' must list the layer shapes")
-    weights, biases = [], []
-    for i, shape in enumerate(shapes):
-        if f"w{i}" not in arrays or f"b{i}" not in arrays:
-            raise ValueError(f"{npz_path}: missing arrays w{i}/b{i} for layer {i} of {len(shapes)}")
-        w, b = arrays[f"w{i}"], arrays[f"b{i}"]
-        if list(w.shape) != list(shape):
-            raise ValueError(f"{npz_path}: w{i} has shape {list(w.shape)}, but {json_path.name} says {shape}")
-        weights.append(w)
-        biases.append(b)
-    skip = arrays.get("skip") if doc.get("skip") else None
-    if doc.get("skip") and skip is None:
-        raise ValueError(f"{npz_path}: the metadata declares a skip layer but the array 'skip' is missing")
-    output = doc.get("output", {})
+    arrays = _read_weights(npz_path, raw, expected, json_path.name)
+    weights = [arrays[f"w{i}"] for i in range(len(shapes))]
+    biases = [arrays[f"b{i}"] for i in range(len(shapes))]
     meta = {k: v for k, v in doc.items() if k in ("name", "training", "validation", "dataset", "notes")}
     meta["source"] = str(json_path)
-    return Predictor(
-        sp,
-        weights,
-        biases,
-        skip=skip,
-        scale=output.get("scale", 1.0),
-        offset=output.get("offset", 0.0),
-        metadata=meta,
-        isa=isa,
-        precision=precision,
-    )
+    try:
+        return Predictor(
+            sp,
+            weights,
+            biases,
+            skip=arrays.get("skip"),
+            scale=scale,
+            offset=offset,
+            metadata=meta,
+            isa=isa,
+            precision=precision,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{npz_path}: {exc}") from None
+
+
+def _layer_shapes(doc: Mapping, sp: Space, json_path: Path) -> list[tuple[int, int]]:
+    """The JSON's ``layers``: a chain of [in, out] pairs from the encoding to one output."""
+    layers = doc.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise ValueError(f"{json_path}: 'layers' must list the layer shapes as [in, out] pairs, got {layers!r}")
+    shapes = []
+    n_in, total = one_hot_size(sp), 0
+    for i, shape in enumerate(layers):
+        if (
+            not isinstance(shape, list)
+            or len(shape) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= _MAX_WIDTH for v in shape)
+        ):
+            raise ValueError(
+                f"{json_path}: 'layers'[{i}] must be an [in, out] pair of integers in 1..{_MAX_WIDTH}, got {shape!r}"
+            )
+        if shape[0] != n_in:
+            raise ValueError(
+                f"{json_path}: 'layers'[{i}] is {shape}, but its input must be {n_in} "
+                + ("(the encoding size)" if i == 0 else f"(the output of layer {i - 1})")
+            )
+        total += shape[0] * shape[1] + shape[1]
+        if total > _MAX_WEIGHTS:
+            raise ValueError(f"{json_path}: 'layers' declares over {_MAX_WEIGHTS:,} weights; not a moofa predictor")
+        shapes.append((shape[0], shape[1]))
+        n_in = shape[1]
+    if n_in != 1:
+        raise ValueError(f"{json_path}: 'layers' must end in one output (top-1), the last layer is {layers[-1]}")
+    return shapes
+
+
+def _output(doc: Mapping, json_path: Path) -> tuple[float, float]:
+    output = doc.get("output", {})
+    if not isinstance(output, Mapping):
+        raise ValueError(f'{json_path}: \'output\' must be an object like {{"scale": 1, "offset": 0}}, got {output!r}')
+    values = []
+    for key, default in (("scale", 1.0), ("offset", 0.0)):
+        v = output.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+            raise ValueError(f"{json_path}: 'output'.{key} must be a finite number, got {v!r}")
+        values.append(float(v))
+    return values[0], values[1]
+
+
+def _read_weights(npz_path: Path, raw: bytes, expected: Mapping[str, tuple], json_name: str) -> dict[str, np.ndarray]:
+    """The arrays ``expected`` (name -> shape) from an ``.npz``, each .npy header checked
+    against the JSON before its data is read (a corrupt header cannot allocate terabytes)."""
+    fmt = np.lib.format
+    out = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            members = {n[: -len(".npy")]: n for n in zf.namelist() if n.endswith(".npy")}
+            for key, shape in expected.items():
+                if key not in members:
+                    raise ValueError(f"{npz_path}: array {key} is missing ({json_name} declares it)")
+                info = zf.getinfo(members[key])
+                with zf.open(info) as f:
+                    version = fmt.read_magic(f)
+                    if version == (1, 0):
+                        got, fortran, dtype = fmt.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        got, fortran, dtype = fmt.read_array_header_2_0(f)
+                    else:
+                        raise ValueError(f"{npz_path}: array {key} has .npy version {version}; expected 1.0 or 2.0")
+                    if dtype.kind != "f" or dtype.itemsize > 8 or dtype.hasobject:
+                        raise ValueError(f"{npz_path}: array {key} has dtype {dtype}; expected float32")
+                    if tuple(got) != tuple(shape):
+                        raise ValueError(
+                            f"{npz_path}: array {key} has shape {list(got)}, but {json_name} says {list(shape)}"
+                        )
+                    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                    data = f.read(nbytes)
+                if len(data) != nbytes:
+                    raise ValueError(f"{npz_path}: array {key} is truncated ({len(data)} of {nbytes} bytes)")
+                arr = np.frombuffer(data, dtype=dtype)
+                arr = arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
+                out[key] = arr.astype(np.float32)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, ValueError) as exc:
+        text = str(exc)
+        if text.startswith(str(npz_path)):
+            raise ValueError(text) from None
+        raise ValueError(f"{npz_path}: cannot read the weights (truncated or corrupt?): {exc}") from None
+    return out
 
 
 _LAYER_KEY = re.compile(r"^layers\.(\d+)(?:\.0)?\.(weight|bias)$")

@@ -14,13 +14,16 @@ from ._io import atomic_write
 from ._progress import Progress
 from .memory import Profile
 from .search import ParetoFront, SearchResult, search
-from .spaces import get_space
+from .spaces import Space, get_space
+from .subnet import Subnet
 from .units import format_items, parse_budget
 
 __all__ = [
     "PAPER_TABLE1",
     "TABLE_BUDGETS",
     "TABLE_SPACES",
+    "compact_config",
+    "describe_predictor",
     "format_result",
     "format_table",
     "plot_memory",
@@ -52,25 +55,111 @@ PAPER_TABLE1 = {
 # --- one result ---------------------------------------------------------------------------
 
 
-def format_result(result: SearchResult, bars: bool = True, width: int = 40) -> str:
-    """A readable summary of a search result, with the per-layer memory bars (Fig. 5)."""
+def format_result(
+    result: SearchResult,
+    bars: bool = True,
+    width: int = 40,
+    *,
+    predictor: object = None,
+    objective: str = "top1",
+) -> str:
+    """A readable summary of a search result, answer first: does it fit, its predicted top-1
+    (and by which predictor, when ``predictor`` is given), peak vs budget, compute and the
+    config; then, with ``bars``, the per-layer memory bars (the paper's Fig. 5).
+
+    ``objective``: ``"top1"`` (a predictor's score) or a capacity proxy the search maximised
+    instead (``"mflops"``, ``"params"``), which the summary then names as such.
+    """
     p = result.profile
     share = 100.0 * result.peak / result.budget
+    fits = "yes" if result.peak <= result.budget else "NO"
     limits = "".join(f", {k} {v:g}" for k, v in result.constraints.items() if k != "max_peak")
+    if objective == "top1":
+        score = f"predicted top-1   {result.top1:.2f} %"
+        if not 0.0 <= result.top1 <= 100.0:
+            score += " (outside [0, 100]: the predictor is extrapolating)"
+        if predictor is not None:
+            score += f"  by {describe_predictor(predictor)}"
+    else:
+        what = {"mflops": "MFLOPs", "params": "parameters"}.get(objective, objective)
+        score = f"objective         the most {what} under the budget: a capacity proxy, not predicted accuracy"
     lines = [
-        f"space {result.space!r}, budget {result.budget:,} items ({format_items(result.budget)}; "
+        f"best subnet of space {result.space!r} under {result.budget:,} items ({format_items(result.budget)}; "
         f"{result.budget * 4 / 1e6:.2f} MB as float32), memory model {result.memory_model!r}{limits}",
-        f"predicted top-1   {result.top1:.2f} %",
-        f"peak memory       {result.peak:,} items ({share:.1f}% of the budget), at {p.peak_layer}",
-        f"average memory    {result.avg:,.0f} +- {result.std:,.0f} items per layer",
+        f"fits              {fits}: peak {result.peak:,} items = {share:.1f}% of the budget, at {p.peak_layer}",
+        score,
         f"compute           {result.mflops:.1f} MFLOPs, {result.params:,} parameters",
-        f"config            {json.dumps(result.config)}",
-        f"search            {result.evaluations:,} predictor evaluations, {result.candidates:,} candidates "
+        f"config            {compact_config(result.subnet, result.space)}",
+        f"average memory    {result.avg:,.0f} +- {result.std:,.0f} items per layer",
+        f"search            {result.evaluations:,} evaluations, {result.candidates:,} candidates "
         f"checked, {result.generations} generations in {result.seconds:.3f} s (seed {result.seed})",
+        f"config as JSON    {json.dumps(result.config)}",
     ]
     if bars:
         lines += ["", p.table(width=width)]
     return "\n".join(lines)
+
+
+def compact_config(net: Subnet, space: str | Space | None = None) -> str:
+    """``r=224 d=4,3,... ks=7,5,5,5|7,3,7|... e=4,4,4,3|...``: active slots only, one group per stage."""
+    n_stages = len(net.d)
+    slots: list[int] | None = None
+    try:
+        sp = get_space(space) if space is not None else None
+    except (TypeError, ValueError):  # an unregistered user space: assume OFA's equal stages
+        sp = None
+    if sp is not None and sp.n_stages == n_stages and sp.n_slots == len(net.ks):
+        slots = [s.max_depth for s in sp.stages]
+    elif n_stages and len(net.ks) % n_stages == 0:
+        slots = [len(net.ks) // n_stages] * n_stages
+
+    def fmt(values) -> str:
+        return ",".join(f"{v:g}" for v in values)
+
+    def groups(values) -> str:
+        if slots is None or len(values) != sum(slots):
+            return fmt(values)
+        out, first = [], 0
+        for n, depth in zip(slots, net.d):
+            out.append(fmt(values[first : first + min(depth, n)]))
+            first += n
+        return "|".join(out)
+
+    return f"r={net.image_size} d={fmt(net.d)} ks={groups(net.ks)} e={groups(net.e)}"
+
+
+def describe_predictor(predictor: object) -> str:
+    """Where a top-1 comes from, e.g. "the shipped 'moofa' predictor (ImageNet, 5-fold CV RMSE 0.33)"."""
+    from .predictor import _SHIPPED_DIR, Predictor
+
+    if not isinstance(predictor, Predictor):
+        return f"a user scorer ({type(predictor).__name__})"
+    meta = predictor.metadata
+    name = str(meta.get("name") or predictor.space.name)
+    source = str(meta.get("source", ""))
+    facts = []
+    data = meta.get("dataset")
+    data_names = data if isinstance(data, list) else [data] if data else []
+    sets = sorted({_data_set_name(str(d)) for d in data_names} - {""})
+    if sets:
+        facts.append(", ".join(sets))
+    cv = predictor.metrics.get("cross_validation", {})
+    if isinstance(cv, Mapping) and isinstance(cv.get("rmse_mean"), (int, float)):
+        facts.append(f"{cv.get('folds', '?')}-fold CV RMSE {cv['rmse_mean']:.2f}")
+    detail = f" ({', '.join(facts)})" if facts else ""
+    if source and Path(source).resolve().parent == _SHIPPED_DIR:
+        return f"the shipped {name!r} predictor{detail}"
+    if source.endswith((".pth.tar", ".pth", ".pt", ".tar")):
+        return f"the checkpoint {source}{detail}"
+    return f"predictor {name!r}{f' from {source}' if source else ''}{detail}"
+
+
+def _data_set_name(filename: str) -> str:
+    low = filename.lower()
+    for key, label in (("imagenette", "Imagenette"), ("imagenet", "ImageNet"), ("digits", "digits")):
+        if key in low:
+            return label
+    return Path(filename).stem
 
 
 # --- the paper's Table 1 --------------------------------------------------------------------
@@ -194,7 +283,7 @@ def _figure(n_rows: int = 1, height: float = 3.0):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise ImportError("plotting needs matplotlib: pip install 'moofa[plot]'") from None
+        raise ImportError('plotting needs matplotlib: pip install "moofa[plot]"', name="matplotlib") from None
     fig = Figure(figsize=(10, height * n_rows), constrained_layout=True)
     FigureCanvasAgg(fig)
     return fig

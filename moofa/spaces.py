@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 __all__ = [
     "ACTIVATIONS",
@@ -54,9 +55,9 @@ def design_widths(
     for name, value in (("start_width", start_width), ("kernel", kernel), ("n_widths", n_widths)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"design_widths: {name} must be a positive integer, got {value!r}")
-    for name, value in (("feature_size", feature_size), ("expand", expand)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-            raise ValueError(f"design_widths: {name} must be a positive number, got {value!r}")
+    for name, number in (("feature_size", feature_size), ("expand", expand)):
+        if not isinstance(number, (int, float)) or isinstance(number, bool) or not 0 < number < math.inf:
+            raise ValueError(f"design_widths: {name} must be a positive, finite number, got {number!r}")
     c = float(start_width)
     size = float(feature_size)
     k2 = float(kernel * kernel)
@@ -96,22 +97,44 @@ class Stage:
 
     The first block has the stage ``stride``; the others are stride 1 with an
     identity shortcut. ``se`` puts squeeze-excite in every block of the stage.
+    ``max_depth`` (the stage's block slots) defaults to the largest of the space's
+    ``depths``: a :class:`Space` fills it in (0 or None here means "not given").
     """
 
     width: int
     stride: int = 1
     act: str = "relu"
     se: bool = False
-    max_depth: int = 4
+    max_depth: int = 0
 
     def __post_init__(self) -> None:
         _pos_int("Stage.width", self.width)
-        if self.stride not in (1, 2):
+        if self.stride not in (1, 2) or isinstance(self.stride, bool):
             raise ValueError(f"Stage.stride must be 1 or 2, got {self.stride!r}")
         _check_act("Stage.act", self.act)
         if not isinstance(self.se, bool):
             raise TypeError(f"Stage.se must be a bool, got {type(self.se).__name__}")
-        _pos_int("Stage.max_depth", self.max_depth)
+        if self.max_depth is None:
+            object.__setattr__(self, "max_depth", 0)
+        elif self.max_depth != 0 or isinstance(self.max_depth, bool):
+            _pos_int("Stage.max_depth", self.max_depth)
+
+    @classmethod
+    def from_dict(cls, d: Mapping, where: str = "Stage") -> Stage:
+        if not isinstance(d, Mapping):
+            raise TypeError(f"{where} must be an object with keys {_STAGE_KEYS}, got {type(d).__name__}")
+        unknown = sorted(set(d) - set(_STAGE_KEYS))
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {unknown}; allowed: {_STAGE_KEYS}")
+        if "width" not in d:
+            raise ValueError(f"{where}: missing key 'width' (allowed keys: {_STAGE_KEYS})")
+        try:
+            return cls(**d)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+
+
+_STAGE_KEYS = ["width", "stride", "act", "se", "max_depth"]
 
 
 @dataclass(frozen=True)
@@ -155,11 +178,13 @@ class Space:
         for i, s in enumerate(stages):
             if not isinstance(s, Stage):
                 raise TypeError(f"Space.stages[{i}] must be a moofa.Stage, got {type(s).__name__}")
-        object.__setattr__(self, "stages", stages)
         object.__setattr__(self, "kernels", _choices("kernels", self.kernels, int))
         object.__setattr__(self, "expands", _choices("expands", self.expands, float))
         object.__setattr__(self, "depths", _choices("depths", self.depths, int))
         object.__setattr__(self, "resolutions", _choices("resolutions", self.resolutions, int))
+        # A stage without its own max_depth has as many slots as the deepest choice needs.
+        stages = tuple(s if s.max_depth else replace(s, max_depth=max(self.depths)) for s in stages)
+        object.__setattr__(self, "stages", stages)
         for k in self.kernels:
             if k % 2 == 0:
                 raise ValueError(f"Space.kernels must be odd (same padding), got {k}")
@@ -192,8 +217,18 @@ class Space:
         for name in ("first_conv_act", "first_block_act", "head_act"):
             _check_act(f"Space.{name}", getattr(self, name))
         if self.expand_by_depth is not None:
-            coupling = {}
-            for dep, ratio in dict(self.expand_by_depth).items():
+            if not isinstance(self.expand_by_depth, Mapping):
+                raise TypeError(
+                    "Space.expand_by_depth must map each depth to its expand ratio (e.g. {2: 3, 3: 4, 4: 6}) "
+                    f"or be None, got {type(self.expand_by_depth).__name__}"
+                )
+            coupling: dict[int, float] = {}
+            for dep, ratio in self.expand_by_depth.items():
+                if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio):
+                    raise ValueError(
+                        f"Space.expand_by_depth: ratio for depth {dep!r} must be one of expands "
+                        f"{list(self.expands)}, got {ratio!r}"
+                    )
                 if dep not in self.depths:
                     raise ValueError(f"Space.expand_by_depth: depth {dep!r} is not one of depths {list(self.depths)}")
                 if float(ratio) not in self.expands:
@@ -260,7 +295,7 @@ class Space:
         return per_stage**self.n_stages * len(self.resolutions)
 
     def to_dict(self) -> dict:
-        d = {
+        d: dict[str, Any] = {
             "name": self.name,
             "stages": [vars(s).copy() for s in self.stages],
             "kernels": list(self.kernels),
@@ -289,14 +324,33 @@ class Space:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> Space:
+        """The inverse of :meth:`to_dict` (also what ``moofa search --space mine.json`` reads)."""
         if not isinstance(d, Mapping):
             raise TypeError(f"Space.from_dict expects a dict, got {type(d).__name__}")
         d = dict(d)
         d.pop("description", None)
-        stages = tuple(Stage(**s) for s in d.pop("stages"))
+        allowed = [f.name for f in fields(cls) if f.name != "description"]
+        unknown = sorted(set(d) - set(allowed), key=str)
+        if unknown:
+            raise ValueError(f"Space.from_dict: unknown keys {unknown}; allowed: {allowed}")
+        missing = [k for k in ("name", "stages") if k not in d]
+        if missing:
+            raise ValueError(f"Space.from_dict: missing required keys {missing} (a space needs 'name' and 'stages')")
+        raw = d.pop("stages")
+        if isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, Sequence):
+            raise TypeError(f"Space.stages must be a list of stage objects, got {type(raw).__name__}")
+        stages = tuple(Stage.from_dict(s, f"Space.stages[{i}]") for i, s in enumerate(raw))
         ebd = d.pop("expand_by_depth", None)
         if ebd is not None:
-            ebd = {int(k): v for k, v in ebd.items()}
+            if not isinstance(ebd, Mapping):
+                raise TypeError(
+                    "Space.expand_by_depth must be an object mapping depth to expand ratio "
+                    f'(e.g. {{"2": 3, "3": 4, "4": 6}}) or null, got {type(ebd).__name__}'
+                )
+            try:
+                ebd = {int(k): v for k, v in ebd.items()}
+            except ValueError:
+                raise ValueError(f"Space.expand_by_depth keys must be depths (integers), got {list(ebd)}") from None
         return cls(stages=stages, expand_by_depth=ebd, **d)
 
 
@@ -309,10 +363,12 @@ def _choices(name: str, values: Iterable, kind: type) -> tuple:
         raise ValueError(f"Space.{name} must not be empty")
     if len(values) > 250:
         raise ValueError(f"Space.{name} allows at most 250 choices, got {len(values)}")
-    out = []
+    out: list[float] = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise TypeError(f"Space.{name} must hold numbers, got {v!r}")
+        if not math.isfinite(v):
+            raise ValueError(f"Space.{name} must hold finite numbers, got {v!r}")
         if kind is int:
             if int(v) != v or v < 1:
                 raise ValueError(f"Space.{name} must hold positive integers, got {v!r}")

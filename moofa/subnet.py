@@ -66,8 +66,14 @@ class Subnet:
         raise AttributeError("Subnet is immutable; build a new one (e.g. Subnet.from_dict({...}))")
 
     @classmethod
-    def from_dict(cls, config: Mapping[str, Any]) -> Subnet:
-        """From an OFA-style dict: ``ks``, ``e``, ``d`` and ``image_size`` (or OFA's ``r``: [size])."""
+    def from_dict(cls, config: Mapping[str, Any], space: str | Space | None = None) -> Subnet:
+        """From an OFA-style dict: ``ks``, ``e``, ``d`` and ``image_size`` (or OFA's ``r``: [size]).
+
+        Slots beyond a stage's depth may hold ``0`` or ``None`` (as published tools write
+        them): they are filled with the space's canonical idle choice when ``space`` is
+        given (smallest kernel; smallest expand, or the coupled one), else with the last
+        active choice of their stage.
+        """
         if isinstance(config, Subnet):
             return config
         if not isinstance(config, Mapping):
@@ -82,7 +88,27 @@ class Subnet:
             size = r[0] if isinstance(r, (list, tuple)) and len(r) == 1 else r
         else:
             raise ValueError("subnet config is missing 'image_size' (or OFA's 'r')")
-        return cls(config["ks"], config["e"], config["d"], size)
+        sp = None if space is None else get_space(space)
+        ks, e = _fill_idle(config["ks"], config["e"], config["d"], sp)
+        return cls(ks, e, config["d"], size)
+
+    def coupled(self, space: str | Space) -> Subnet:
+        """This subnet with ``e`` set from ``d`` by the space's coupling (CompOFA's
+        ``expand_by_depth``), idle slots included; unchanged for uncoupled spaces.
+
+        The repair for configs from tools that sample ``e`` independently of ``d``.
+        """
+        sp = get_space(space)
+        if not sp.expand_by_depth:
+            return self
+        if len(self.d) != sp.n_stages:
+            raise ValueError(f"Subnet.d must have {sp.n_stages} entries for space {sp.name!r}, got {len(self.d)}")
+        e: list[float] = []
+        for i, (stage, dd) in enumerate(zip(sp.stages, self.d)):
+            if dd not in sp.expand_by_depth:
+                raise ValueError(f"Subnet.d[{i}]={dd} is not allowed in space {sp.name!r}; allowed: {list(sp.depths)}")
+            e += [sp.expand_by_depth[dd]] * stage.max_depth
+        return Subnet(self.ks, _nice(e), self.d, self.image_size)
 
     def to_dict(self) -> dict:
         return {"ks": list(self.ks), "e": list(self.e), "d": list(self.d), "image_size": self.image_size}
@@ -127,7 +153,8 @@ class Subnet:
                     if float(self.e[slot + j]) != want:
                         raise ValueError(
                             f"Subnet.e[{slot + j}]={self.e[slot + j]}: space {sp.name!r} couples expand to depth "
-                            f"({_coupling(sp)}), so stage {i} of depth {dd} needs e={_nice([want])[0]}"
+                            f"({_coupling(sp)}), so stage {i} of depth {dd} needs e={_nice([want])[0]}; "
+                            f"to repair a config whose e was drawn independently of d: Subnet.coupled({sp.name!r})"
                         )
                 slot += stage.max_depth
         return self
@@ -150,6 +177,40 @@ class Subnet:
 
     def __reduce__(self):
         return (Subnet, (self.ks, self.e, self.d, self.image_size))
+
+
+def _idle(v) -> bool:
+    return v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool) and v == 0)
+
+
+def _fill_idle(ks, e, d, sp: Space | None):
+    """``ks`` and ``e`` with 0/None in slots beyond their stage's depth filled in (see from_dict)."""
+    lists = [v for v in (ks, e) if isinstance(v, (list, tuple))]
+    if len(lists) < 2 or not any(_idle(v) for values in lists for v in values):
+        return ks, e
+    depths = _int_list("d", d)
+    if sp is not None and len(depths) == sp.n_stages:
+        slots = [s.max_depth for s in sp.stages]
+    elif depths and len(ks) == len(e) and len(ks) % len(depths) == 0:
+        slots = [len(ks) // len(depths)] * len(depths)  # OFA's layout: the same slots per stage
+    else:
+        return ks, e  # no layout to read idle slots from: the constructor names the bad entry
+    if sum(slots) != len(ks) or sum(slots) != len(e):
+        return ks, e
+    out = {"ks": list(ks), "e": list(e)}
+    first = 0
+    for n, dd in zip(slots, depths):
+        for field, values in out.items():
+            for j in range(first, first + n):
+                if not _idle(values[j]) or j - first < dd:
+                    continue  # an active 0/None: the constructor or validate() names it
+                if sp is not None:
+                    coupled = sp.expand_by_depth.get(dd) if sp.expand_by_depth else None
+                    values[j] = sp.kernels[0] if field == "ks" else (coupled or sp.expands[0])
+                elif dd >= 1:
+                    values[j] = values[first + dd - 1]  # the stage's last active choice
+        first += n
+    return out["ks"], out["e"]
 
 
 def _nice(values) -> list:
@@ -199,7 +260,7 @@ def encode(nets, space: str | Space = "moofa") -> np.ndarray:
     nets = list(nets)
     out = np.zeros((len(nets), sp.n_columns), dtype=np.uint8)
     for i, net in enumerate(nets):
-        net = Subnet.from_dict(net).validate(sp)
+        net = Subnet.from_dict(net, sp).validate(sp)
         _encode_one(net, sp, out[i])
     return out
 

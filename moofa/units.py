@@ -18,6 +18,8 @@ _BYTE_SCALE = {
     "mib": 2**20,
     "gib": 2**30,
 }
+# Budgets are int64 in the C++ core.
+MAX_BUDGET = 2**63 - 1
 _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z][A-Za-z ]*)?\s*$")
 
 
@@ -42,11 +44,13 @@ def parse_budget(budget, bytes_per_item: float = 4) -> int:
     bpi = _check_bytes_per_item(bytes_per_item)
     if isinstance(budget, bool):
         raise TypeError("budget must be a number of items or a string like '325k' or '1.3MB', got a bool")
+    if isinstance(budget, numbers.Integral):
+        return _check_range(int(budget), budget)
     if isinstance(budget, numbers.Real):
         value = float(budget)
         if not math.isfinite(value) or value <= 0:
             raise ValueError(f"budget must be a positive, finite number of items, got {budget!r}")
-        return int(math.floor(value))
+        return _check_range(math.floor(value), budget)
     if not isinstance(budget, str):
         raise TypeError(
             f"budget must be a number of items or a string like '325k' or '1.3MB', got {type(budget).__name__}"
@@ -71,9 +75,19 @@ def parse_budget(budget, bytes_per_item: float = 4) -> int:
             f"budget {budget!r}: unknown unit {m.group(2)!r}; allowed: k, M, G (items) "
             "or B, kB, MB, GB, KiB, MiB, GiB (bytes)"
         )
-    if not math.isfinite(items) or items < 1:
+    if not math.isfinite(items):
+        raise ValueError(f"budget must be a finite number of items, got {budget!r}")
+    if items < 1:
         raise ValueError(f"budget must be at least one item, got {budget!r}")
-    return int(math.floor(items + 1e-9))
+    return _check_range(math.floor(items + 1e-9), budget)
+
+
+def _check_range(items: int, budget) -> int:
+    if items < 1:
+        raise ValueError(f"budget must be a positive number of items, got {budget!r}")
+    if items > MAX_BUDGET:
+        raise ValueError(f"budget must be below 2**63 items (9.2e18), got {budget!r}")
+    return int(items)
 
 
 def format_items(items: float) -> str:

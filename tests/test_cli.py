@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import DATA, read_jsonl
 
@@ -109,7 +110,7 @@ def test_search_json_fits_budget_and_matches_profile(capsys):
 
 
 def test_search_summary_and_impossible_budget(capsys):
-    assert main(["search", "--budget", "1.6MB", "--generations", "20"]) == 0
+    assert main(["search", "--budget", "1.6MB", "--generations", "20", "--layers"]) == 0
     text = capsys.readouterr().out
     assert "predicted top-1" in text and "<- peak" in text
     assert main(["search", "--budget", "100k"]) == 2
@@ -153,3 +154,104 @@ def test_delegated_subcommands_show_their_help(capsys):
             main([name, "--help"])
         assert exc.value.code == 0
         assert "--" in capsys.readouterr().out
+
+
+def test_search_answers_first(capsys):
+    assert main(["search", "--budget", "325k", "--generations", "30"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    r = moofa.search("325k", generations=30)
+    assert lines[0].startswith("best subnet of space 'moofa' under 325,000 items")
+    assert lines[1].startswith(f"fits              yes: peak {r.peak:,} items = {100 * r.peak / 325_000:.1f}%")
+    assert lines[2].startswith(
+        f"predicted top-1   {r.top1:.2f} %  by the shipped 'moofa' predictor (ImageNet, 5-fold CV"
+    )
+    assert lines[3].startswith(f"compute           {r.mflops:.1f} MFLOPs")
+    net = r.subnet
+    stage0 = ",".join(map(str, net.ks[: net.d[0]]))
+    assert lines[4].startswith(f"config            r={net.image_size} d={','.join(map(str, net.d))} ks={stage0}|")
+    assert not any("<- peak" in line for line in lines) and len(lines) < 15  # the layer table needs --layers
+
+
+def test_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for fragment in ("(default: 325k)", "(default: 500)", "(default: 100)", "(default: moofa)", "(default: top1)"):
+        assert fragment in text
+    assert "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_pareto_with_mflops_says_three_objectives(capsys):
+    assert main(["pareto", "--mflops", "--generations", "5", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "three-objective front: top-1 up, peak memory down, MFLOPs down" in out.splitlines()[0]
+    assert "on the three-objective front" in out.splitlines()[-1]
+
+
+@pytest.fixture
+def user_space(tmp_path):
+    space = moofa.Space(
+        "cli-user-space",
+        (moofa.Stage(24, 2), moofa.Stage(40, 2), moofa.Stage(64, 2)),
+        kernels=(3, 5),
+        expands=(2, 4),
+        depths=(1, 2),
+        resolutions=(96, 128),
+        n_classes=10,
+    )
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(space.to_dict()))
+    return space, path
+
+
+def test_user_space_without_predictor_names_the_ways_out(user_space, capsys):
+    _, path = user_space
+    assert main(["search", "--space", str(path), "--budget", "200k"]) == 2
+    err = capsys.readouterr().err
+    assert "space 'cli-user-space' has no shipped predictor: give --predictor PATH" in err
+    assert "--objective mflops|params" in err
+    assert main(["pareto", "--space", str(path), "--generations", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "give --predictor PATH" in err and "--objective" not in err  # pareto has no proxy objective
+
+
+@pytest.mark.parametrize("objective", ["mflops", "params"])
+def test_user_space_with_a_proxy_objective(user_space, capsys, objective):
+    space, path = user_space
+    args = ["search", "--space", str(path), "--budget", "200k", "--generations", "30", "--objective", objective]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "a capacity proxy, not predicted accuracy" in text and "predicted top-1" not in text
+    assert main([*args, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["top1"] is None and out["objective"]["proxy"] is True and out["peak"] <= 200_000
+    # The proxy is what was maximised: no subnet under the budget has more of it among a random sample.
+    sample = moofa.random_subnets(2000, space, seed=1)
+    prof = moofa.profiles(sample, space)
+    fitting = prof["peak"] <= 200_000
+    assert out["objective"]["score"] == pytest.approx(out[objective], rel=1e-6)
+    assert out[objective] >= prof[objective][fitting].max()
+
+
+def test_user_space_with_its_predictor_file(user_space, tmp_path, capsys):
+    space, path = user_space
+    n = moofa.predictor.one_hot_size(space)
+    rng = np.random.default_rng(0)
+    pred = moofa.Predictor(
+        space,
+        [rng.normal(size=(n, 8)), rng.normal(size=(8, 1))],
+        [np.zeros(8), np.zeros(1)],
+        offset=60.0,
+        metadata={"name": "user-pred"},
+    )
+    _, js = pred.save(tmp_path / "user-pred")
+    args = ["search", "--space", str(path), "--budget", "200k", "--generations", "30", "--predictor", str(js)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "by predictor 'user-pred'" in text
+    assert main([*args, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["top1"] == pytest.approx(float(pred.predict([out["config"]])[0]), abs=1e-4)
+    # A predictor for another space is refused, naming both.
+    assert main(["search", "--space", str(path), "--predictor", "moofa"]) == 2
+    assert "predictor 'moofa' is for space 'moofa'" in capsys.readouterr().err

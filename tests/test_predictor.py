@@ -3,8 +3,11 @@ pass, the .npz + .json format, and clear errors on bad files."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -285,3 +288,115 @@ def test_bad_checkpoints_are_refused(tmp_path, shared_dir):
     torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "ofa.pt")
     with pytest.raises(ValueError, match="unexpected entry 'conv.weight'"):
         moofa.load_predictor(tmp_path / "ofa.pt")
+
+
+def _saved_pair(tmp_path):
+    npz, js = small_predictor().save(tmp_path / "p")
+    doc = json.loads(js.read_text())
+    doc.pop("weights_sha256")  # let the damage reach the reader, not just the checksum
+    return npz, js, doc
+
+
+def _write_npy_member(path, arrays, header_of=None):
+    """An .npz by hand; ``header_of`` maps a name to a shape to put in its header instead."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, arr in arrays.items():
+            buf = io.BytesIO()
+            header = np.lib.format.header_data_from_array_1_0(arr)
+            if header_of and name in header_of:
+                header["shape"] = header_of[name]
+            np.lib.format.write_array_header_1_0(buf, header)
+            buf.write(arr.tobytes())
+            zf.writestr(f"{name}.npy", buf.getvalue())
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"layers": [5]}, r"'layers'\[0\] must be an \[in, out\] pair"),
+        ({"layers": [[124, 24], [24]]}, r"'layers'\[1\] must be an \[in, out\] pair"),
+        ({"layers": [[100, 24], [24, 1]]}, r"'layers'\[0\] is \[100, 24\], but its input must be 124"),
+        ({"layers": [[124, 24], [24, 2]]}, "must end in one output"),
+        ({"layers": [[124, 2**30], [2**30, 1]]}, r"'layers'\[0\] must be an \[in, out\] pair of integers in 1\.\."),
+        ({"layers": "124x24"}, "'layers' must list the layer shapes"),
+        ({"output": [1]}, "'output' must be an object"),
+        ({"output": {"scale": "x"}}, "'output'.scale must be a finite number"),
+        ({"skip": "yes"}, "'skip' must be true or false"),
+    ],
+)
+def test_malformed_json_names_file_and_field(tmp_path, change, match):
+    _, js, doc = _saved_pair(tmp_path)
+    js.write_text(json.dumps(doc | change))
+    with pytest.raises(ValueError, match=match) as info:
+        moofa.load_predictor(js)
+    assert str(js) in str(info.value)
+
+
+def test_npy_header_declaring_terabytes_is_refused_before_allocating(tmp_path):
+    npz, js, doc = _saved_pair(tmp_path)
+    with np.load(npz) as z:
+        arrays = {k: z[k] for k in z.files}
+    huge = (124, 2**40)  # 451 TiB of float32 if it were allocated
+    _write_npy_member(npz, arrays, header_of={"w0": huge})
+    js.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"array w0 has shape \[124, 1099511627776\], but p.json says \[124, 24\]"):
+        moofa.load_predictor(js)
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        ("dtype", "array w0 has dtype int32; expected float32"),
+        ("missing", "array b1 is missing"),
+        ("short", "array w0 is truncated"),
+        ("deflate", "truncated or corrupt"),
+        ("garbage", "truncated or corrupt"),
+    ],
+)
+def test_damaged_weights_name_the_file(tmp_path, damage, match):
+    npz, js, doc = _saved_pair(tmp_path)
+    js.write_text(json.dumps(doc))
+    with np.load(npz) as z:
+        arrays = {k: z[k] for k in z.files}
+    if damage == "dtype":
+        _write_npy_member(npz, arrays | {"w0": arrays["w0"].astype(np.int32)})
+    elif damage == "missing":
+        _write_npy_member(npz, {k: v for k, v in arrays.items() if k != "b1"})
+    elif damage == "short":
+        _write_npy_member(npz, arrays | {"w0": arrays["w0"][:100]}, header_of={"w0": (124, 24)})
+    elif damage == "deflate":
+        raw = bytearray(npz.read_bytes())
+        start = raw.index(b"w0.npy") + len("w0.npy")  # the first member's compressed data
+        raw[start + 40 : start + 200] = bytes(160)
+        npz.write_bytes(bytes(raw))
+    else:
+        npz.write_bytes(b"PK\x03\x04" + bytes(500))
+    with pytest.raises(ValueError, match=match) as info:
+        moofa.load_predictor(js)
+    assert str(npz) in str(info.value)
+
+
+def test_non_finite_prediction_is_refused():
+    n = one_hot_size("moofa")
+    big = np.float32(3e38)
+    pred = moofa.Predictor(
+        "moofa",
+        [np.full((n, 2), big), np.array([[big], [-big]], np.float32)],
+        [np.zeros(2), np.zeros(1)],
+        metadata={"name": "overflowing"},
+    )
+    with pytest.raises(ValueError, match="predictor 'overflowing': non-finite prediction for 3 of 3 subnets"):
+        pred.predict(moofa.random_subnets(3, "moofa", seed=0))
+
+
+def test_prediction_outside_0_100_warns_once_per_call():
+    n = one_hot_size("moofa")
+    pred = moofa.Predictor("moofa", [np.zeros((n, 1))], [np.zeros(1)], offset=103.5, metadata={"name": "optimistic"})
+    with pytest.warns(moofa.predictor.PredictionRangeWarning, match="optimistic.*5 of 5 subnets") as record:
+        out = pred.predict(moofa.random_subnets(5, "moofa", seed=0))
+    assert len(record) == 1 and issubclass(record[0].category, UserWarning)
+    np.testing.assert_allclose(out, 103.5)
+    inside = moofa.Predictor("moofa", [np.zeros((n, 1))], [np.zeros(1)], offset=70.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        inside.predict(moofa.random_subnets(5, "moofa", seed=0))

@@ -26,7 +26,7 @@ def test_format_result_shows_the_facts_and_one_bar_per_layer(predictors):
     net = r.subnet
     hist = oracle.evaluate(moofa.get_space("moofa"), net.ks, net.e, net.d, net.image_size)["hist"]
     assert f"{r.top1:.2f} %" in text and f"{r.peak:,} items" in text and "325,000 items" in text
-    assert moofa.Subnet.from_json(re.search(r"config\s+(\{.*\})", text).group(1)) == net
+    assert moofa.Subnet.from_json(re.search(r"config as JSON\s+(\{.*\})", text).group(1)) == net
     bars = [line for line in text.splitlines() if "#" in line]
     assert len(bars) == len(hist)
     # Bar lengths follow the layer figures; the longest bar is the peak layer.

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -64,3 +65,27 @@ def test_parse_budget_never_crashes(text):
     except ValueError:
         return
     assert isinstance(v, int) and v >= 1
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"), [("1e309", "a finite"), ("1e309MB", "a finite"), ("1e30", "below 2\\*\\*63")]
+)
+def test_parse_budget_rejects_overflowing_text(bad, match):
+    with pytest.raises(ValueError, match=f"budget must be {match}"):
+        moofa.parse_budget(bad)
+
+
+@pytest.mark.parametrize("bad", [2**63, 2**64, 9.3e18, np.int64(0), np.uint64(2**63)])
+def test_parse_budget_rejects_out_of_int64(bad):
+    with pytest.raises(ValueError, match="budget must be"):
+        moofa.parse_budget(bad)
+
+
+def test_parse_budget_largest():
+    assert moofa.parse_budget(2**63 - 1) == 2**63 - 1
+    assert moofa.parse_budget(np.int64(325_000)) == 325_000
+
+
+def test_search_with_a_huge_budget_is_a_clean_error():
+    with pytest.raises(ValueError, match="budget must be below 2\\*\\*63"):
+        moofa.search(2**63, generations=1)
