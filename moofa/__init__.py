@@ -10,6 +10,7 @@ import importlib as _importlib
 import importlib.util as _importlib_util
 
 from . import dataset, memory, predictor, report, spaces, subnet, units
+from ._ext import core as _ext_core
 from .memory import MEMORY_MODELS, Profile, evaluator, layer_names, min_peak, peak_memory, profile, profiles
 from .predictor import Predictor, load_predictor
 from .search import ParetoFront, SearchResult, linear_scorer, pareto, search, sweep
@@ -17,7 +18,7 @@ from .spaces import Space, Stage, design_widths, get_space, register
 from .subnet import Subnet, column_names, decode, encode, random_subnets
 from .units import format_items, parse_budget
 
-__version__ = "0.1.0"
+__version__: str = _ext_core.__version__  # pyproject.toml's, compiled into the core
 
 __all__ = [
     "MEMORY_MODELS",

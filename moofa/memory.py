@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import numbers
+import operator
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._encoding import spec
 from ._ext import core
 from .spaces import Space, get_space
-from .subnet import Subnet, _check_encoded, decode, encode
+from .subnet import Subnet, _as_rows, _check_encoded, decode, encode
 from .units import _check_bytes_per_item, format_items
 
 __all__ = [
@@ -39,28 +41,6 @@ def _model_name(memory_model: str) -> str:
     return _MODEL_ALIASES[memory_model]
 
 
-def spec(space: Space):
-    """The C++ description of a space."""
-    return core.SpaceSpec(
-        stages=[core.StageSpec(width=s.width, stride=s.stride, se=s.se, max_depth=s.max_depth) for s in space.stages],
-        kernels=list(space.kernels),
-        expands=list(space.expands),
-        depths=list(space.depths),
-        resolutions=list(space.resolutions),
-        in_channels=space.in_channels,
-        first_conv_width=space.first_conv_width,
-        first_conv_kernel=space.first_conv_kernel,
-        first_conv_stride=space.first_conv_stride,
-        first_block_width=space.first_block_width,
-        final_expand_width=space.final_expand_width,
-        feature_mix_width=space.feature_mix_width,
-        n_classes=space.n_classes,
-        expand_by_depth=[]
-        if not space.expand_by_depth
-        else [space.expands.index(space.expand_by_depth[d]) for d in space.depths],
-    )
-
-
 @functools.lru_cache(maxsize=64)
 def _evaluator(space: Space, model: str):
     return core.Evaluator(spec(space), model)
@@ -75,10 +55,23 @@ def _scale(bytes_per_item):
     return 1 if bytes_per_item is None else _check_bytes_per_item(bytes_per_item)
 
 
+# More threads than this gains nothing and only risks failing to start them.
+MAX_THREADS = 1024
+
+
 def _threads(threads) -> int:
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:
-        raise ValueError(f"threads must be a non-negative integer (0: all cores), got {threads!r}")
-    return int(threads)
+    n = operator.index(threads) if isinstance(threads, numbers.Integral) and not isinstance(threads, bool) else -1
+    if not 0 <= n <= MAX_THREADS:
+        raise ValueError(f"threads must be an integer in 0..{MAX_THREADS} (0: all cores), got {threads!r}")
+    return n
+
+
+def _rows(nets, sp: Space) -> np.ndarray:
+    # Encoded arrays go to C++ as they are (uint8 C-contiguous: no copy), where each row
+    # is checked as it is evaluated; anything else is encoded (and checked) here.
+    if isinstance(nets, np.ndarray):
+        return _as_rows(nets, sp)
+    return encode(nets, sp)
 
 
 @dataclass(frozen=True)
@@ -204,8 +197,8 @@ def peak_memory(
     (the fast path: tens of millions of configs per second).
     """
     sp = get_space(space)
-    rows = encode(nets, sp)
-    peaks = _evaluator(sp, _model_name(memory_model)).peaks(rows, threads=_threads(threads))
+    model, n_threads = _model_name(memory_model), _threads(threads)
+    peaks = _evaluator(sp, model).peaks(_rows(nets, sp), threads=n_threads)
     if bytes_per_item is not None:
         scaled = peaks * _scale(bytes_per_item)
         return scaled.astype(np.int64) if np.all(scaled == np.floor(scaled)) else scaled
@@ -218,10 +211,8 @@ def profiles(
     """Batched profiles (items): dict of arrays ``peak``, ``avg``, ``std``, ``mflops``, ``params``,
     ``n_layers`` and, with ``with_hist``, ``hist`` of shape (n, max_layers), zero padded."""
     sp = get_space(space)
-    rows = encode(nets, sp)
-    return _evaluator(sp, _model_name(memory_model)).profiles(
-        rows, threads=_threads(threads), with_hist=bool(with_hist)
-    )
+    model, n_threads = _model_name(memory_model), _threads(threads)
+    return _evaluator(sp, model).profiles(_rows(nets, sp), threads=n_threads, with_hist=bool(with_hist))
 
 
 def min_peak(space: str | Space = "moofa", *, memory_model: str = "full") -> tuple[int, Subnet]:

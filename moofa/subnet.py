@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ._encoding import columns, spec
 from .spaces import Space, get_space
 
 __all__ = ["Subnet", "column_names", "decode", "encode", "random_subnets"]
@@ -20,9 +21,9 @@ def _int_list(field: str, values) -> tuple[int, ...]:
         raise TypeError(f"Subnet.{field} must be a list of integers, got {type(values).__name__}")
     out = []
     for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or int(v) != v:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or math.trunc(v) != v:
             raise TypeError(f"Subnet.{field}[{i}] must be an integer, got {v!r}")
-        out.append(int(v))
+        out.append(int(math.trunc(v)))
     return tuple(out)
 
 
@@ -218,7 +219,7 @@ def _nice(values) -> list:
 
 
 def _coupling(sp: Space) -> str:
-    return ", ".join(f"d={d} -> e={_nice([e])[0]}" for d, e in sp.expand_by_depth.items())
+    return ", ".join(f"d={d} -> e={_nice([e])[0]}" for d, e in (sp.expand_by_depth or {}).items())
 
 
 def column_names(space: str | Space = "moofa") -> list[str]:
@@ -233,14 +234,11 @@ def column_names(space: str | Space = "moofa") -> list[str]:
 
 
 def _encode_one(net: Subnet, sp: Space, row: np.ndarray) -> None:
-    row[0] = sp.resolutions.index(net.image_size)
-    s = sp.n_stages
-    for i, dd in enumerate(net.d):
-        row[1 + i] = sp.depths.index(dd)
-    for j, k in enumerate(net.ks):
-        row[1 + s + j] = sp.kernels.index(k)
-    for j, e in enumerate(net.e):
-        row[1 + s + sp.n_slots + j] = sp.expands.index(float(e))
+    cols = columns(sp)
+    row[cols.resolution] = sp.resolutions.index(net.image_size)
+    row[cols.depth] = [sp.depths.index(dd) for dd in net.d]
+    row[cols.kernel] = [sp.kernels.index(k) for k in net.ks]
+    row[cols.expand] = [sp.expands.index(float(e)) for e in net.e]
 
 
 def encode(nets, space: str | Space = "moofa") -> np.ndarray:
@@ -265,9 +263,9 @@ def encode(nets, space: str | Space = "moofa") -> np.ndarray:
     return out
 
 
-def _check_encoded(arr: np.ndarray, sp: Space) -> np.ndarray:
-    from .memory import evaluator  # local: memory imports this module
-
+def _as_rows(arr: np.ndarray, sp: Space) -> np.ndarray:
+    """An integer array as uint8 rows of ``sp`` (no copy when it already is C-contiguous
+    uint8). Shape and byte range only: the C++ entries check the indices themselves."""
     if not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"an encoded config array must have an integer dtype, got {arr.dtype}")
     if arr.ndim == 1:
@@ -280,50 +278,45 @@ def _check_encoded(arr: np.ndarray, sp: Space) -> np.ndarray:
         if arr.size and (arr.min() < 0 or arr.max() > 255):
             bad = int(np.argmax((arr < 0).any(axis=1) | (arr > 255).any(axis=1)))
             col = int(np.argmax((arr[bad] < 0) | (arr[bad] > 255)))
-            raise ValueError(_bad_column_message(sp, bad, col, int(arr[bad, col])))
+            limit = spec(sp).column_limits[col]
+            raise ValueError(
+                f"encoded config row {bad}, column {col} ({column_names(sp)[col]}) holds index "
+                f"{int(arr[bad, col])}; allowed indices 0..{limit - 1}"
+            )
         arr = arr.astype(np.uint8)
-    arr = np.ascontiguousarray(arr)
-    found = evaluator(sp).first_invalid(arr)
-    if found is not None:
-        row, col = found
-        raise ValueError(_bad_column_message(sp, row, col, int(arr[row, col])))
-    return arr
+    return np.ascontiguousarray(arr)
 
 
-def _bad_column_message(sp: Space, row: int, col: int, value: int) -> str:
-    name = column_names(sp)[col]
-    field = name.split("[")[0]
-    choices = {"image_size": sp.resolutions, "d": sp.depths, "ks": sp.kernels, "e": sp.expands}[field]
-    msg = (
-        f"encoded config row {row}, column {col} ({name}) holds index {value}; "
-        f"allowed indices 0..{len(choices) - 1} for {field} in {_nice(choices)}"
-    )
-    if field == "e" and sp.expand_by_depth and 0 <= value < len(choices):
-        msg = (
-            f"encoded config row {row}, column {col} ({name}) holds expand index {value}, but space "
-            f"{sp.name!r} couples expand to depth ({_coupling(sp)})"
-        )
-    return msg
+def _check_encoded(arr: np.ndarray, sp: Space) -> np.ndarray:
+    """:func:`_as_rows`, then every row checked (ValueError naming row, column and range)."""
+    rows = _as_rows(arr, sp)
+    spec(sp).check_rows(rows)
+    return rows
 
 
 def decode(rows, space: str | Space = "moofa") -> list[Subnet]:
     """Inverse of :func:`encode`."""
     sp = get_space(space)
     rows = _check_encoded(np.asarray(rows), sp)
-    s, n = sp.n_stages, sp.n_slots
+    cols = columns(sp)
     res, dep, ker = sp.resolutions, sp.depths, sp.kernels
     exp = _nice(sp.expands)
     out = []
     for row in rows.tolist():
         out.append(
             Subnet(
-                ks=[ker[i] for i in row[1 + s : 1 + s + n]],
-                e=[exp[i] for i in row[1 + s + n :]],
-                d=[dep[i] for i in row[1 : 1 + s]],
-                image_size=res[row[0]],
+                ks=[ker[i] for i in row[cols.kernel]],
+                e=[exp[i] for i in row[cols.expand]],
+                d=[dep[i] for i in row[cols.depth]],
+                image_size=res[row[cols.resolution]],
             )
         )
     return out
+
+
+# Rows generated per step: numpy draws int64 before the uint8 store, so chunks keep
+# the temporaries small. The draws are sequential, so the stream does not depend on it.
+_RANDOM_CHUNK = 1 << 16
 
 
 def random_subnets(n: int, space: str | Space = "moofa", seed: int | None = None) -> np.ndarray:
@@ -331,16 +324,24 @@ def random_subnets(n: int, space: str | Space = "moofa", seed: int | None = None
     sp = get_space(space)
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    n = int(n)
     rng = np.random.default_rng(seed)
-    s, slots = sp.n_stages, sp.n_slots
-    out = np.empty((int(n), sp.n_columns), dtype=np.uint8)
-    out[:, 0] = rng.integers(0, len(sp.resolutions), n)
-    out[:, 1 : 1 + s] = rng.integers(0, len(sp.depths), (n, s))
-    out[:, 1 + s : 1 + s + slots] = rng.integers(0, len(sp.kernels), (n, slots))
+    cols = columns(sp)
+    out = np.empty((n, cols.n), dtype=np.uint8)
+
+    def fill(column, high: int, width: int | None) -> None:
+        for b in range(0, n, _RANDOM_CHUNK):
+            e = min(n, b + _RANDOM_CHUNK)
+            out[b:e, column] = rng.integers(0, high, e - b if width is None else (e - b, width))
+
+    fill(cols.resolution, len(sp.resolutions), None)
+    fill(cols.depth, len(sp.depths), sp.n_stages)
+    fill(cols.kernel, len(sp.kernels), sp.n_slots)
     if sp.expand_by_depth:
         coupled = np.array([sp.expands.index(sp.expand_by_depth[d]) for d in sp.depths], dtype=np.uint8)
-        stage_of_slot = np.array(sp.slot_stage())
-        out[:, 1 + s + slots :] = coupled[out[:, 1 + stage_of_slot]]
+        for b in range(0, n, _RANDOM_CHUNK):
+            e = min(n, b + _RANDOM_CHUNK)
+            out[b:e, cols.expand] = coupled[out[b:e, cols.slot_depth_column]]
     else:
-        out[:, 1 + s + slots :] = rng.integers(0, len(sp.expands), (n, slots))
+        fill(cols.expand, len(sp.expands), sp.n_slots)
     return out

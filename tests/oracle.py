@@ -18,12 +18,14 @@ def make_divisible(v: float, divisor: int = 8) -> int:
 
 
 def _out_size(f: int, stride: int) -> int:
-    return int((f - 1) / stride + 1)
+    return (f - 1) // stride + 1
 
 
 def evaluate(space, ks, e, d, image_size, *, activations_only=False):
-    """Return dict(peak, hist, mflops, params) for one config, computed layer by layer."""
+    """Return dict(peak, hist, mflops, params, avg, std) for one config, computed layer by
+    layer with Python ints (exact at any size); avg and std from exact integer moments."""
     w = 0 if activations_only else 1
+    c_in = getattr(space, "in_channels", 3)
     hist: list[int] = []
     flops = 0
     params = 0
@@ -33,9 +35,9 @@ def evaluate(space, ks, e, d, image_size, *, activations_only=False):
     f = (image_size + 1) // 2 if space.first_conv_stride == 2 else _out_size(image_size, space.first_conv_stride)
     c0 = space.first_conv_width
     k0 = space.first_conv_kernel
-    hist.append(3 * f_in * f_in + c0 * f * f + w * 3 * c0 * k0 * k0)
-    flops += f * f * 3 * c0 * k0 * k0
-    params += 3 * c0 * k0 * k0 + 2 * c0
+    hist.append(c_in * f_in * f_in + c0 * f * f + w * c_in * c0 * k0 * k0)
+    flops += f * f * c_in * c0 * k0 * k0
+    params += c_in * c0 * k0 * k0 + 2 * c0
     cin = c0
 
     def block(cin, cout, k, ratio, stride, se, f):
@@ -94,6 +96,8 @@ def evaluate(space, ks, e, d, image_size, *, activations_only=False):
     flops += last * space.n_classes
     params += last * space.n_classes + space.n_classes
 
-    mean = sum(hist) / len(hist)
-    std = math.sqrt(sum((h - mean) ** 2 for h in hist) / len(hist))
+    n, total = len(hist), sum(hist)
+    mean = total / n  # correctly rounded
+    # population variance = (n * sum(h^2) - sum(h)^2) / n^2, the numerator an exact int
+    std = math.sqrt(n * sum(h * h for h in hist) - total * total) / n
     return {"peak": max(hist), "hist": hist, "mflops": flops / 1e6, "params": params, "avg": mean, "std": std}

@@ -86,3 +86,18 @@ def test_make_divisible_matches_python():
 
     for v in np.linspace(0.1, 1000, 997):
         assert _core.make_divisible(float(v)) == make_divisible(float(v))
+
+
+@pytest.mark.parametrize("threads", [2**31, 10**19, -1, 1025, 1.5, True, "4"])
+def test_threads_outside_the_allowed_range_are_refused(threads):
+    rows = moofa.random_subnets(3, "moofa", seed=0)
+    for fn in (moofa.peak_memory, moofa.profiles):
+        with pytest.raises(ValueError, match=r"threads must be an integer in 0\.\.1024 \(0: all cores\)"):
+            fn(rows, "moofa", threads=threads)
+
+
+def test_threads_at_the_limits_give_the_same_peaks():
+    rows = moofa.random_subnets(10_000, "moofa", seed=0)
+    ref = moofa.peak_memory(rows, "moofa", threads=1)
+    for threads in (0, np.int64(3), 1024):
+        np.testing.assert_array_equal(moofa.peak_memory(rows, "moofa", threads=threads), ref)

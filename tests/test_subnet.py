@@ -177,3 +177,30 @@ def test_fuzz_configs(config):
         return
     net = moofa.Subnet.from_dict(config).validate("moofa")
     assert p.peak == max(p.hist) and net.image_size in (128, 160, 192, 224)
+
+
+@pytest.mark.parametrize("space", ["moofa", "compofa"])
+def test_random_subnets_memory_stays_near_the_result(space):
+    import tracemalloc
+
+    n = 2_000_000
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        rows = moofa.random_subnets(n, space, seed=0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert rows.nbytes == n * moofa.get_space(space).n_columns
+    assert peak < 1.25 * rows.nbytes
+
+
+def test_random_subnets_are_valid_and_cover_every_choice():
+    for space in ("moofa", "compofa", "ofa"):
+        sp = moofa.get_space(space)
+        rows = moofa.random_subnets(5000, sp, seed=1)
+        assert rows.dtype == np.uint8 and rows.flags.c_contiguous
+        assert moofa.evaluator(sp).first_invalid(rows) is None
+        limits = np.array(moofa.memory.spec(sp).column_limits)
+        assert (rows.max(axis=0) <= limits - 1).all()
+        assert rows[:, 0].max() == len(sp.resolutions) - 1 and rows[:, 1].max() == len(sp.depths) - 1

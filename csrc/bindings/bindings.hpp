@@ -1,10 +1,44 @@
 // Each area binds itself into the one private module moofa._core.
 #pragma once
 
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "moofa/space.hpp"
+
 namespace moofa::bind {
+
 void memory(pybind11::module_& m);
 void predictor(pybind11::module_& m);
 void search(pybind11::module_& m);
+
+// Encoded configs as every entry takes them: uint8, C order (no copy when they already are).
+using Rows = pybind11::array_t<uint8_t, pybind11::array::c_style | pybind11::array::forcecast>;
+
+// Shape check (with the GIL): the rows' data and count, or ValueError.
+inline const uint8_t* rows_of(const Rows& rows, const SpaceSpec& space, std::size_t* n) {
+  if (rows.ndim() != 2 || rows.shape(1) != space.n_columns()) {
+    std::string shape = "(";
+    for (pybind11::ssize_t i = 0; i < rows.ndim(); ++i)
+      shape += (i ? ", " : "") + std::to_string(rows.shape(i));
+    shape += rows.ndim() == 1 ? ",)" : ")";
+    throw pybind11::value_error("encoded configs must be a 2-D array of shape (n, " +
+                                std::to_string(space.n_columns()) + "), got " + shape);
+  }
+  *n = static_cast<std::size_t>(rows.shape(0));
+  return rows.data();
+}
+
+// ValueError for the first invalid row a check found (bad >= 0), naming row, column and range.
+inline void raise_if_invalid(std::ptrdiff_t bad, int column, const uint8_t* rows,
+                             const SpaceSpec& space) {
+  if (bad < 0) return;
+  const uint8_t* row = rows + static_cast<std::size_t>(bad) * space.n_columns();
+  throw pybind11::value_error(space.invalid_message(static_cast<std::size_t>(bad), column, row));
+}
+
 }  // namespace moofa::bind

@@ -14,20 +14,6 @@ namespace py = pybind11;
 
 namespace moofa::bind {
 
-using Rows = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
-
-namespace {
-
-const uint8_t* check_rows(const Rows& rows, const Evaluator& ev, std::size_t* n) {
-  if (rows.ndim() != 2 || rows.shape(1) != ev.n_columns())
-    throw py::value_error("encoded configs must be a 2-D array of shape (n, " +
-                          std::to_string(ev.n_columns()) + ")");
-  *n = static_cast<std::size_t>(rows.shape(0));
-  return rows.data();
-}
-
-}  // namespace
-
 void memory(py::module_& m) {
   py::class_<StageSpec>(m, "StageSpec")
       .def(py::init([](int width, int stride, bool se, int max_depth) {
@@ -45,8 +31,9 @@ void memory(py::module_& m) {
                        std::vector<int> resolutions, int in_channels, int first_conv_width,
                        int first_conv_kernel, int first_conv_stride, int first_block_width,
                        int final_expand_width, int feature_mix_width, int n_classes,
-                       std::vector<int> expand_by_depth) {
+                       std::vector<int> expand_by_depth, std::string name) {
              SpaceSpec s;
+             s.name = std::move(name);
              s.stages = std::move(stages);
              s.kernels = std::move(kernels);
              s.expands = std::move(expands);
@@ -68,10 +55,71 @@ void memory(py::module_& m) {
            py::arg("depths"), py::arg("resolutions"), py::arg("in_channels"),
            py::arg("first_conv_width"), py::arg("first_conv_kernel"), py::arg("first_conv_stride"),
            py::arg("first_block_width"), py::arg("final_expand_width"),
-           py::arg("feature_mix_width"), py::arg("n_classes"), py::arg("expand_by_depth"))
+           py::arg("feature_mix_width"), py::arg("n_classes"), py::arg("expand_by_depth"),
+           py::arg("name") = "")
+      .def_readonly("name", &SpaceSpec::name)
       .def_property_readonly("n_columns", &SpaceSpec::n_columns)
       .def_property_readonly("n_slots", &SpaceSpec::n_slots)
-      .def_property_readonly("n_stages", &SpaceSpec::n_stages);
+      .def_property_readonly("n_stages", &SpaceSpec::n_stages)
+      .def_property_readonly(
+          "column_offsets",
+          [](const SpaceSpec& s) {
+            const ColumnOffsets o = s.column_offsets();
+            py::dict d;
+            d["resolution"] = o.resolution;
+            d["depth"] = o.depth;
+            d["kernel"] = o.kernel;
+            d["expand"] = o.expand;
+            d["end"] = o.end;
+            return d;
+          },
+          "first column of each block of the encoding (resolution, depth, kernel, expand) and "
+          "end (= n_columns)")
+      .def_property_readonly("column_limits", &SpaceSpec::column_limits,
+                             "number of allowed indices of every column")
+      .def_property_readonly("slot_stage", &SpaceSpec::slot_stage, "stage of every block slot")
+      .def_property_readonly("stage_first_slot", &SpaceSpec::stage_first_slot,
+                             "first block slot of every stage")
+      .def_property_readonly("one_hot_size", &SpaceSpec::one_hot_size,
+                             "length of the predictors' one-hot encoding")
+      .def_property_readonly("table_cells", &SpaceSpec::table_cells)
+      .def(
+          "same_space",
+          [](const SpaceSpec& a, const SpaceSpec& b, bool ignore_classes) {
+            return same_space(a, b, ignore_classes);
+          },
+          py::arg("other"), py::arg("ignore_classes") = false,
+          "same search space (every field but the name; optionally but the class count)")
+      .def(
+          "first_invalid",
+          [](const SpaceSpec& s, const Rows& rows) -> py::object {
+            std::size_t n;
+            const uint8_t* p = rows_of(rows, s, &n);
+            int col = -1;
+            std::ptrdiff_t i;
+            {
+              py::gil_scoped_release nogil;
+              i = s.first_invalid(p, n, &col);
+            }
+            if (i < 0) return py::none();
+            return py::make_tuple(i, col);
+          },
+          py::arg("rows"), "(row, column) of the first invalid encoded config, or None")
+      .def(
+          "check_rows",
+          [](const SpaceSpec& s, const Rows& rows) {
+            std::size_t n;
+            const uint8_t* p = rows_of(rows, s, &n);
+            int col = -1;
+            std::ptrdiff_t i;
+            {
+              py::gil_scoped_release nogil;
+              i = s.first_invalid(p, n, &col);
+            }
+            raise_if_invalid(i, col, p, s);
+          },
+          py::arg("rows"),
+          "ValueError naming row, column and allowed indices of the first bad row");
 
   py::class_<Evaluator>(m, "Evaluator")
       .def(py::init([](const SpaceSpec& spec, const std::string& model) {
@@ -79,12 +127,13 @@ void memory(py::module_& m) {
            }),
            py::arg("space"), py::arg("memory_model") = "full")
       .def_property_readonly("n_columns", &Evaluator::n_columns)
+      .def_property_readonly("space", &Evaluator::space, py::return_value_policy::copy)
       .def_property_readonly("max_layers", &Evaluator::max_layers)
       .def(
           "first_invalid",
           [](const Evaluator& ev, const Rows& rows) -> py::object {
             std::size_t n;
-            const uint8_t* p = check_rows(rows, ev, &n);
+            const uint8_t* p = rows_of(rows, ev.space(), &n);
             int col = -1;
             std::ptrdiff_t i;
             {
@@ -99,13 +148,16 @@ void memory(py::module_& m) {
           "peaks",
           [](const Evaluator& ev, const Rows& rows, int threads) {
             std::size_t n;
-            const uint8_t* p = check_rows(rows, ev, &n);
+            const uint8_t* p = rows_of(rows, ev.space(), &n);
             py::array_t<int64_t> out(static_cast<py::ssize_t>(n));
             int64_t* o = out.mutable_data();
+            int col = -1;
+            std::ptrdiff_t bad;
             {
               py::gil_scoped_release nogil;
-              ev.peaks(p, n, o, threads);
+              bad = ev.peaks(p, n, o, threads, &col);
             }
+            raise_if_invalid(bad, col, p, ev.space());
             return out;
           },
           py::arg("rows"), py::arg("threads") = 0)
@@ -113,7 +165,7 @@ void memory(py::module_& m) {
           "profiles",
           [](const Evaluator& ev, const Rows& rows, int threads, bool with_hist) {
             std::size_t n;
-            const uint8_t* p = check_rows(rows, ev, &n);
+            const uint8_t* p = rows_of(rows, ev.space(), &n);
             const auto sn = static_cast<py::ssize_t>(n);
             py::array_t<int64_t> peak(sn), params(sn);
             py::array_t<double> avg(sn), std_dev(sn), mflops(sn);
@@ -125,10 +177,13 @@ void memory(py::module_& m) {
             double *av = avg.mutable_data(), *sd = std_dev.mutable_data(),
                    *mf = mflops.mutable_data();
             int32_t* nl = n_layers.mutable_data();
+            int col = -1;
+            std::ptrdiff_t bad;
             {
               py::gil_scoped_release nogil;
-              ev.profiles(p, n, pk, av, sd, mf, pr, h, nl, threads);
+              bad = ev.profiles(p, n, pk, av, sd, mf, pr, h, nl, threads, &col);
             }
+            raise_if_invalid(bad, col, p, ev.space());
             py::dict out;
             out["peak"] = peak;
             out["avg"] = avg;
@@ -151,7 +206,8 @@ void memory(py::module_& m) {
           },
           "(smallest peak of any subnet, the encoded subnet that has it)");
 
-  m.def("make_divisible", &make_divisible, py::arg("v"), py::arg("divisor") = 8);
+  m.def("make_divisible", &make_divisible, py::arg("v"), py::arg("divisor") = 8,
+        "OFA's channel rounding; OverflowError when the result does not fit int64");
 }
 
 }  // namespace moofa::bind

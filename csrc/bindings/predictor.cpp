@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bindings.hpp"
+#include "moofa/linear_scorer.hpp"
 
 namespace py = pybind11;
 
@@ -17,7 +18,6 @@ namespace moofa::bind {
 
 namespace {
 
-using Rows = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 DenseLayer to_layer(const Floats& weight, const Floats& bias, std::size_t i) {
@@ -34,6 +34,26 @@ DenseLayer to_layer(const Floats& weight, const Floats& bias, std::size_t i) {
   L.weight.assign(weight.data(), weight.data() + weight.size());
   L.bias.assign(bias.data(), bias.data() + bias.size());
   return L;
+}
+
+// Scores of a batch of encoded configs, every row checked first (ValueError naming it).
+template <class S>
+py::array_t<float> score_rows(const S& scorer, const Rows& rows, int threads) {
+  std::size_t n;
+  const uint8_t* r = rows_of(rows, *scorer.space(), &n);
+  if (threads < 0)
+    throw py::value_error("threads must be >= 0 (0: all cores), got " + std::to_string(threads));
+  py::array_t<float> out(static_cast<py::ssize_t>(n));
+  float* o = out.mutable_data();
+  int column = -1;
+  std::ptrdiff_t bad;
+  {
+    py::gil_scoped_release nogil;
+    bad = scorer.first_invalid(r, n, &column);
+    if (bad < 0) scorer.score(r, n, o, threads);
+  }
+  raise_if_invalid(bad, column, r, *scorer.space());
+  return out;
 }
 
 }  // namespace
@@ -67,25 +87,7 @@ void predictor(py::module_& m) {
       .def(
           "score",
           [](const MlpPredictor& p, const Rows& rows, int threads) {
-            if (rows.ndim() != 2 || rows.shape(1) != p.n_columns())
-              throw py::value_error("encoded configs must be a 2-D array of shape (n, " +
-                                    std::to_string(p.n_columns()) + ")");
-            if (threads < 0) throw py::value_error("threads must be >= 0 (0: all cores)");
-            const auto n = static_cast<std::size_t>(rows.shape(0));
-            py::array_t<float> out(static_cast<py::ssize_t>(n));
-            float* o = out.mutable_data();
-            const uint8_t* r = rows.data();
-            int column = -1;
-            std::ptrdiff_t bad;
-            {
-              py::gil_scoped_release nogil;
-              bad = p.first_invalid(r, n, &column);
-              if (bad < 0) p.score(r, n, o, threads);
-            }
-            if (bad >= 0)
-              throw py::value_error("encoded configs: row " + std::to_string(bad) + ", column " +
-                                    std::to_string(column) + " holds an out-of-range choice index");
-            return out;
+            return score_rows(p, rows, threads);
           },
           py::arg("rows"), py::arg("threads") = 0,
           "Predicted scores (float32), one per encoded config")
@@ -97,6 +99,32 @@ void predictor(py::module_& m) {
       .def_property_readonly("scale", &MlpPredictor::scale)
       .def_property_readonly("offset", &MlpPredictor::offset)
       .def_static("one_hot_size", &MlpPredictor::one_hot_size, py::arg("space"));
+
+  py::class_<LinearScorer, Scorer>(
+      m, "LinearScorer", "Linear model on the published one-hot encoding (a light predictor)")
+      .def(py::init([](const SpaceSpec& space, const Floats& weights, float bias) {
+             if (weights.ndim() != 1)
+               throw py::value_error("weights must be a 1-D array of " +
+                                     std::to_string(LinearScorer::n_features(space)) + " values");
+             return LinearScorer(
+                 space, std::vector<float>(weights.data(), weights.data() + weights.size()), bias);
+           }),
+           py::arg("space"), py::arg("weights"), py::arg("bias") = 0.0f)
+      .def_static("n_features", &LinearScorer::n_features, py::arg("space"))
+      .def_property_readonly("weights",
+                             [](const LinearScorer& s) {
+                               const std::vector<float>& w = s.weights();
+                               py::array_t<float> a(static_cast<py::ssize_t>(w.size()));
+                               std::copy(w.begin(), w.end(), a.mutable_data());
+                               return a;
+                             })
+      .def_property_readonly("bias", &LinearScorer::bias)
+      .def(
+          "score",
+          [](const LinearScorer& s, const Rows& rows, int threads) {
+            return score_rows(s, rows, threads);
+          },
+          py::arg("rows"), py::arg("threads") = 0, "scores of encoded configs (n, n_columns)");
 
   m.def("best_isa", [] { return isa_name(best_isa()); }, "Widest kernel set this CPU runs");
   m.def(

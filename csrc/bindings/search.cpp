@@ -16,7 +16,6 @@
 #include <string>
 
 #include "bindings.hpp"
-#include "moofa/linear_scorer.hpp"
 #include "moofa/memory.hpp"
 #include "moofa/pareto.hpp"
 
@@ -25,8 +24,6 @@ namespace py = pybind11;
 namespace moofa::bind {
 
 namespace {
-
-using Rows = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 
 std::string shape_of(const py::array& a) {
   std::string s = "(";
@@ -160,30 +157,6 @@ py::array_t<uint8_t> to_rows(const std::vector<uint8_t>& v, int cols) {
   return a;
 }
 
-const uint8_t* check_scorer_rows(const Rows& rows, const SpaceSpec& spec, std::size_t* n) {
-  const int cols = spec.n_columns();
-  if (rows.ndim() != 2 || rows.shape(1) != cols)
-    throw py::value_error("encoded configs must be a 2-D array of shape (n, " +
-                          std::to_string(cols) + ")");
-  *n = static_cast<std::size_t>(rows.shape(0));
-  const uint8_t* p = rows.data();
-  // A scorer reads its weights by index: out-of-range indices must not reach it.
-  for (std::size_t i = 0; i < *n; ++i) {
-    const uint8_t* row = p + i * static_cast<std::size_t>(cols);
-    for (int c = 0; c < cols; ++c) {
-      std::size_t limit = c == 0                                     ? spec.resolutions.size()
-                          : c < 1 + spec.n_stages()                  ? spec.depths.size()
-                          : c < 1 + spec.n_stages() + spec.n_slots() ? spec.kernels.size()
-                                                                     : spec.expands.size();
-      if (row[c] >= limit)
-        throw py::value_error("encoded config row " + std::to_string(i) + ", column " +
-                              std::to_string(c) + " holds index " + std::to_string(row[c]) +
-                              "; allowed 0.." + std::to_string(limit - 1));
-    }
-  }
-  return p;
-}
-
 // What evolve and nsga2 both report about the work done.
 template <class Result>
 void put_counts(py::dict& out, const Result& r, GenerationHook& hook) {
@@ -198,36 +171,6 @@ void put_counts(py::dict& out, const Result& r, GenerationHook& hook) {
 }  // namespace
 
 void search(py::module_& m) {
-  py::class_<LinearScorer, Scorer>(
-      m, "LinearScorer", "Linear model on the published one-hot encoding (a light predictor)")
-      .def(py::init([](const SpaceSpec& space,
-                       py::array_t<float, py::array::c_style | py::array::forcecast> weights,
-                       float bias) {
-             if (weights.ndim() != 1)
-               throw py::value_error("weights must be a 1-D array of " +
-                                     std::to_string(LinearScorer::n_features(space)) + " values");
-             return LinearScorer(
-                 space, std::vector<float>(weights.data(), weights.data() + weights.size()), bias);
-           }),
-           py::arg("space"), py::arg("weights"), py::arg("bias") = 0.0f)
-      .def_static("n_features", &LinearScorer::n_features, py::arg("space"))
-      .def_property_readonly("weights", [](const LinearScorer& s) { return to_array(s.weights()); })
-      .def_property_readonly("bias", &LinearScorer::bias)
-      .def(
-          "score",
-          [](const LinearScorer& s, const Rows& rows, int threads) {
-            std::size_t n;
-            const uint8_t* p = check_scorer_rows(rows, s.space(), &n);
-            py::array_t<float> out(static_cast<py::ssize_t>(n));
-            float* o = out.mutable_data();
-            {
-              py::gil_scoped_release nogil;
-              s.score(p, n, o, threads);
-            }
-            return out;
-          },
-          py::arg("rows"), py::arg("threads") = 0, "scores of encoded configs (n, n_columns)");
-
   m.def(
       "evolve",
       [](const Evaluator& ev, const py::object& predictor, int64_t max_peak,
@@ -250,6 +193,7 @@ void search(py::module_& m) {
         o.max_evaluations = max_evaluations;
         o.validate();
         ScorerArg scorer = resolve_scorer(predictor, ev.n_columns());
+        require_same_space(ev.space(), *scorer.scorer);
         o.parallel_scoring = !scorer.owned;  // a Python callable is called from this thread
         GenerationHook hook(progress);
         EvolutionResult r;
@@ -295,6 +239,7 @@ void search(py::module_& m) {
         o.max_tries = max_tries;
         o.validate();
         ScorerArg scorer = resolve_scorer(predictor, ev.n_columns());
+        require_same_space(ev.space(), *scorer.scorer);
         o.parallel_scoring = !scorer.owned;
         GenerationHook hook(progress);
         ParetoResult r;

@@ -9,14 +9,8 @@
 
 namespace moofa {
 
-int LinearScorer::n_features(const SpaceSpec& space) {
-  return static_cast<int>(space.resolutions.size()) +
-         space.n_slots() * static_cast<int>(space.kernels.size() + space.expands.size());
-}
-
 LinearScorer::LinearScorer(const SpaceSpec& space, std::vector<float> weights, float bias)
-    : space_(space), weights_(std::move(weights)), bias_(bias) {
-  space_.validate();
+    : space_((space.validate(), space)), check_(space), weights_(std::move(weights)), bias_(bias) {
   if (static_cast<int>(weights_.size()) != n_features(space_))
     throw std::invalid_argument(
         "weights must hold " + std::to_string(n_features(space_)) +
@@ -25,24 +19,21 @@ LinearScorer::LinearScorer(const SpaceSpec& space, std::vector<float> weights, f
   for (float w : weights_)
     if (!std::isfinite(w)) throw std::invalid_argument("weights must be finite");
   if (!std::isfinite(bias_)) throw std::invalid_argument("bias must be finite");
-  for (int s = 0, slot = 0; s < space_.n_stages(); ++s) {
-    stage_first_slot_.push_back(slot);
-    slot += space_.stages[s].max_depth;
-  }
+  stage_first_slot_ = space_.stage_first_slot();
   n_slots_ = space_.n_slots();
-  kernel_offset_ = static_cast<int>(space_.resolutions.size());
-  expand_offset_ = kernel_offset_ + space_.n_slots() * static_cast<int>(space_.kernels.size());
+  kernel_offset_ = space_.one_hot_kernel_offset();
+  expand_offset_ = space_.one_hot_expand_offset();
 }
 
 float LinearScorer::score_one(const uint8_t* row) const {
   const int n_k = static_cast<int>(space_.kernels.size()),
             n_e = static_cast<int>(space_.expands.size());
   const int n_stages = space_.n_stages();
-  const uint8_t* kernels = row + 1 + n_stages;
-  const uint8_t* expands = kernels + n_slots_;
+  const uint8_t* kernels = row + space_.col_kernel(0);
+  const uint8_t* expands = row + space_.col_expand(0);
   double total = static_cast<double>(bias_) + weights_[row[0]];
   for (int s = 0; s < n_stages; ++s) {
-    const int d = space_.depths[row[1 + s]];
+    const int d = space_.depths[row[space_.col_depth(s)]];
     for (int j = 0; j < d; ++j) {
       const int slot = stage_first_slot_[s] + j;
       total += weights_[kernel_offset_ + slot * n_k + kernels[slot]];

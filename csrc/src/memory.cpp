@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <mutex>
 #include <stdexcept>
 
 #include "moofa/parallel.hpp"
@@ -18,35 +19,63 @@ struct BlockFigures {
   int out_size = 0;
 };
 
+// Checked products and sums: a figure that does not fit int64 throws std::overflow_error.
+int64_t mul(int64_t a, int64_t b) { return checked_mul(a, b); }
+int64_t mul(int64_t a, int64_t b, int64_t c) { return checked_mul(checked_mul(a, b), c); }
+int64_t mul(int64_t a, int64_t b, int64_t c, int64_t d) { return checked_mul(mul(a, b, c), d); }
+int64_t add(int64_t a, int64_t b) { return checked_add(a, b); }
+int64_t add(int64_t a, int64_t b, int64_t c) { return checked_add(checked_add(a, b), c); }
+
 // One MBConv block: expand 1x1 (absent when e == 1) -> depthwise kxk (stride) -> SE -> project 1x1.
-BlockFigures mbconv(int c_in, int c_out, int k, double expand, int stride, bool se, int f,
-                    bool with_weights) {
+BlockFigures mbconv(int64_t c_in, int64_t c_out, int64_t k, double expand, int stride, bool se,
+                    int f, bool with_weights) {
   BlockFigures b;
   const int64_t w = with_weights ? 1 : 0;
   const int64_t mid = middle_width(c_in, expand);
   const int64_t fi = f, fo = out_size(f, stride);
-  const int64_t in_act = static_cast<int64_t>(c_in) * fi * fi;
+  const int64_t in_act = mul(c_in, fi, fi);
   b.out_size = static_cast<int>(fo);
   if (expand != 1.0) {
-    b.layers[0] = in_act + mid * fi * fi + w * c_in * mid;
-    b.macs += fi * fi * c_in * mid;
-    b.params += c_in * mid + 2 * mid;  // conv + BN
+    b.layers[0] = add(in_act, mul(mid, fi, fi), mul(w, c_in, mid));
+    b.macs = add(b.macs, mul(fi, fi, c_in, mid));
+    b.params = add(b.params, mul(c_in, mid), mul(2, mid));  // conv + BN
   }
-  b.layers[1] = mid * fi * fi + mid * fo * fo + w * mid * k * k;
+  b.layers[1] = add(mul(mid, fi, fi), mul(mid, fo, fo), mul(w, mid, mul(k, k)));
   // An identity shortcut keeps the block input alive through the depthwise layer.
-  if (stride == 1 && c_in == c_out) b.layers[1] += in_act;
-  b.macs += fo * fo * mid * k * k;
-  b.params += mid * k * k + 2 * mid;
+  if (stride == 1 && c_in == c_out) b.layers[1] = add(b.layers[1], in_act);
+  b.macs = add(b.macs, mul(mul(fo, fo), mid, mul(k, k)));
+  b.params = add(b.params, mul(mid, k, k), mul(2, mid));
   if (se) {
     const int64_t se_mid = make_divisible(static_cast<double>(mid / 4), 8);
-    b.macs += 2 * mid * se_mid;
-    b.params += 2 * mid * se_mid + mid + se_mid;  // two 1x1 convs with bias
+    b.macs = add(b.macs, mul(2, mid, se_mid));
+    b.params = add(b.params, add(mul(2, mid, se_mid), mid, se_mid));  // two 1x1 convs with bias
   }
-  b.layers[2] = mid * fo * fo + static_cast<int64_t>(c_out) * fo * fo + w * mid * c_out;
-  b.macs += fo * fo * mid * c_out;
-  b.params += mid * c_out + 2 * static_cast<int64_t>(c_out);
+  b.layers[2] = add(mul(mid, fo, fo), mul(c_out, fo, fo), mul(w, mid, c_out));
+  b.macs = add(b.macs, mul(fo, fo, mid, c_out));
+  b.params = add(b.params, mul(mid, c_out), mul(2, c_out));
   return b;
 }
+
+// First invalid row seen by any worker of a batched call (the smallest index wins).
+class FirstBad {
+ public:
+  void record(std::size_t row, int column) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (row_ < 0 || static_cast<std::ptrdiff_t>(row) < row_) {
+      row_ = static_cast<std::ptrdiff_t>(row);
+      column_ = column;
+    }
+  }
+  std::ptrdiff_t result(int* column) const {
+    if (row_ >= 0 && column) *column = column_;
+    return row_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::ptrdiff_t row_ = -1;
+  int column_ = -1;
+};
 
 }  // namespace
 
@@ -56,22 +85,17 @@ MemoryModel memory_model_from_name(const std::string& name) {
   throw std::invalid_argument("memory_model must be 'full' or 'activations', got '" + name + "'");
 }
 
-Evaluator::Evaluator(const SpaceSpec& space, MemoryModel model) : space_(space), model_(model) {
-  space_.validate();
+Evaluator::Evaluator(const SpaceSpec& space, MemoryModel model)
+    : space_((space.validate(), space)), model_(model), check_(space) {
   const bool with_weights = model_ == MemoryModel::kFull;
   const int64_t w = with_weights ? 1 : 0;
   n_res_ = static_cast<int>(space_.resolutions.size());
   n_k_ = static_cast<int>(space_.kernels.size());
   n_e_ = static_cast<int>(space_.expands.size());
   n_slots_ = space_.n_slots();
+  stage_first_slot_ = space_.stage_first_slot();
 
-  stage_first_slot_.resize(space_.n_stages());
-  for (int s = 0, slot = 0; s < space_.n_stages(); ++s) {
-    stage_first_slot_[s] = slot;
-    slot += space_.stages[s].max_depth;
-  }
-
-  const std::size_t cells = static_cast<std::size_t>(n_slots_) * n_res_ * n_k_ * n_e_;
+  const std::size_t cells = space_.table_cells();
   slot_layers_.assign(cells * 3, 0);
   slot_peak_.assign(cells, 0);
   slot_macs_.assign(cells, 0);
@@ -81,30 +105,31 @@ Evaluator::Evaluator(const SpaceSpec& space, MemoryModel model) : space_(space),
   fixed_peak_.resize(n_res_);
   fixed_macs_.resize(n_res_);
 
-  const int c0 = space_.first_conv_width, k0 = space_.first_conv_kernel, cin0 = space_.in_channels;
+  const int64_t c0 = space_.first_conv_width, k0 = space_.first_conv_kernel,
+                cin0 = space_.in_channels;
   for (int r = 0; r < n_res_; ++r) {
     const int64_t res = space_.resolutions[r];
-    const int64_t f0 = out_size(static_cast<int>(res), space_.first_conv_stride);
-    int64_t macs = f0 * f0 * cin0 * c0 * k0 * k0;
-    int64_t params = static_cast<int64_t>(cin0) * c0 * k0 * k0 + 2 * c0;
+    const int64_t f0 = out_size(space_.resolutions[r], space_.first_conv_stride);
+    int64_t macs = mul(mul(f0, f0), cin0, c0, mul(k0, k0));
+    int64_t params = add(mul(cin0, c0, mul(k0, k0)), mul(2, c0));
     auto& head = head_layers_[r];
-    head.push_back(cin0 * res * res + c0 * f0 * f0 + w * cin0 * c0 * k0 * k0);
+    head.push_back(add(mul(cin0, res, res), mul(c0, f0, f0), mul(w, mul(cin0, c0), mul(k0, k0))));
     BlockFigures first = mbconv(c0, space_.first_block_width, 3, 1.0, 1,
                                 /*se=*/false, static_cast<int>(f0), with_weights);
     for (int64_t layer : first.layers)
       if (layer) head.push_back(layer);
-    macs += first.macs;
-    params += first.params;
+    macs = add(macs, first.macs);
+    params = add(params, first.params);
 
     // Every slot sees a fixed input width and feature size: those of its position.
     int f = first.out_size;
-    int c_in = space_.first_block_width;
+    int64_t c_in = space_.first_block_width;
     for (int s = 0; s < space_.n_stages(); ++s) {
       const StageSpec& st = space_.stages[s];
       for (int j = 0; j < st.max_depth; ++j) {
         const int slot = stage_first_slot_[s] + j;
         const int stride = j == 0 ? st.stride : 1;
-        const int cin = j == 0 ? c_in : st.width;
+        const int64_t cin = j == 0 ? c_in : st.width;
         int f_next = f;
         for (int k = 0; k < n_k_; ++k) {
           for (int e = 0; e < n_e_; ++e) {
@@ -123,47 +148,72 @@ Evaluator::Evaluator(const SpaceSpec& space, MemoryModel model) : space_(space),
       }
       c_in = st.width;
     }
-    const int64_t fe = space_.final_expand_width;
-    tail_layer_[r] = c_in * static_cast<int64_t>(f) * f + fe * f * f + w * c_in * fe;
-    macs += static_cast<int64_t>(f) * f * c_in * fe;
-    params += c_in * fe + 2 * fe;
+    const int64_t fe = space_.final_expand_width, ff = f;
+    tail_layer_[r] = add(mul(c_in, ff, ff), mul(fe, ff, ff), mul(w, c_in, fe));
+    macs = add(macs, mul(ff, ff, c_in, fe));
+    params = add(params, mul(c_in, fe), mul(2, fe));
     int64_t last = fe;
     if (space_.feature_mix_width > 0) {
-      macs += fe * space_.feature_mix_width;
-      params += fe * space_.feature_mix_width;  // no bias, no BN
+      macs = add(macs, mul(fe, space_.feature_mix_width));
+      params = add(params, mul(fe, space_.feature_mix_width));  // no bias, no BN
       last = space_.feature_mix_width;
     }
-    macs += last * space_.n_classes;
-    params += last * space_.n_classes + space_.n_classes;
+    macs = add(macs, mul(last, space_.n_classes));
+    params = add(params, mul(last, space_.n_classes), space_.n_classes);
     fixed_macs_[r] = macs;
     fixed_params_ = params;
     fixed_peak_[r] = std::max(*std::max_element(head.begin(), head.end()), tail_layer_[r]);
   }
   max_layers_ = static_cast<int>(head_layers_[0].size()) + 3 * n_slots_ + 1;
 
+  // MACs and params of a subnet are sums over its active slots: refuse a space whose
+  // largest subnet would not fit int64, so evaluating never overflows.
+  int64_t most_params = fixed_params_;
+  for (int slot = 0; slot < n_slots_; ++slot) {
+    const auto first = slot_params_.begin() + static_cast<std::ptrdiff_t>(slot) * n_k_ * n_e_;
+    most_params = add(most_params, *std::max_element(first, first + n_k_ * n_e_));
+  }
+  for (int r = 0; r < n_res_; ++r) {
+    int64_t most_macs = fixed_macs_[r];
+    for (int slot = 0; slot < n_slots_; ++slot) {
+      const auto first =
+          slot_macs_.begin() + static_cast<std::ptrdiff_t>(slot_index(slot, r, 0, 0));
+      most_macs = add(most_macs, *std::max_element(first, first + n_k_ * n_e_));
+    }
+  }
+
+  // Exact integer moments need n * sum(v^2) < 2^127: n < 2^14 layers, so v < 2^49.
+  int64_t largest = 0;
+  for (int r = 0; r < n_res_; ++r) largest = std::max(largest, fixed_peak_[r]);
+  for (int64_t v : slot_peak_) largest = std::max(largest, v);
+#ifdef __SIZEOF_INT128__
+  moments_exact_ = max_layers_ < (1 << 14) && largest < (int64_t{1} << 49);
+#endif
   slot_count_.resize(cells);
   slot_sum_.resize(cells);
   slot_sumsq_.resize(cells);
-  for (std::size_t i = 0; i < cells; ++i) {
-    for (int l = 0; l < 3; ++l) {
-      const int64_t v = slot_layers_[i * 3 + l];
-      if (!v) continue;
-      slot_count_[i] += 1;
-      slot_sum_[i] += v;
-      slot_sumsq_[i] += v * v;
+  fixed_count_.resize(n_res_);
+  fixed_sum_.resize(n_res_);
+  fixed_sumsq_.resize(n_res_);
+  if (moments_exact_) {
+    for (std::size_t i = 0; i < cells; ++i) {
+      for (int l = 0; l < 3; ++l) {
+        const int64_t v = slot_layers_[i * 3 + l];
+        if (!v) continue;
+        slot_count_[i] += 1;
+        slot_sum_[i] += v;
+        slot_sumsq_[i] += static_cast<Wide>(v) * v;
+      }
     }
-  }
-  for (int r = 0; r < n_res_; ++r) {
-    std::vector<int64_t> fixed = head_layers_[r];
-    fixed.push_back(tail_layer_[r]);
-    int64_t sum = 0, sumsq = 0;
-    for (int64_t v : fixed) {
-      sum += v;
-      sumsq += v * v;
+    for (int r = 0; r < n_res_; ++r) {
+      std::vector<int64_t> fixed = head_layers_[r];
+      fixed.push_back(tail_layer_[r]);
+      fixed_count_[r] = static_cast<int32_t>(fixed.size());
+      for (int64_t v : fixed) {
+        fixed_sum_[r] += v;
+        fixed_sumsq_[r] += static_cast<Wide>(v) * v;
+      }
     }
-    fixed_count_.push_back(static_cast<int32_t>(fixed.size()));
-    fixed_sum_.push_back(sum);
-    fixed_sumsq_.push_back(sumsq);
   }
 
   for (const auto& st : space_.stages) stage_max_depth_.push_back(st.max_depth);
@@ -180,41 +230,6 @@ Evaluator::Evaluator(const SpaceSpec& space, MemoryModel model) : space_(space),
 int Evaluator::expand_of(const uint8_t* row, int stage, int slot) const {
   if (space_.coupled()) return space_.expand_by_depth[row[space_.col_depth(stage)]];
   return row[space_.col_expand(slot)];
-}
-
-int Evaluator::invalid_column(const uint8_t* row) const {
-  if (row[0] >= n_res_) return 0;
-  const int n_d = static_cast<int>(space_.depths.size());
-  for (int s = 0; s < space_.n_stages(); ++s)
-    if (row[space_.col_depth(s)] >= n_d) return space_.col_depth(s);
-  for (int slot = 0; slot < n_slots_; ++slot) {
-    if (row[space_.col_kernel(slot)] >= n_k_) return space_.col_kernel(slot);
-    if (row[space_.col_expand(slot)] >= n_e_) return space_.col_expand(slot);
-  }
-  if (space_.coupled()) {
-    // The stored expand of active slots must agree with the coupling.
-    for (int s = 0; s < space_.n_stages(); ++s) {
-      const int d = space_.depths[row[space_.col_depth(s)]];
-      const int e = space_.expand_by_depth[row[space_.col_depth(s)]];
-      for (int j = 0; j < d; ++j) {
-        const int col = space_.col_expand(stage_first_slot_[s] + j);
-        if (row[col] != e) return col;
-      }
-    }
-  }
-  return -1;
-}
-
-std::ptrdiff_t Evaluator::first_invalid(const uint8_t* rows, std::size_t n, int* column) const {
-  const std::size_t cols = static_cast<std::size_t>(n_columns());
-  for (std::size_t i = 0; i < n; ++i) {
-    int c = invalid_column(rows + i * cols);
-    if (c >= 0) {
-      if (column) *column = c;
-      return static_cast<std::ptrdiff_t>(i);
-    }
-  }
-  return -1;
 }
 
 // The hot loop: branch-free over every slot (inactive ones masked to 0), one
@@ -299,32 +314,30 @@ int Evaluator::histogram(const uint8_t* row, int64_t* hist) const {
 
 namespace {
 
-// Population std from integer moments: var = (n * sumsq - sum^2) / n^2, computed
-// exactly in 128-bit where available (sums of squares of layer sizes overflow doubles' mantissa).
-void moments_to_mean_std(int64_t n, int64_t sum, int64_t sumsq, double* avg, double* std) {
-  *avg = static_cast<double>(sum) / static_cast<double>(n);
-#ifdef __SIZEOF_INT128__
-  __extension__ typedef __int128 wide;
-#else
-  typedef long double wide;
-#endif
-  const wide num = static_cast<wide>(n) * sumsq - static_cast<wide>(sum) * sum;
-  const double var = static_cast<double>(num) / (static_cast<double>(n) * static_cast<double>(n));
-  *std = std::sqrt(var > 0 ? var : 0.0);
+// Population mean and std from exact integer moments:
+// var = (n * sum(v^2) - sum(v)^2) / n^2, all in 128 bits (callers keep it in range).
+void moments_to_mean_std(int64_t n, Wide sum, Wide sumsq, double* avg, double* std) {
+  const double dn = static_cast<double>(n);
+  *avg = static_cast<double>(sum) / dn;
+  const Wide num = static_cast<Wide>(n) * sumsq - sum * sum;
+  *std = num > 0 ? std::sqrt(static_cast<double>(num)) / dn : 0.0;
 }
 
+// The same from a histogram of any int64 figures: with S = sum(v), the deviations
+// n * v - S are exact 128-bit integers, so no cancellation: var = sum((n v - S)^2) / n^3.
 void mean_std(const int64_t* hist, int n, double* avg, double* std) {
-  double sum = 0.0;
-  for (int i = 0; i < n; ++i) sum += static_cast<double>(hist[i]);
-  const double mean = sum / n;
-  double sq = 0.0;
+  Wide sum = 0;
+  for (int i = 0; i < n; ++i) sum += hist[i];
+  double acc = 0.0;
   for (int i = 0; i < n; ++i) {
-    const double dlt = static_cast<double>(hist[i]) - mean;
-    sq += dlt * dlt;
+    const double t = static_cast<double>(static_cast<Wide>(n) * hist[i] - sum);
+    acc += t * t;
   }
-  *avg = mean;
-  *std = std::sqrt(sq / n);
+  const double dn = static_cast<double>(n);
+  *avg = static_cast<double>(sum) / dn;
+  *std = std::sqrt(acc / (dn * dn * dn));
 }
+
 }  // namespace
 
 Profile Evaluator::profile(const uint8_t* row) const {
@@ -339,23 +352,29 @@ Profile Evaluator::profile(const uint8_t* row) const {
   return p;
 }
 
-void Evaluator::peaks(const uint8_t* rows, std::size_t n, int64_t* out, int threads) const {
+std::ptrdiff_t Evaluator::peaks(const uint8_t* rows, std::size_t n, int64_t* out, int threads,
+                                int* column) const {
   const std::size_t cols = static_cast<std::size_t>(n_columns());
+  FirstBad bad;
   parallel_for(n, threads, [&](std::size_t b, std::size_t e) {
-    if (space_.coupled()) {
-      for (std::size_t i = b; i < e; ++i) out[i] = peak_impl<true>(rows + i * cols);
-    } else {
-      for (std::size_t i = b; i < e; ++i) out[i] = peak_impl<false>(rows + i * cols);
+    // Check then evaluate row by row: the row is in L1 for the look-ups.
+    for (std::size_t i = b; i < e; ++i) {
+      const uint8_t* row = rows + i * cols;
+      const int c = check_.invalid_column(row);
+      if (c >= 0) return bad.record(i, c);
+      out[i] = space_.coupled() ? peak_impl<true>(row) : peak_impl<false>(row);
     }
   });
+  return bad.result(column);
 }
 
 void Evaluator::summary(const uint8_t* row, int64_t* peak_out, double* avg, double* std_out,
-                        double* mflops_out, int64_t* params_out) const {
+                        double* mflops_out, int64_t* params_out, int32_t* n_layers) const {
   const int r = row[0];
-  int64_t best = fixed_peak_[r], sum = fixed_sum_[r], sumsq = fixed_sumsq_[r],
-          macs = fixed_macs_[r];
-  int64_t count = fixed_count_[r], params = fixed_params_;
+  int64_t best = fixed_peak_[r], macs = fixed_macs_[r], params = fixed_params_;
+  int64_t sum = fixed_sum_[r];
+  Wide sumsq = fixed_sumsq_[r];
+  int32_t count = fixed_count_[r];
   for (int s = 0; s < space_.n_stages(); ++s) {
     const int d = space_.depths[row[space_.col_depth(s)]];
     for (int j = 0; j < d; ++j) {
@@ -379,35 +398,28 @@ void Evaluator::summary(const uint8_t* row, int64_t* peak_out, double* avg, doub
   }
   if (mflops_out) *mflops_out = static_cast<double>(macs) / 1e6;
   if (params_out) *params_out = params;
+  if (n_layers) *n_layers = count;
 }
 
-void Evaluator::profiles(const uint8_t* rows, std::size_t n, int64_t* peak_out, double* avg,
-                         double* std_out, double* mflops_out, int64_t* params_out, int64_t* hist,
-                         int32_t* n_layers, int threads) const {
+std::ptrdiff_t Evaluator::profiles(const uint8_t* rows, std::size_t n, int64_t* peak_out,
+                                   double* avg, double* std_out, double* mflops_out,
+                                   int64_t* params_out, int64_t* hist, int32_t* n_layers,
+                                   int threads, int* column) const {
   const std::size_t cols = static_cast<std::size_t>(n_columns());
   const std::size_t width = static_cast<std::size_t>(max_layers_);
-  if (!hist) {
+  FirstBad bad;
+  if (!hist && moments_exact_) {
     parallel_for(n, threads, [&](std::size_t b, std::size_t e) {
       for (std::size_t i = b; i < e; ++i) {
         const uint8_t* row = rows + i * cols;
+        const int c = check_.invalid_column(row);
+        if (c >= 0) return bad.record(i, c);
         summary(row, peak_out ? peak_out + i : nullptr, avg ? avg + i : nullptr,
                 std_out ? std_out + i : nullptr, mflops_out ? mflops_out + i : nullptr,
-                params_out ? params_out + i : nullptr);
-        if (n_layers) {
-          int32_t count = fixed_count_[row[0]];
-          for (int s = 0; s < space_.n_stages(); ++s) {
-            const int d = space_.depths[row[space_.col_depth(s)]];
-            for (int j = 0; j < d; ++j) {
-              const int slot = stage_first_slot_[s] + j;
-              count += slot_count_[slot_index(slot, row[0], row[space_.col_kernel(slot)],
-                                              expand_of(row, s, slot))];
-            }
-          }
-          n_layers[i] = count;
-        }
+                params_out ? params_out + i : nullptr, n_layers ? n_layers + i : nullptr);
       }
     });
-    return;
+    return bad.result(column);
   }
   parallel_for(
       n, threads,
@@ -415,6 +427,8 @@ void Evaluator::profiles(const uint8_t* rows, std::size_t n, int64_t* peak_out, 
         std::vector<int64_t> scratch(hist ? 0 : width);
         for (std::size_t i = b; i < e; ++i) {
           const uint8_t* row = rows + i * cols;
+          const int c = check_.invalid_column(row);
+          if (c >= 0) return bad.record(i, c);
           int64_t* h = hist ? hist + i * width : scratch.data();
           const int len = histogram(row, h);
           if (n_layers) n_layers[i] = len;
@@ -430,6 +444,7 @@ void Evaluator::profiles(const uint8_t* rows, std::size_t n, int64_t* peak_out, 
         }
       },
       1024);
+  return bad.result(column);
 }
 
 int64_t Evaluator::min_peak(std::vector<uint8_t>* best_row) const {

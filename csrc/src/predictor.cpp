@@ -115,16 +115,15 @@ Isa isa_from_name(const std::string& name) {
                               name + "'");
 }
 
-int MlpPredictor::one_hot_size(const SpaceSpec& space) {
-  return static_cast<int>(space.resolutions.size()) +
-         space.n_slots() * static_cast<int>(space.kernels.size() + space.expands.size());
-}
-
 MlpPredictor::MlpPredictor(const SpaceSpec& space, std::vector<DenseLayer> layers,
                            std::vector<float> skip, float scale, float offset, Isa isa,
                            Precision precision)
-    : space_(space), scale_(scale), offset_(offset), isa_(isa), precision_(precision) {
-  space_.validate();
+    : space_((space.validate(), space)),
+      check_(space),
+      scale_(scale),
+      offset_(offset),
+      isa_(isa),
+      precision_(precision) {
   require(isa_supported(isa), "isa: '" + isa_name(isa) + "' is not supported by this CPU");
   n_features_ = one_hot_size(space_);
   n_res_ = static_cast<int>(space_.resolutions.size());
@@ -132,11 +131,9 @@ MlpPredictor::MlpPredictor(const SpaceSpec& space, std::vector<DenseLayer> layer
   n_e_ = static_cast<int>(space_.expands.size());
   n_slots_ = space_.n_slots();
   n_stages_ = space_.n_stages();
-  for (int s = 0; s < n_stages_; ++s)
-    for (int p = 0; p < space_.stages[s].max_depth; ++p) {
-      slot_stage_.push_back(s);
-      slot_pos_.push_back(p);
-    }
+  slot_stage_ = space_.slot_stage();
+  const std::vector<int> first_slot = space_.stage_first_slot();
+  for (int j = 0; j < n_slots_; ++j) slot_pos_.push_back(j - first_slot[slot_stage_[j]]);
   depth_value_ = space_.depths;
 
   require(!layers.empty(), "layers: at least one layer is needed");
@@ -213,7 +210,8 @@ void MlpPredictor::build_gather_table() {
   gather_table_.assign(static_cast<std::size_t>(rows) * L.out_pad, 0.0f);
   if (!skip_.empty()) gather_skip_.assign(rows, 0.0f);
   zero_bias_.assign(L.out_pad, 0.0f);
-  const int kernel_base = n_res_, expand_base = n_res_ + n_slots_ * n_k_;
+  const int kernel_base = space_.one_hot_kernel_offset(),
+            expand_base = space_.one_hot_expand_offset();
   const int chunk = layers_.size() == 1 ? 1 : detail::kFirstChunk;  // a linear model has one output
   for (int j = 0; j < n_slots_; ++j)
     for (int r = 0; r < (j == 0 ? n_res_ : 1); ++r)
@@ -288,7 +286,8 @@ std::vector<int> MlpPredictor::layer_sizes() const {
 int MlpPredictor::features(const uint8_t* row, int32_t* out) const {
   int n = 0;
   out[n++] = row[0];
-  const int kernel_base = n_res_, expand_base = n_res_ + n_slots_ * n_k_;
+  const int kernel_base = space_.one_hot_kernel_offset(),
+            expand_base = space_.one_hot_expand_offset();
   const uint8_t* kernels = row + space_.col_kernel(0);
   const uint8_t* expands = row + space_.col_expand(0);
   for (int j = 0; j < n_slots_; ++j) {
@@ -297,27 +296,6 @@ int MlpPredictor::features(const uint8_t* row, int32_t* out) const {
     out[n++] = expand_base + j * n_e_ + expands[j];
   }
   return n;
-}
-
-std::ptrdiff_t MlpPredictor::first_invalid(const uint8_t* rows, std::size_t n, int* column) const {
-  const int cols = n_columns();
-  std::vector<int> limit(cols);
-  limit[0] = n_res_;
-  for (int s = 0; s < n_stages_; ++s)
-    limit[space_.col_depth(s)] = static_cast<int>(depth_value_.size());
-  for (int j = 0; j < n_slots_; ++j) {
-    limit[space_.col_kernel(j)] = n_k_;
-    limit[space_.col_expand(j)] = n_e_;
-  }
-  for (std::size_t i = 0; i < n; ++i) {
-    const uint8_t* row = rows + i * cols;
-    for (int c = 0; c < cols; ++c)
-      if (row[c] >= limit[c]) {
-        if (column) *column = c;
-        return static_cast<std::ptrdiff_t>(i);
-      }
-  }
-  return -1;
 }
 
 void MlpPredictor::score_range(const uint8_t* rows, std::size_t begin, std::size_t end,

@@ -19,10 +19,14 @@ class LinearScorer : public Scorer {
   // [resolution one-hot][kernel one-hot per slot][expand one-hot per slot].
   LinearScorer(const SpaceSpec& space, std::vector<float> weights, float bias);
 
-  static int n_features(const SpaceSpec& space);
+  static int n_features(const SpaceSpec& space) { return space.one_hot_size(); }
   void score(const uint8_t* rows, std::size_t n, float* out, int threads) const override;
   int n_columns() const override { return space_.n_columns(); }
-  const SpaceSpec& space() const { return space_; }
+  const SpaceSpec* space() const override { return &space_; }
+  // Index of the first invalid row (the space's RowCheck) or -1, and its column.
+  std::ptrdiff_t first_invalid(const uint8_t* rows, std::size_t n, int* column) const {
+    return check_.first_invalid(rows, n, column);
+  }
   const std::vector<float>& weights() const { return weights_; }
   float bias() const { return bias_; }
 
@@ -30,6 +34,7 @@ class LinearScorer : public Scorer {
   float score_one(const uint8_t* row) const;
 
   SpaceSpec space_;
+  RowCheck check_;
   std::vector<float> weights_;
   float bias_;
   std::vector<int> stage_first_slot_;

@@ -15,6 +15,13 @@
 
 namespace moofa {
 
+// Sums of squares of layer figures need more than 64 bits.
+#ifdef __SIZEOF_INT128__
+__extension__ typedef __int128 Wide;
+#else
+typedef long double Wide;
+#endif
+
 enum class MemoryModel : int {
   kFull = 0,         // input + output + weights of each conv layer (the paper)
   kActivations = 1,  // input + output only; weights stay in flash (MCUNet)
@@ -39,10 +46,12 @@ class Evaluator {
   // Longest possible histogram (all slots active, every layer present).
   int max_layers() const { return max_layers_; }
 
-  // Row checks: returns -1 if the row is valid, else the first offending column.
-  int invalid_column(const uint8_t* row) const;
+  // Row checks (the space's RowCheck): -1 if the row is valid, else the first offending column.
+  int invalid_column(const uint8_t* row) const { return check_.invalid_column(row); }
   // Batch check: index of the first invalid row (or -1) and its column.
-  std::ptrdiff_t first_invalid(const uint8_t* rows, std::size_t n, int* column) const;
+  std::ptrdiff_t first_invalid(const uint8_t* rows, std::size_t n, int* column) const {
+    return check_.first_invalid(rows, n, column);
+  }
 
   int64_t peak(const uint8_t* row) const;
   int64_t params(const uint8_t* row) const;
@@ -51,11 +60,14 @@ class Evaluator {
   // Writes the histogram into hist (max_layers() entries, zero padded); returns its length.
   int histogram(const uint8_t* row, int64_t* hist) const;
 
-  // Batched versions; threads <= 0 means all hardware threads. Rows must be valid.
-  void peaks(const uint8_t* rows, std::size_t n, int64_t* out, int threads) const;
-  void profiles(const uint8_t* rows, std::size_t n, int64_t* peak, double* avg, double* std,
-                double* mflops, int64_t* params, int64_t* hist, int32_t* n_layers,
-                int threads) const;
+  // Batched versions; threads <= 0 means all hardware threads. Each row is checked
+  // before it is evaluated: the result is the index of the first invalid row (its column
+  // in *column), whose output and the outputs after it are unspecified, or -1.
+  std::ptrdiff_t peaks(const uint8_t* rows, std::size_t n, int64_t* out, int threads,
+                       int* column) const;
+  std::ptrdiff_t profiles(const uint8_t* rows, std::size_t n, int64_t* peak, double* avg,
+                          double* std, double* mflops, int64_t* params, int64_t* hist,
+                          int32_t* n_layers, int threads, int* column) const;
 
   // Smallest peak any subnet of the space can have, and one subnet that has it.
   int64_t min_peak(std::vector<uint8_t>* row = nullptr) const;
@@ -75,12 +87,16 @@ class Evaluator {
   int expand_of(const uint8_t* row, int stage, int slot) const;
   template <bool Coupled>
   int64_t peak_impl(const uint8_t* row) const;
-  // peak, avg, std, mflops and params in one pass over the row, no histogram.
+  // peak, avg, std, mflops, params and layer count in one pass over the row, no
+  // histogram (only when moments_exact_).
   void summary(const uint8_t* row, int64_t* peak, double* avg, double* std, double* mflops,
-               int64_t* params) const;
+               int64_t* params, int32_t* n_layers) const;
 
   SpaceSpec space_;
   MemoryModel model_;
+  RowCheck check_;
+  // Integer moments of the layer figures fit 128 bits (so avg and std come from tables).
+  bool moments_exact_ = false;
   int n_res_ = 0, n_k_ = 0, n_e_ = 0, n_slots_ = 0, max_layers_ = 0;
   std::vector<int> stage_first_slot_;
   std::vector<int> stage_max_depth_;
@@ -90,9 +106,11 @@ class Evaluator {
   // Per slot and (r, k, e): number, sum and sum of squares of the layer figures, so
   // avg and std come without building the histogram (exact integer moments).
   std::vector<int32_t> slot_count_;
-  std::vector<int64_t> slot_sum_, slot_sumsq_;
+  std::vector<int64_t> slot_sum_;
+  std::vector<Wide> slot_sumsq_;
   std::vector<int32_t> fixed_count_;
-  std::vector<int64_t> fixed_sum_, fixed_sumsq_;
+  std::vector<int64_t> fixed_sum_;
+  std::vector<Wide> fixed_sumsq_;
   // Per slot and (r, k, e): the three layer figures (0 where absent) and the max.
   std::vector<int64_t> slot_layers_;  // [slot][r][k][e][3]
   std::vector<int64_t> slot_peak_;    // [slot][r][k][e]

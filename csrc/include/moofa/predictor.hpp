@@ -56,10 +56,12 @@ class MlpPredictor : public Scorer {
   void score(const uint8_t* rows, std::size_t n, float* out, int threads) const override;
   int n_columns() const override { return space_.n_columns(); }
 
-  // Index of the first row holding an out-of-range choice index (or -1), and its column.
-  std::ptrdiff_t first_invalid(const uint8_t* rows, std::size_t n, int* column) const;
+  // Index of the first invalid row (the space's RowCheck) or -1, and its column.
+  std::ptrdiff_t first_invalid(const uint8_t* rows, std::size_t n, int* column) const {
+    return check_.first_invalid(rows, n, column);
+  }
 
-  const SpaceSpec& space() const { return space_; }
+  const SpaceSpec* space() const override { return &space_; }
   int n_features() const { return n_features_; }
   std::vector<int> layer_sizes() const;  // n_features, hidden widths..., 1
   Isa isa() const { return isa_; }
@@ -68,7 +70,7 @@ class MlpPredictor : public Scorer {
   float offset() const { return offset_; }
 
   // Length of the one-hot encoding of a space: resolutions + slots * (kernels + expands).
-  static int one_hot_size(const SpaceSpec& space);
+  static int one_hot_size(const SpaceSpec& space) { return space.one_hot_size(); }
   // The one-hot feature indices a row selects (resolution, then kernel and expand of
   // each active slot); returns how many were written (at most 1 + 2 * n_slots).
   int features(const uint8_t* row, int32_t* out) const;
@@ -91,6 +93,7 @@ class MlpPredictor : public Scorer {
   int gather(const uint8_t* row, int32_t* out, int32_t stride = 1) const;
 
   SpaceSpec space_;
+  RowCheck check_;
   int n_features_ = 0;
   int n_res_ = 0, n_k_ = 0, n_e_ = 0, n_slots_ = 0, n_stages_ = 0;
   std::vector<int> slot_stage_, slot_pos_, depth_value_;
