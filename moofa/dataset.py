@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._encoding import columns, spec
 from ._io import atomic_write_text
 from ._progress import Progress
 from .memory import _model_name, evaluator, min_peak
@@ -38,15 +39,11 @@ PLAN_FORMAT = "moofa-dataset-plan"
 def _max_peak(space: Space, memory_model: str) -> int:
     """Peak of the largest subnet (every choice at its largest), and of random draws."""
     ev = evaluator(space, memory_model)
-    row = np.zeros((1, space.n_columns), np.uint8)
-    row[0, 0] = len(space.resolutions) - 1
-    row[0, 1 : 1 + space.n_stages] = len(space.depths) - 1
-    s, n = space.n_stages, space.n_slots
-    row[0, 1 + s : 1 + s + n] = len(space.kernels) - 1
+    col = columns(space)
+    # column_limits: the number of choices of each column (coupled expands follow the depth)
+    row = (np.asarray(spec(space).column_limits, np.int64) - 1).astype(np.uint8)[None, :]
     if space.expand_by_depth:
-        row[0, 1 + s + n :] = space.expands.index(space.expand_by_depth[max(space.depths)])
-    else:
-        row[0, 1 + s + n :] = len(space.expands) - 1
+        row[0, col.expand] = space.expands.index(space.expand_by_depth[max(space.depths)])
     sample = random_subnets(100_000, space, seed=12345)
     return int(max(ev.peaks(row, 1)[0], ev.peaks(sample, 0).max()))
 
@@ -90,19 +87,14 @@ def _skewed(n: int, space: Space, rng: np.random.Generator, towards_small: bool)
     per-row lean drawn uniformly: reaches the extreme peaks uniform draws miss."""
     rows = random_subnets(n, space, seed=int(rng.integers(2**63)))
     lean = rng.random((n, 1))
-    sizes = (
-        [len(space.resolutions)]
-        + [len(space.depths)] * space.n_stages
-        + [len(space.kernels)] * space.n_slots
-        + [len(space.expands)] * space.n_slots
-    )
-    extreme = np.zeros(space.n_columns, np.uint8) if towards_small else np.array(sizes, np.uint8) - 1
+    sizes = np.asarray(spec(space).column_limits, np.int64)
+    extreme = np.zeros(space.n_columns, np.uint8) if towards_small else (sizes - 1).astype(np.uint8)
     pick = rng.random(rows.shape) < lean
     rows = np.where(pick, extreme[None, :], rows).astype(np.uint8)
     if space.expand_by_depth:  # keep CompOFA's coupling valid
-        s, k = space.n_stages, space.n_slots
+        col = columns(space)
         coupled = np.array([space.expands.index(space.expand_by_depth[d]) for d in space.depths], np.uint8)
-        rows[:, 1 + s + k :] = coupled[rows[:, 1 + np.array(space.slot_stage())]]
+        rows[:, col.expand] = coupled[rows[:, col.slot_depth_column]]
     return rows
 
 
@@ -168,15 +160,12 @@ def plan_dataset(
 
 def _key(row: np.ndarray, space: Space) -> bytes:
     """Identity of a subnet: its active choices only (inactive slots do not change it)."""
-    s, n = space.n_stages, space.n_slots
+    col = columns(space)
     r = row.copy()
-    pos = 0
-    for stage_i, stage in enumerate(space.stages):
-        depth = space.depths[r[1 + stage_i]]
-        for p in range(depth, stage.max_depth):
-            r[1 + s + pos + p] = 0
-            r[1 + s + n + pos + p] = 0
-        pos += stage.max_depth
+    position = np.array([p for stage in space.stages for p in range(stage.max_depth)])
+    idle = position >= np.asarray(space.depths)[r[col.slot_depth_column]]
+    r[col.kernel][idle] = 0
+    r[col.expand][idle] = 0
     return r.tobytes()
 
 

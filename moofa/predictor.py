@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from ._encoding import columns, spec
 from ._ext import core
 from ._io import atomic_write, atomic_write_text
-from .memory import spec
 from .spaces import Space, get_space
 from .spaces import names as space_names
 from .subnet import encode
@@ -80,8 +80,7 @@ def shipped_names() -> list[str]:
 
 
 def one_hot_size(space: str | Space = "moofa") -> int:
-    sp = get_space(space)
-    return len(sp.resolutions) + sp.n_slots * (len(sp.kernels) + len(sp.expands))
+    return int(spec(get_space(space)).one_hot_size)
 
 
 def one_hot(nets, space: str | Space = "moofa") -> np.ndarray:
@@ -91,25 +90,20 @@ def one_hot(nets, space: str | Space = "moofa") -> np.ndarray:
     """
     sp = get_space(space)
     rows = encode(nets, sp)
-    n = rows.shape[0]
-    n_res, n_k, n_e, n_slots, n_stages = (
-        len(sp.resolutions),
-        len(sp.kernels),
-        len(sp.expands),
-        sp.n_slots,
-        sp.n_stages,
-    )
+    col = columns(sp)
+    n, n_slots = rows.shape[0], sp.n_slots
+    n_res, n_k, n_e = len(sp.resolutions), len(sp.kernels), len(sp.expands)
     out = np.zeros((n, one_hot_size(sp)), dtype=np.float32)
     idx = np.arange(n)
-    out[idx, rows[:, 0]] = 1.0
-    stage = np.array(sp.slot_stage())
+    out[idx, rows[:, col.resolution]] = 1.0
     position = np.array([p for s in sp.stages for p in range(s.max_depth)])
-    depth = np.asarray(sp.depths)[rows[:, 1 : 1 + n_stages]]
-    active = position[None, :] < depth[:, stage]
+    depth = np.asarray(sp.depths)[rows[:, col.slot_depth_column]]
+    active = position[None, :] < depth
+    kernels, expands = rows[:, col.kernel], rows[:, col.expand]
     for j in range(n_slots):
         on = idx[active[:, j]]
-        out[on, n_res + j * n_k + rows[on, 1 + n_stages + j]] = 1.0
-        out[on, n_res + n_slots * n_k + j * n_e + rows[on, 1 + n_stages + n_slots + j]] = 1.0
+        out[on, n_res + j * n_k + kernels[on, j]] = 1.0
+        out[on, n_res + n_slots * n_k + j * n_e + expands[on, j]] = 1.0
     return out
 
 
