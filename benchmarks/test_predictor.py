@@ -76,6 +76,8 @@ CASES = {
 @pytest.fixture(scope="module", params=list(CASES))
 def case(request):
     if request.param.startswith("published"):
+        if not SHARED.is_dir():
+            pytest.skip("needs ../shared (published .pth.tar checkpoints); set MOOFA_SHARED")
         pytest.importorskip("torch")
     pred = CASES[request.param]()
     rows = moofa.random_subnets(N, pred.space, seed=0)

@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import search_helpers as helpers  # noqa: E402
-from conftest import DATA  # noqa: E402
+from conftest import FIXTURES  # noqa: E402
 from timing import seconds  # noqa: E402
 
 import moofa  # noqa: E402
@@ -28,7 +28,7 @@ POPULATION, GENERATIONS = 100, 500
 
 @pytest.fixture(scope="module")
 def ridge():
-    return helpers.ridge_scorer(DATA, "moofa-imagenet", "moofa")
+    return helpers.ridge_scorer(FIXTURES, "moofa-imagenet", "moofa")
 
 
 @pytest.fixture(scope="module")

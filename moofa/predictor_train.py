@@ -18,7 +18,7 @@ as much as training one of them. Deterministic for a given seed (single-threaded
 
 Command line (the shipped predictors)::
 
-    python -m moofa.predictor_train --all --data ../shared/data/accuracy --out moofa/predictors --cv 5
+    python -m moofa.predictor_train --all --data PATH/TO/data/accuracy --out moofa/predictors --cv 5
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from .subnet import Subnet
 
 __all__ = ["DATASETS", "cross_validate", "kendall_tau", "read_records", "train_all", "train_predictor"]
 
-# Shipped predictor name -> accuracy data set file stem (in ../shared/data/accuracy).
+# Shipped predictor name -> accuracy data set file stem (<stem>.jsonl in the --data folder).
 DATASETS = {
     "ofa": "ofa-imagenet",
     "compofa": "compofa-imagenet",
@@ -51,6 +51,10 @@ DATASETS = {
     "moofa-e346": "moofa-e346-imagenette",
     "moofa-e1-2": "moofa-e1-2-imagenette",
 }
+
+# Command-line defaults, relative to the current folder (never the installed package).
+DEFAULT_DATA = os.path.join("data", "accuracy")
+DEFAULT_OUT = "moofa-predictors"
 
 DEFAULTS = dict(
     hidden=32, members=16, weight_decay=1e-2, lr=1e-2, epochs=300, batch_size=128, val_fraction=0.1, patience=60
@@ -373,26 +377,48 @@ def _log(msg, enabled=True):
         print(msg, file=sys.stderr, flush=True)
 
 
+_HELP = {
+    "hidden": "hidden units of each ensemble member",
+    "members": "ensemble members (merged into one MLP)",
+    "weight_decay": "AdamW weight decay",
+    "lr": "learning rate",
+    "epochs": "most epochs",
+    "batch_size": "batch size",
+    "val_fraction": "each member's random validation split, for early stopping (0: none)",
+    "patience": "early stopping: epochs without a better validation loss",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    here = Path(__file__).resolve().parent
-    parser = argparse.ArgumentParser(prog="python -m moofa.predictor_train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m moofa.predictor_train",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--all", action="store_true", help="train every shipped predictor")
     parser.add_argument(
         "--name", action="append", choices=list(DATASETS), help="train this shipped predictor (repeatable)"
     )
     parser.add_argument(
         "--data",
-        default=str(here.parents[1] / "shared" / "data" / "accuracy"),
-        help="folder of <set>.jsonl accuracy files",
+        default=DEFAULT_DATA,
+        help="folder of the <set>.jsonl accuracy files (relative paths: from the current folder)",
     )
-    parser.add_argument("--out", default=str(here / "predictors"), help="output folder")
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, help="output folder for the <name>.npz/.json files, created if needed"
+    )
     parser.add_argument("--cv", type=int, default=0, help="also run k-fold cross-validation (k >= 2)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the training and the folds")
     for key, value in DEFAULTS.items():
-        parser.add_argument("--" + key.replace("_", "-"), type=type(value), default=value)
+        parser.add_argument("--" + key.replace("_", "-"), type=type(value), default=value, help=_HELP[key])
     args = parser.parse_args(argv)
     if not args.all and not args.name:
         parser.error("give --all or --name NAME")
+    if not Path(args.data).is_dir():
+        parser.error(
+            f"--data: folder {args.data!r} not found (from {os.getcwd()}); "
+            "give --data PATH, the folder of the <set>.jsonl accuracy files"
+        )
     kw = {k: getattr(args, k) for k in DEFAULTS}
     summary = train_all(
         args.out, args.data, names=None if args.all else args.name, cv_folds=args.cv, seed=args.seed, **kw

@@ -1,7 +1,14 @@
-"""Shared test fixtures: where the published ground-truth data lives."""
+"""Shared test fixtures: the published ground-truth data.
+
+The published records (memory profiles and accuracy sets) are vendored under
+``tests/data`` (see its README), so the suite runs from a plain clone. Only the
+published ``.pth.tar`` checkpoints live outside the repository, in ``../shared``
+(``MOOFA_SHARED`` overrides); tests that need them skip when it is absent.
+"""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from pathlib import Path
@@ -11,6 +18,8 @@ import pytest
 # ../shared beside the repository (CI puts it there); MOOFA_SHARED overrides.
 SHARED = Path(os.environ.get("MOOFA_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DATA = SHARED / "data"
+# The vendored copy of the published records: <kind>/<name>.jsonl.gz, kind = profiles | accuracy.
+FIXTURES = Path(__file__).resolve().parent / "data"
 
 BUILTIN_SPACES = ["ofa", "compofa", "moofa", "moofa-e346", "moofa-e1-2"]
 # accuracy file -> space it was sampled from
@@ -25,14 +34,25 @@ ACCURACY_SETS = {
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    with open(path) as f:
+    """Records of a JSONL file, gzip-compressed or not (by the ``.gz`` suffix)."""
+    with gzip.open(path, "rt") if Path(path).suffix == ".gz" else open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def read_fixture(kind: str, name: str) -> list[dict]:
+    """The vendored published records ``tests/data/<kind>/<name>.jsonl.gz``
+    (``read_fixture("profiles", "ofa")``, ``read_fixture("accuracy", "ofa-imagenet")``)."""
+    path = FIXTURES / kind / f"{name}.jsonl.gz"
+    if not path.is_file():
+        raise FileNotFoundError(f"no vendored fixture {path}; regenerate with tests/data/make_fixtures.py")
+    return read_jsonl(path)
 
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    if not DATA.is_dir():
-        pytest.fail(f"ground-truth data not found at {DATA}; set MOOFA_SHARED to the shared/ folder")
+    """``../shared`` (or ``MOOFA_SHARED``), for the published checkpoints; skips when absent."""
+    if not SHARED.is_dir():
+        pytest.skip("needs ../shared (published .pth.tar checkpoints); set MOOFA_SHARED")
     return SHARED
 
 

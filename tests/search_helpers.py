@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import random
 from pathlib import Path
 
 import numpy as np
 import oracle
+from conftest import read_jsonl
 
 import moofa
 from moofa.search import linear_scorer
@@ -56,9 +56,10 @@ def fit_ridge(records: list[dict], space, alpha: float = 1.0) -> tuple[np.ndarra
 
 @functools.cache
 def ridge_scorer(data_dir: Path, dataset: str, space: str):
-    """A moofa C++ LinearScorer from a ridge fit on ``data_dir/accuracy/<dataset>.jsonl``."""
-    with open(data_dir / "accuracy" / f"{dataset}.jsonl") as f:
-        records = [json.loads(line) for line in f if line.strip()]
+    """A moofa C++ LinearScorer from a ridge fit on ``data_dir/accuracy/<dataset>.jsonl[.gz]``
+    (``conftest.FIXTURES``: the vendored published records)."""
+    path = data_dir / "accuracy" / f"{dataset}.jsonl"
+    records = read_jsonl(path if path.is_file() else path.with_name(path.name + ".gz"))
     w, b = fit_ridge(records, space)
     return linear_scorer(w, b, space), w, b
 

@@ -6,14 +6,14 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DATA, read_jsonl
+from conftest import read_fixture
 
 import moofa
 from moofa.cli import main
 
 
-def test_profile_json_matches_published(capsys, shared_dir):
-    rec = read_jsonl(DATA / "profiles" / "ofa.jsonl")[0]
+def test_profile_json_matches_published(capsys):
+    rec = read_fixture("profiles", "ofa")[0]
     assert main(["profile", "--space", "ofa", "--config", json.dumps(rec["config"]), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["peak"] == rec["peak"] and out["hist"] == rec["hist"] and out["params"] == rec["params"]

@@ -12,6 +12,7 @@ import numpy as np
 import oracle
 import pytest
 import search_helpers as helpers
+from conftest import FIXTURES
 
 import moofa
 from moofa import _core
@@ -80,10 +81,10 @@ def test_evolve_best_fits_and_its_score_is_the_scorer_s(space):
 
 @pytest.mark.parametrize("space", ["ofa", "compofa", "moofa"])
 @pytest.mark.parametrize("budget", [325_000, 400_000, 600_000, 800_000])
-def test_evolve_reaches_the_exact_optimum_of_a_linear_model(shared_dir, space, budget):
+def test_evolve_reaches_the_exact_optimum_of_a_linear_model(space, budget):
     # A linear one-hot model under a separable peak has an exact optimum (per-stage DP
     # over oracle slot figures): the search must find it.
-    scorer, w, b = helpers.ridge_scorer(shared_dir / "data", f"{space}-imagenet", space)
+    scorer, w, b = helpers.ridge_scorer(FIXTURES, f"{space}-imagenet", space)
     best = helpers.exact_linear_optimum(w, b, space, budget, helpers.SlotTables(space))
     out = _core.evolve(moofa.evaluator(space), scorer, max_peak=budget, seed=0)
     assert out["best_score"] == pytest.approx(best, abs=2e-3)
@@ -277,8 +278,8 @@ def test_non_dominated_matches_brute_force(with_mflops):
 
 
 @pytest.mark.parametrize("space", ["compofa", "moofa"])
-def test_nsga2_front_is_non_dominated_exact_and_deterministic(shared_dir, space):
-    scorer, _, _ = helpers.ridge_scorer(shared_dir / "data", f"{space}-imagenet", space)
+def test_nsga2_front_is_non_dominated_exact_and_deterministic(space):
+    scorer, _, _ = helpers.ridge_scorer(FIXTURES, f"{space}-imagenet", space)
     cap = 700_000
     ev = moofa.evaluator(space)
     out = _core.nsga2(ev, scorer, max_peak=cap, population=40, generations=25, seed=1, threads=1)
@@ -303,9 +304,9 @@ def test_nsga2_with_mflops_objective():
     assert brute_force_front(out["scores"], out["peaks"], out["mflops"]) == list(range(len(out["rows"])))
 
 
-def test_nsga2_front_tracks_the_exact_linear_optimum(shared_dir):
+def test_nsga2_front_tracks_the_exact_linear_optimum():
     space = "moofa"
-    scorer, w, b = helpers.ridge_scorer(shared_dir / "data", "moofa-imagenet", space)
+    scorer, w, b = helpers.ridge_scorer(FIXTURES, "moofa-imagenet", space)
     tables = helpers.SlotTables(space)
     out = _core.nsga2(moofa.evaluator(space), scorer, max_peak=800_000, population=100, generations=200, seed=0)
     gaps = []

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ACCURACY_SETS, BUILTIN_SPACES, DATA, read_jsonl
+from conftest import ACCURACY_SETS, BUILTIN_SPACES, read_fixture
 
 import moofa
 
 
 @pytest.mark.parametrize("space", BUILTIN_SPACES)
-def test_profiles_match_published_logger(space, shared_dir):
-    records = read_jsonl(DATA / "profiles" / f"{space}.jsonl")
+def test_profiles_match_published_logger(space):
+    records = read_fixture("profiles", space)
     assert len(records) >= 100
     for rec in records:
         assert rec["space"] == space
@@ -24,8 +24,8 @@ def test_profiles_match_published_logger(space, shared_dir):
 
 
 @pytest.mark.parametrize("space", BUILTIN_SPACES)
-def test_batched_profiles_match_published_logger(space, shared_dir):
-    records = read_jsonl(DATA / "profiles" / f"{space}.jsonl")
+def test_batched_profiles_match_published_logger(space):
+    records = read_fixture("profiles", space)
     rows = moofa.encode([r["config"] for r in records], space)
     out = moofa.profiles(rows, space, with_hist=True, threads=2)
     for i, rec in enumerate(records):
@@ -40,9 +40,9 @@ def test_batched_profiles_match_published_logger(space, shared_dir):
 
 
 @pytest.mark.parametrize("name", sorted(ACCURACY_SETS))
-def test_peak_memory_matches_accuracy_sets(name, shared_dir):
+def test_peak_memory_matches_accuracy_sets(name):
     space = ACCURACY_SETS[name]
-    records = read_jsonl(DATA / "accuracy" / f"{name}.jsonl")
+    records = read_fixture("accuracy", name)
     expected = np.array([r["peak_memory"] for r in records], dtype=np.int64)
     # dicts in, and the encoded fast path, single and multi-threaded
     got = moofa.peak_memory(records, space)

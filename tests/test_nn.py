@@ -14,7 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import BUILTIN_SPACES, DATA, read_jsonl  # noqa: E402
+from conftest import BUILTIN_SPACES, read_fixture  # noqa: E402
 
 import moofa  # noqa: E402
 import moofa.nn as mnn  # noqa: E402
@@ -84,9 +84,9 @@ def builtin_supernet(request):
     return randomise(mnn.Supernet(request.param)).eval()
 
 
-def test_hooked_memory_matches_published_logger(builtin_supernet, shared_dir):
+def test_hooked_memory_matches_published_logger(builtin_supernet):
     sup = builtin_supernet
-    records = read_jsonl(DATA / "profiles" / f"{sup.space.name}.jsonl")[:4]
+    records = read_fixture("profiles", sup.space.name)[:4]
     assert records
     for rec in records:
         net = moofa.Subnet.from_dict(rec["config"])

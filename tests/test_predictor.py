@@ -11,7 +11,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import read_jsonl
+from conftest import read_fixture
 
 import moofa
 from moofa.predictor import one_hot, one_hot_size
@@ -38,13 +38,13 @@ def reference_one_hot(configs, space):
     return out
 
 
-def test_one_hot_is_the_published_encoding(shared_dir):
+def test_one_hot_is_the_published_encoding():
     for name, space in [
         ("ofa-imagenet", "ofa"),
         ("compofa-imagenet", "compofa"),
         ("moofa-e1-2-imagenette", "moofa-e1-2"),
     ]:
-        recs = read_jsonl(shared_dir / "data" / "accuracy" / f"{name}.jsonl")[:300]
+        recs = read_fixture("accuracy", name)[:300]
         x = one_hot(recs, space)
         assert x.shape == (300, 124) and x.dtype == np.float32
         np.testing.assert_array_equal(x, reference_one_hot(recs, space))
@@ -70,13 +70,40 @@ def torch_published(path):
     return lambda x: ((net(torch.as_tensor(x)).squeeze(1) + sd["base_acc"]) * 100).detach().numpy()
 
 
+def published_layout_checkpoint(path, hidden=(400, 400, 400), seed=0, base_acc=0.7):
+    """A checkpoint laid out as the published OFA accuracy predictor (torch's random init):
+    ``layers.<i>`` = Linear + ReLU per hidden layer, a bias-free output Linear, ``base_acc``."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(seed)
+    sizes = [124, *hidden]
+    net = torch.nn.Module()
+    hidden_layers = [torch.nn.Sequential(torch.nn.Linear(a, b), torch.nn.ReLU()) for a, b in zip(sizes, sizes[1:])]
+    net.layers = torch.nn.Sequential(*hidden_layers, torch.nn.Linear(sizes[-1], 1, bias=False))
+    net.register_buffer("base_acc", torch.tensor([base_acc]))
+    torch.save(net.state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize("space", PUBLISHED)
+def test_checkpoint_in_the_published_layout_matches_torch(tmp_path, space):
+    path = published_layout_checkpoint(tmp_path / f"{space}.pth.tar", seed=len(space))
+    forward = torch_published(path)
+    pred = moofa.load_predictor(path)
+    assert pred.space.name == space and pred.layer_sizes == [124, 400, 400, 400, 1]
+    recs = read_fixture("accuracy", f"{space}-imagenet")
+    np.testing.assert_allclose(pred.predict(recs), forward(reference_one_hot(recs, space)), atol=1e-4, rtol=0)
+    rows = moofa.random_subnets(3000, space, seed=1)
+    want = forward(reference_one_hot(moofa.decode(rows, space), space))
+    np.testing.assert_allclose(pred.predict(rows, threads=2), want, atol=1e-4, rtol=0)
+
+
 @pytest.mark.parametrize("space", PUBLISHED)
 def test_published_checkpoint_matches_torch(shared_dir, space):
     path = shared_dir / "reference" / "predictors" / f"{space}.pth.tar"
     forward = torch_published(path)
     pred = moofa.load_predictor(path)
     assert pred.space.name == space and pred.layer_sizes == [124, 400, 400, 400, 1]
-    recs = read_jsonl(shared_dir / "data" / "accuracy" / f"{space}-imagenet.jsonl")
+    recs = read_fixture("accuracy", f"{space}-imagenet")
     want = forward(reference_one_hot(recs, space))
     np.testing.assert_allclose(pred.predict(recs), want, atol=1e-4, rtol=0)
     rows = moofa.random_subnets(3000, space, seed=1)
@@ -198,7 +225,7 @@ def test_bad_predictors_are_refused():
         moofa.Predictor("nope", w, b)
 
 
-def test_bad_files_are_refused(tmp_path, shared_dir):
+def test_bad_files_are_refused(tmp_path):
     pred = small_predictor()
     npz, js = pred.save(tmp_path / "p")
     # Another space: the JSON names the space the weights belong to.
@@ -261,9 +288,9 @@ def test_bad_files_are_refused(tmp_path, shared_dir):
         moofa.load_predictor(3)
 
 
-def test_bad_checkpoints_are_refused(tmp_path, shared_dir):
+def test_bad_checkpoints_are_refused(tmp_path):
     torch = pytest.importorskip("torch")
-    src = shared_dir / "reference" / "predictors" / "moofa.pth.tar"
+    src = published_layout_checkpoint(tmp_path / "src.pth.tar")
     # A checkpoint for another space or encoding (here 4 kernels: 144 inputs expected).
     other = moofa.Space(name="test-predictor-k4", stages=moofa.get_space("ofa").stages, kernels=(1, 3, 5, 7))
     with pytest.raises(ValueError, match="takes 124 inputs but space 'test-predictor-k4' encodes 144"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ACCURACY_SETS, read_jsonl
+from conftest import ACCURACY_SETS, read_fixture
 
 import moofa
 from moofa.predictor import SHIPPED, shipped_names
@@ -41,11 +41,11 @@ def test_all_shipped_and_small():
 
 
 @pytest.mark.parametrize("name", list(SHIPPED))
-def test_shipped_predictor_fits_its_data(shared_dir, name):
+def test_shipped_predictor_fits_its_data(name):
     pred = moofa.load_predictor(name)
     assert pred.space.name == SHIPPED[name]
     assert moofa.load_predictor(name) is pred  # cached: the search may ask often
-    recs = read_jsonl(shared_dir / "data" / "accuracy" / f"{SET_OF[name]}.jsonl")
+    recs = read_fixture("accuracy", SET_OF[name])
     top1 = np.array([r["top1"] for r in recs])
     got = pred.predict(recs).astype(np.float64)
     rmse = np.sqrt(np.mean((got - top1) ** 2))
@@ -63,7 +63,7 @@ def test_shipped_predictor_fits_its_data(shared_dir, name):
 
 def test_shipped_moofa_beats_the_published_checkpoint_in_sample(shared_dir):
     pytest.importorskip("torch")
-    recs = read_jsonl(shared_dir / "data" / "accuracy" / "moofa-imagenet.jsonl")
+    recs = read_fixture("accuracy", "moofa-imagenet")
     top1 = np.array([r["top1"] for r in recs])
     ours = moofa.load_predictor("moofa").predict(recs)
     published = moofa.load_predictor(shared_dir / "reference" / "predictors" / "moofa.pth.tar").predict(recs)
@@ -82,11 +82,15 @@ def test_int16_keeps_the_ranking(name):
 
 
 @pytest.mark.slow
-def test_training_command_reproduces_a_shipped_predictor(shared_dir, tmp_path):
+def test_training_command_reproduces_a_shipped_predictor(tmp_path):
     pytest.importorskip("torch")
     from moofa.predictor_train import main
 
-    assert main(["--name", "moofa-e1-2", "--data", str(shared_dir / "data" / "accuracy"), "--out", str(tmp_path)]) == 0
+    data = tmp_path / "accuracy"
+    data.mkdir()
+    recs = read_fixture("accuracy", SET_OF["moofa-e1-2"])
+    (data / f"{SET_OF['moofa-e1-2']}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert main(["--name", "moofa-e1-2", "--data", str(data), "--out", str(tmp_path)]) == 0
     fresh = moofa.load_predictor(tmp_path / "moofa-e1-2.json")
     shipped = moofa.load_predictor("moofa-e1-2")
     assert fresh.layer_sizes == shipped.layer_sizes == [124, 512, 1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,3 +86,40 @@ def test_bad_input(tmp_path):
         train_predictor(data, "moofa", val_fraction=0.95)
     with pytest.raises(ValueError, match="Subnet.image_size=100"):
         train_predictor([dict(data[0], image_size=100)], "moofa")
+
+
+def test_command_line_defaults_are_relative_to_the_current_folder(tmp_path, monkeypatch, capsys):
+    from conftest import read_fixture
+
+    from moofa.predictor_train import main
+
+    monkeypatch.chdir(tmp_path)
+    # No data folder: a clear error naming --data, nothing written.
+    with pytest.raises(SystemExit) as exc:
+        main(["--name", "moofa-e1-2"])
+    assert exc.value.code == 2
+    assert "--data: folder 'data/accuracy' not found" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+    # ./data/accuracy is the default data folder, ./moofa-predictors the default output.
+    data = tmp_path / "data" / "accuracy"
+    data.mkdir(parents=True)
+    recs = read_fixture("accuracy", "moofa-e1-2-imagenette")[:200]
+    (data / "moofa-e1-2-imagenette.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    package = Path(moofa.__file__).parent / "predictors"
+    before = {p.name: p.stat().st_mtime_ns for p in package.iterdir()}
+    assert main(["--name", "moofa-e1-2", "--epochs", "2", "--members", "1", "--hidden", "4"]) == 0
+    out = tmp_path / "moofa-predictors"
+    assert sorted(p.name for p in out.iterdir()) == ["moofa-e1-2.json", "moofa-e1-2.npz"]
+    fresh = moofa.load_predictor(out / "moofa-e1-2.json")
+    assert fresh.layer_sizes == [124, 4, 1] and fresh.metadata["training"]["records"] == 200
+    assert {p.name: p.stat().st_mtime_ns for p in package.iterdir()} == before
+
+
+def test_command_line_help_shows_the_defaults(capsys):
+    from moofa.predictor_train import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for default in ["(default: data/accuracy)", "(default: moofa-predictors)", "(default: 300)", "(default: 0.01)"]:
+        assert default in text

@@ -9,6 +9,7 @@ import numpy as np
 import oracle
 import pytest
 import search_helpers as helpers
+from conftest import FIXTURES
 
 import moofa
 from moofa import report
@@ -16,8 +17,8 @@ from moofa._progress import Progress
 
 
 @pytest.fixture(scope="module")
-def predictors(shared_dir):
-    return {s: helpers.ridge_scorer(shared_dir / "data", f"{s}-imagenet", s)[0] for s in ("ofa", "compofa", "moofa")}
+def predictors():
+    return {s: helpers.ridge_scorer(FIXTURES, f"{s}-imagenet", s)[0] for s in ("ofa", "compofa", "moofa")}
 
 
 def test_format_result_shows_the_facts_and_one_bar_per_layer(predictors):

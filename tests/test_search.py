@@ -16,6 +16,7 @@ import numpy as np
 import oracle
 import pytest
 import search_helpers as helpers
+from conftest import FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,9 +29,9 @@ SPACES = ["ofa", "compofa", "moofa", "moofa-e346", "moofa-e1-2"]
 
 
 @pytest.fixture(scope="module")
-def ridge(shared_dir):
-    """moofa space: (C++ scorer, numpy weights, bias) of a ridge fit on the shared data."""
-    return helpers.ridge_scorer(shared_dir / "data", "moofa-imagenet", "moofa")
+def ridge():
+    """moofa space: (C++ scorer, numpy weights, bias) of a ridge fit on the published data."""
+    return helpers.ridge_scorer(FIXTURES, "moofa-imagenet", "moofa")
 
 
 def linear(space: str, seed: int = 0):
