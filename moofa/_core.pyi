@@ -5,10 +5,14 @@ import numpy.typing as npt
 
 class StageSpec:
     def __init__(self, width: int, stride: int, se: bool, max_depth: int) -> None: ...
-    width: int
-    stride: int
-    se: bool
-    max_depth: int
+    @property
+    def width(self) -> int: ...
+    @property
+    def stride(self) -> int: ...
+    @property
+    def se(self) -> bool: ...
+    @property
+    def max_depth(self) -> int: ...
 
 class SpaceSpec:
     def __init__(
