@@ -223,7 +223,7 @@ def build_dataset(
     ``evaluate(config) -> top1`` is called once per planned subnet with an OFA-style
     dict (``ks``, ``e``, ``d``, ``image_size``) and must return its top-1 (percent).
     Each line of ``out_path`` is ``{ks, e, d, image_size, top1, peak_memory, bin}``,
-    the format of ``../shared/data/accuracy`` plus the bin index; the plan is saved
+    the format of the published accuracy records (``tests/data/accuracy``) plus the bin index; the plan is saved
     as ``<out_path>.plan.json``. Run it again with the same arguments after an
     interruption: it evaluates only what is missing.
 

@@ -24,6 +24,7 @@ Command line (the shipped predictors)::
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import numbers
@@ -32,6 +33,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +58,7 @@ DATASETS = {
 DEFAULT_DATA = os.path.join("data", "accuracy")
 DEFAULT_OUT = "moofa-predictors"
 
-DEFAULTS = dict(
+DEFAULTS: dict[str, Any] = dict(
     hidden=32, members=16, weight_decay=1e-2, lr=1e-2, epochs=300, batch_size=128, val_fraction=0.1, patience=60
 )
 
@@ -70,7 +72,7 @@ def _torch():
 
 
 def read_records(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[dict]:
-    """Records of one or more JSONL files (``ks``, ``e``, ``d``, ``image_size``, ``top1``)."""
+    """Records of one or more JSONL files, gzipped or not (``ks``, ``e``, ``d``, ``image_size``, ``top1``)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     records = []
@@ -78,7 +80,7 @@ def read_records(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"data file {path} not found")
-        with open(path) as f:
+        with gzip.open(path, "rt") if path.suffix == ".gz" else open(path) as f:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -352,6 +354,8 @@ def train_all(
     summary = {}
     for name in names:
         path = data_dir / f"{DATASETS[name]}.jsonl"
+        if not path.is_file() and path.with_suffix(".jsonl.gz").is_file():
+            path = path.with_suffix(".jsonl.gz")
         records = read_records(path)
         cv = None
         if cv_folds:
@@ -402,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--data",
         default=DEFAULT_DATA,
-        help="folder of the <set>.jsonl accuracy files (relative paths: from the current folder)",
+        help="folder of the <set>.jsonl (or .jsonl.gz) accuracy files, e.g. tests/data/accuracy of a clone",
     )
     parser.add_argument(
         "--out", default=DEFAULT_OUT, help="output folder for the <name>.npz/.json files, created if needed"

@@ -86,10 +86,8 @@ def test_training_command_reproduces_a_shipped_predictor(tmp_path):
     pytest.importorskip("torch")
     from moofa.predictor_train import main
 
-    data = tmp_path / "accuracy"
-    data.mkdir()
-    recs = read_fixture("accuracy", SET_OF["moofa-e1-2"])
-    (data / f"{SET_OF['moofa-e1-2']}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    # The vendored folder as it is (gzipped JSONL), as a user of a clone would pass it.
+    data = Path(__file__).parent / "data" / "accuracy"
     assert main(["--name", "moofa-e1-2", "--data", str(data), "--out", str(tmp_path)]) == 0
     fresh = moofa.load_predictor(tmp_path / "moofa-e1-2.json")
     shipped = moofa.load_predictor("moofa-e1-2")
