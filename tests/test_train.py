@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -243,7 +242,7 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
 def test_two_gloo_processes_stay_in_sync(tmp_path):
     """torchrun, 2 CPU processes, Gloo: DDP over several sampled subnets per step."""
     config = tmp_path / "tiny.toml"
-    text = (Path(mtrain.__file__).with_name("configs") / "digits-tiny.toml").read_text()
+    text = (mtrain.CONFIG_DIR / "digits-tiny.toml").read_text()
     text = text.replace("batch_size = 32", "batch_size = 8\nsteps_per_epoch = 3\ncalib_batches = 1\nval_batches = 1")
     config.write_text(text)
     env = dict(os.environ, OMP_NUM_THREADS="1")
