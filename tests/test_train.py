@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -175,6 +177,50 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         mtrain.load_checkpoint(ckpt)
     with pytest.raises(ValueError, match="does not exist"):
         mtrain.load_checkpoint(tmp_path / "missing.pt")
+
+
+def flip_bit(path: Path, bit: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[bit // 8] ^= 1 << (bit % 8)
+    path.write_bytes(bytes(data))
+
+
+def test_every_flipped_bit_in_a_checkpoint_is_refused(tmp_path):
+    """The checksum catches single-bit damage anywhere in the file: in the torch payload
+    (random positions) and in the header (its tag, its digest, its line end)."""
+    cfg = quick_config(phases=ALL_PHASES[:2], steps_per_epoch=2, checkpoint_every=0)
+    workdir = tmp_path / "run"
+
+    def stop(record):
+        if record["global_step"] == 5:  # inside the kernel phase: resuming needs the teacher
+            raise KeyError("stop")
+
+    with pytest.raises(KeyError):
+        mtrain.train(cfg, workdir, progress=False, on_step=stop)
+    ckpt = workdir / "checkpoint.pt"
+    good = ckpt.read_bytes()
+    assert mtrain.load_checkpoint(ckpt)["global_step"] == 4
+    header_len = good.index(b"\n") + 1
+    rng = np.random.default_rng(8)
+    bits = [3, 8 * 20 + 5, 8 * (header_len - 10) + 1, 8 * (header_len - 10) + 5, 8 * (header_len - 1)]
+    bits += sorted(rng.choice(np.arange(8 * header_len, 8 * len(good)), size=30, replace=False).tolist())
+    for bit in bits:
+        flip_bit(ckpt, bit)
+        with pytest.raises(ValueError, match="corrupt") as info:
+            mtrain.load_checkpoint(ckpt)
+        message = str(info.value)
+        assert str(ckpt) in message and "delete" in message and "different workdir" in message, (bit, message)
+        ckpt.write_bytes(good)
+    # What --resume does with one: refuses it, naming the file, and trains nothing.
+    flip_bit(ckpt, int(bits[-1]))
+    with pytest.raises(ValueError, match=f"checkpoint {ckpt} is corrupt.*SHA-256"):
+        mtrain.train(cfg, workdir, resume=True, progress=False)
+    # The teacher weights are checked the same way.
+    ckpt.write_bytes(good)
+    teacher = workdir / "teacher.pt"
+    flip_bit(teacher, 8 * len(teacher.read_bytes()) // 2)
+    with pytest.raises(ValueError, match=f"teacher weights {teacher} is corrupt"):
+        mtrain.train(cfg, workdir, resume=True, progress=False)
 
 
 def test_config_for_another_space_or_phases_is_refused(tmp_path):

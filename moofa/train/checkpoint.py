@@ -1,8 +1,16 @@
-"""Training checkpoints: written atomically (temporary file, fsync, rename)."""
+"""Training checkpoints: written atomically, verified by a SHA-256 checksum when read.
+
+File layout: one header line ``moofa-checkpoint sha256=<64 lowercase hex digits>\\n``, then
+the ``torch.save`` payload. The checksum covers the payload; the header itself must match
+byte for byte. So any change to the file (a flipped bit, a truncation, a foreign file) is
+refused with an error naming the file, instead of resuming from damaged weights.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +23,8 @@ __all__ = ["CHECKPOINT", "CHECKPOINT_FORMAT", "TEACHER", "load_checkpoint", "rea
 CHECKPOINT_FORMAT = "moofa-train-v1"
 CHECKPOINT = "checkpoint.pt"
 TEACHER = "teacher.pt"
+_MAGIC = b"moofa-checkpoint sha256="
+_HEADER_LEN = len(_MAGIC) + 64 + 1
 
 
 def _how_to_proceed(path: Path) -> str:
@@ -25,24 +35,46 @@ def _how_to_proceed(path: Path) -> str:
 
 
 def write_verified(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save(obj)`` through a temporary file: a crash at any point leaves either the
-    old file or the new one, never a torn one."""
+    """``torch.save(obj)`` behind a checksum header, through a temporary file: a crash at
+    any point leaves either the old file or the new one, never a torn one."""
     import torch
 
-    return atomic_write(path, lambda f: torch.save(obj, f))
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    payload = buf.getvalue()
+    header = _MAGIC + hashlib.sha256(payload).hexdigest().encode("ascii") + b"\n"
+
+    def write(f) -> None:
+        f.write(header)
+        f.write(payload)
+
+    return atomic_write(path, write)
 
 
 def read_verified(path: str | os.PathLike, what: str = "checkpoint") -> Any:
-    """The object stored in ``path`` (tensors and plain data only: ``weights_only=True``);
-    ``ValueError`` naming the file if it is missing or unreadable."""
+    """The object :func:`write_verified` stored in ``path`` (tensors and plain data only:
+    ``weights_only=True``); ``ValueError`` naming the file if it is missing, damaged or foreign."""
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{what} {path} does not exist")
+    data = path.read_bytes()
+    header, payload = data[:_HEADER_LEN], data[_HEADER_LEN:]
+    if not (header.startswith(_MAGIC) and header.endswith(b"\n")) or len(header) != _HEADER_LEN:
+        raise ValueError(
+            f"{what} {path} is corrupt or not a moofa training checkpoint: it does not start with the "
+            f"moofa checksum header; {_how_to_proceed(path)}"
+        )
+    expected = header[len(_MAGIC) : -1]
+    if hashlib.sha256(payload).hexdigest().encode("ascii") != expected:
+        raise ValueError(
+            f"{what} {path} is corrupt or not a moofa training checkpoint: its SHA-256 checksum does "
+            f"not match its contents (damaged on disk or in transfer); {_how_to_proceed(path)}"
+        )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torn, truncated or foreign files fail in many ways
+        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as exc:  # a checksummed payload torch cannot read: another torch or a bug
         raise ValueError(
             f"{what} {path} is corrupt or not a moofa training checkpoint: {type(exc).__name__}: {exc}"
         ) from None
