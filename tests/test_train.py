@@ -131,6 +131,55 @@ def test_resume_after_interruption_gives_the_same_state(tmp_path):
     assert states_equal(fresh, a)
 
 
+def metric_lines(workdir: Path) -> tuple[list, list]:
+    """metrics.jsonl records and metrics.csv rows, without the wall-clock seconds."""
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    for r in records:
+        r.pop("seconds", None)
+    rows = [row.split(",")[:-1] for row in (workdir / "metrics.csv").read_text().splitlines()]
+    return records, rows
+
+
+def test_fresh_start_after_a_run_killed_before_its_first_checkpoint(tmp_path, capsys):
+    cfg = quick_config(phases=ALL_PHASES[:1])
+    mtrain.train(cfg, tmp_path / "a", progress=False)
+
+    def stop(record):
+        if record["global_step"] == 1:  # before the first checkpoint (step 2)
+            raise KeyError("stop")
+
+    with pytest.raises(KeyError):
+        mtrain.train(cfg, tmp_path / "b", progress=False, on_step=stop)
+    assert not (tmp_path / "b" / "checkpoint.pt").exists()
+    killed = (tmp_path / "b" / "metrics.jsonl").read_text()
+    assert len(killed.splitlines()) == 1
+    mtrain.train(cfg, tmp_path / "b", progress=False)
+    # The new run's metrics are exactly an uninterrupted run's; the old ones were moved aside.
+    assert metric_lines(tmp_path / "b") == metric_lines(tmp_path / "a")
+    assert (tmp_path / "b" / "metrics.jsonl.old").read_text() == killed
+    assert (tmp_path / "b" / "metrics.csv.old").is_file()
+    assert f"moved the earlier run's metrics aside to {tmp_path / 'b' / 'metrics.jsonl.old'}" in capsys.readouterr().err
+
+
+def test_resume_keeps_the_metrics_up_to_the_checkpoint(tmp_path):
+    cfg = quick_config(phases=ALL_PHASES[:1])
+    mtrain.train(cfg, tmp_path / "a", progress=False)
+
+    def stop(record):
+        if record["global_step"] == 3:  # one step past the checkpoint at step 2
+            raise KeyError("stop")
+
+    with pytest.raises(KeyError):
+        mtrain.train(cfg, tmp_path / "b", progress=False, on_step=stop)
+    with open(tmp_path / "b" / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "step", "glob')  # a line torn by the interruption
+    mtrain.train(cfg, tmp_path / "b", resume=True, progress=False)
+    records, rows = metric_lines(tmp_path / "b")
+    assert (records, rows) == metric_lines(tmp_path / "a")
+    steps = [(r["kind"], r["global_step"]) for r in records]
+    assert len(steps) == len(set(steps)) == 6 + 2  # 6 steps, 2 epochs
+
+
 def test_crash_while_writing_a_checkpoint_leaves_the_last_good_one(tmp_path, monkeypatch):
     cfg = quick_config(phases=ALL_PHASES[:1])
     workdir = tmp_path / "run"

@@ -230,9 +230,12 @@ def _start(cfg, workdir, resume, dev, world, rank, progress, on_step) -> tuple[_
     metrics = Metrics(workdir, is_main)
     if ckpt is None:
         pos = {"phase": 0, "epoch": 0, "batch": 0, "global_step": 0}
+        for old in metrics.start_fresh():
+            _log(is_main, f"fresh start: moved the earlier run's metrics aside to {old}")
     else:
         pos = {k: int(ckpt[k]) for k in ("phase", "epoch", "batch", "global_step")}
-        metrics.truncate_after(pos["global_step"])
+        dropped = metrics.truncate_after(pos["global_step"])
+        _log(is_main, f"resuming at step {pos['global_step']} ({dropped} later metric records dropped)")
     resolutions = cfg.resolutions or list(space.resolutions)
     run = _Run(
         cfg, space, workdir, dev, world, rank, model, train_set, val_set, resolutions, metrics, pos, progress, on_step

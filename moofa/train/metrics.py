@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 from .._io import atomic_write_text
@@ -31,6 +32,18 @@ class Metrics:
 
     def __init__(self, workdir: Path, enabled: bool):
         self.jsonl, self.csv, self.enabled = workdir / METRICS_JSONL, workdir / METRICS_CSV, enabled
+
+    def start_fresh(self) -> list[str]:
+        """A fresh run: metrics left by an earlier run in this workdir (killed before its first
+        checkpoint) are moved aside to ``*.old`` (replacing older ones). Returns the new names."""
+        moved = []
+        if self.enabled:
+            for path in (self.jsonl, self.csv):
+                if path.exists():
+                    old = path.with_name(path.name + ".old")
+                    os.replace(path, old)
+                    moved.append(str(old))
+        return moved
 
     def truncate_after(self, global_step: int) -> int:
         """On resume: drop records past the checkpoint's step, which the run will write again
