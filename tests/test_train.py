@@ -180,6 +180,30 @@ def test_resume_keeps_the_metrics_up_to_the_checkpoint(tmp_path):
     assert len(steps) == len(set(steps)) == 6 + 2  # 6 steps, 2 epochs
 
 
+def test_resume_without_a_checkpoint_starts_fresh(tmp_path, capsys):
+    """``moofa train ... --resume`` is safe to use for the first run of a workdir too."""
+    cfg = quick_config(phases=ALL_PHASES[:1], steps_per_epoch=2)
+    straight = mtrain.train(cfg, tmp_path / "a", progress=False)
+    workdir = tmp_path / "b"
+    argv = ["digits-tiny", "--workdir", str(workdir), "--resume", "--steps-per-epoch", "2", "--no-progress"]
+    fresh = mtrain.train(cfg, workdir, resume=True, progress=False)
+    assert f"--resume: no checkpoint.pt in {workdir} yet, starting a fresh run" in capsys.readouterr().err
+    assert fresh.global_step == straight.global_step == 4
+    assert (
+        states_equal(
+            mnn.Supernet.load(tmp_path / "a" / "supernet").state_dict(),
+            mnn.Supernet.load(workdir / "supernet").state_dict(),
+        )
+        == []
+    )
+    # The command line, in a new workdir: a fresh start, then a resume of the finished run.
+    argv[2] = str(tmp_path / "c")
+    assert mtrain.train_main(argv + ["--batch-size", "8"]) == 0
+    assert "starting a fresh run" in capsys.readouterr().err
+    assert mtrain.train_main(argv + ["--batch-size", "8"]) == 0
+    assert "resuming at step" in capsys.readouterr().err
+
+
 def test_crash_while_writing_a_checkpoint_leaves_the_last_good_one(tmp_path, monkeypatch):
     cfg = quick_config(phases=ALL_PHASES[:1])
     workdir = tmp_path / "run"

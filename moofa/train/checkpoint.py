@@ -141,7 +141,8 @@ def load_teacher_state(workdir: Path) -> dict:
 def checkpoint_for_resume(workdir: Path, cfg: TrainConfig, space, resume: bool) -> dict | None:
     """The checkpoint to continue from, or None for a fresh start.
 
-    Without ``resume`` an existing checkpoint is an error (the run would overwrite it)."""
+    ``resume=True`` with no checkpoint in ``workdir`` starts afresh (the caller says so);
+    without ``resume`` an existing checkpoint is an error (the run would overwrite it)."""
     from ..nn.supernet import check_same_space
     from ..spaces import Space
 
@@ -152,6 +153,8 @@ def checkpoint_for_resume(workdir: Path, cfg: TrainConfig, space, resume: bool) 
                 f"{workdir} already holds a run ({CHECKPOINT}); pass resume=True (--resume) "
                 "to continue it, or choose another workdir"
             )
+        return None
+    if not path.exists():
         return None
     ckpt = load_checkpoint(path)
     check_same_space(space, Space.from_dict(ckpt["space"]), f"checkpoint {path}")

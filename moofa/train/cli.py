@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue from WORKDIR/checkpoint.pt (default: off, and an existing checkpoint is an error)",
+        help="continue from WORKDIR/checkpoint.pt; a fresh start when there is none yet (default: off, "
+        "and an existing checkpoint is an error)",
     )
     parser.add_argument("--data", help="override the config's data: digits, synthetic or a folder (default: config's)")
     parser.add_argument("--batch-size", type=int, help="override the per-process batch size (default: config's)")

@@ -163,7 +163,8 @@ def train(
 
     ``config``: anything :func:`load_config` takes. ``workdir`` receives ``checkpoint.pt``,
     ``teacher.pt``, ``metrics.jsonl``/``.csv``, ``config.json`` and, at the end,
-    ``supernet.npz``/``supernet.json``. ``resume=True`` continues from ``checkpoint.pt``.
+    ``supernet.npz``/``supernet.json``. ``resume=True`` continues from ``checkpoint.pt``, or
+    starts afresh when there is none yet.
     ``on_step(record)`` is called after every optimizer step (on every rank).
     ``check_sync``: at the end of every phase, ranks compare a checksum of their weights and
     raise if they differ (recorded in the metrics).
@@ -212,6 +213,8 @@ def _start(cfg, workdir, resume, dev, world, rank, progress, on_step) -> tuple[_
     if is_main:
         workdir.mkdir(parents=True, exist_ok=True)
     ckpt = checkpoint_for_resume(workdir, cfg, space, resume)
+    if resume and ckpt is None:
+        _log(is_main, f"--resume: no {CHECKPOINT} in {workdir} yet, starting a fresh run")
 
     train_set = load_dataset(cfg.data, "train", **_synthetic_kwargs(cfg, space))
     val_set = load_dataset(cfg.data, "val", **_synthetic_kwargs(cfg, space, val=True))
