@@ -56,7 +56,7 @@ class _Run:
     progress: bool
     on_step: Callable[[dict], None] | None
     teacher: Any = None
-    top1: tuple = (None, None)
+    top1: tuple[float | None, float | None] = (None, None)
 
     @property
     def distributed(self) -> bool:
@@ -195,7 +195,7 @@ def train(
             weights = run.model.cpu().save(workdir / "supernet")
         if run.distributed:
             dist.barrier()
-        return TrainResult(workdir, weights, run.pos["global_step"], *run.top1, run.metrics.read())
+        return TrainResult(workdir, weights, run.pos["global_step"], run.top1[0], run.top1[1], run.metrics.read())
     finally:
         if own_group:
             dist.destroy_process_group()
@@ -475,7 +475,7 @@ def _load_teacher(workdir: Path, model, dev):
     return teacher
 
 
-def _validate(run: _Run, ph: _PhaseRun) -> tuple:
+def _validate(run: _Run, ph: _PhaseRun) -> tuple[float, float]:
     """Top-1 of the largest and the smallest subnet of the phase, each with its BatchNorm
     statistics recalibrated on ``calib_batches`` training batches (shared statistics fit
     no single subnet, as in OFA's validation)."""
@@ -505,7 +505,7 @@ def _validate(run: _Run, ph: _PhaseRun) -> tuple:
         sub = model.recalibrated(net, [b.to(dev) for b in batches])
         scores.append(evaluate(sub, loader, dev, cfg.val_batches))
     model.set_active_subnet(active)
-    return tuple(scores)
+    return scores[0], scores[1]
 
 
 def _save(run: _Run, optimizer, scaler, position: tuple[int, int, int, int]) -> None:
