@@ -357,6 +357,25 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
     assert "data must be one of" in capsys.readouterr().err
 
 
+def test_without_torch_the_commands_say_what_to_install(tmp_path, capsys, monkeypatch):
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import moofa.train, moofa.pipeline\n"
+        "assert moofa.train.load_config('digits-tiny').batch_size == 32\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    monkeypatch.setitem(sys.modules, "torch", None)  # what a missing torch looks like to import
+    from moofa import pipeline
+
+    assert mtrain.main(["digits-tiny", "--workdir", str(tmp_path)]) == 2
+    assert pipeline.main(["--workdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "moofa train: needs PyTorch: pip install 'moofa[train]'" in err
+    assert "moofa pipeline: needs PyTorch: pip install 'moofa[train]'" in err
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.slow
 def test_two_gloo_processes_stay_in_sync(tmp_path):
     """torchrun, 2 CPU processes, Gloo: DDP over several sampled subnets per step."""

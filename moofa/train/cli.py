@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from collections.abc import Sequence
 
@@ -42,7 +41,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     the config, data or checkpoint print one line and return 2; without PyTorch installed it
     says so and returns 2 (``--help`` works without it)."""
     args = build_parser().parse_args(argv)
-    if importlib.util.find_spec("torch") is None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
         print("moofa train: needs PyTorch: pip install 'moofa[train]'", file=sys.stderr)
         return 2
     from .loop import dist_info, train
