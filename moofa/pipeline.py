@@ -203,10 +203,9 @@ def _run(
 
     from .data import load_dataset
     from .dataset import build_dataset
-    from .nn import Supernet
     from .predictor_train import train_predictor
     from .search import search
-    from .train import load_config, train
+    from .train import load_config
     from .units import parse_budget
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -214,17 +213,7 @@ def _run(
     seconds = {}
 
     t0 = time.perf_counter()
-    run_dir = workdir / "supernet"
-    weights = run_dir / "supernet.npz"
-    if weights.is_file():
-        _stage(progress, 1, f"supernet already trained: {weights.resolve()}")
-    else:
-        epochs = sum(p.epochs for p in cfg.phases)
-        _stage(progress, 1, f"training the supernet ({len(cfg.phases)} phases, {epochs} epochs) in {run_dir.resolve()}")
-        train(cfg, run_dir, resume=True, device=device, progress=progress)
-    supernet = Supernet.load(weights)
-    if device:
-        supernet.to(device)
+    supernet = _trained_supernet(workdir / "supernet", cfg, device, progress)
     space = supernet.space  # the data set's class count
     seconds["train"] = round(time.perf_counter() - t0, 1)
 
@@ -265,6 +254,24 @@ def _run(
     out.seconds = seconds
     atomic_write_text(workdir / "report.json", json.dumps(asdict(out), indent=1))
     return out
+
+
+def _trained_supernet(run_dir: Path, cfg, device: str | None, progress: bool):
+    """The supernet trained in ``run_dir``: loaded when done, else trained (or resumed)."""
+    from .nn import Supernet
+    from .train import train
+
+    weights = run_dir / "supernet.npz"
+    if weights.is_file():
+        _stage(progress, 1, f"supernet already trained: {weights.resolve()}")
+    else:
+        epochs = sum(p.epochs for p in cfg.phases)
+        _stage(progress, 1, f"training the supernet ({len(cfg.phases)} phases, {epochs} epochs) in {run_dir.resolve()}")
+        train(cfg, run_dir, resume=True, device=device, progress=progress)
+    supernet = Supernet.load(weights)
+    if device:
+        supernet.to(device)
+    return supernet
 
 
 def _check_winner(workdir: Path, evaluator: SubnetEvaluator, space, result, items: int) -> PipelineResult:

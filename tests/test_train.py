@@ -330,6 +330,58 @@ def test_config_errors_name_the_field(tmp_path):
     assert {"digits-tiny", "progressive-shrinking"} <= set(mtrain.builtin_configs())
 
 
+def test_toml_errors_name_the_key_and_the_allowed_ones(tmp_path):
+    text = (mtrain.CONFIG_DIR / "digits-tiny.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("batch_size = 32", "batch_size = 32\nlearning_rate = 0.1"))
+    with pytest.raises(
+        ValueError, match=rf"config {bad}: unknown key\(s\) \['learning_rate'\]; allowed: \[.*'batch_size'"
+    ):
+        mtrain.load_config(bad)
+    bad.write_text(text.replace('name = "kernel"', 'name = "kernel"\nkernel = "all"'))
+    with pytest.raises(ValueError, match=r"phases\[1\]: unknown key\(s\) \['kernel'\]; allowed: \[.*'kernels'"):
+        mtrain.load_config(bad)
+    bad.write_text(text.replace("nesterov = true", 'nesterov = "yes"'))
+    with pytest.raises(ValueError, match="nesterov must be true or false, got 'yes'"):
+        mtrain.load_config(bad)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("workers", -1, "workers must be an integer >= 0"),
+        ("seed", 1.5, "seed must be an integer >= 0"),
+        ("log_every", True, "log_every must be an integer >= 1"),
+        ("steps_per_epoch", 0, "steps_per_epoch must be an integer >= 1"),
+        ("n_classes", "ten", "n_classes must be an integer >= 1"),
+        ("weight_decay", -1e-5, "weight_decay must be a non-negative number"),
+        ("dropout", float("nan"), "dropout must be a non-negative number"),
+        ("amp", 1, "amp must be true or false"),
+        ("data", "", "data must be 'digits', 'synthetic' or a folder path"),
+        ("crop_scale", [0.5], r"crop_scale must be 2 numbers \[min, max\]"),
+        ("crop_scale", [0.9, 0.5], r"crop_scale must be \[min, max\] with 0 < min <= max <= 1"),
+        ("resolutions", [], "resolutions must be a non-empty list of integers >= 1"),
+    ],
+)
+def test_every_field_is_checked_against_its_type(key, value, message):
+    with pytest.raises(ValueError, match=message):
+        mtrain.load_config("digits-tiny", **{key: value})
+
+
+def test_phase_fields_are_checked():
+    phase = {"name": "teacher", "epochs": 2, "lr": 0.1}
+    with pytest.raises(ValueError, match=r"phases\[0\] needs 'lr'"):
+        mtrain.load_config("digits-tiny", phases=[{"name": "teacher", "epochs": 2}])
+    with pytest.raises(ValueError, match=r"phases\[0\] \('teacher'\): epochs must be an integer >= 1, got 0"):
+        mtrain.load_config("digits-tiny", phases=[phase | {"epochs": 0}])
+    with pytest.raises(ValueError, match=r"subnets_per_step must be an integer >= 1, got 0"):
+        mtrain.load_config("digits-tiny", phases=[phase | {"subnets_per_step": 0}])
+    with pytest.raises(ValueError, match=r"warmup_epochs \(3\) exceeds epochs"):
+        mtrain.load_config("digits-tiny", phases=[phase | {"warmup_epochs": 3}])
+    cfg = mtrain.load_config("digits-tiny", phases=[phase | {"depths": 2, "lr": 1}])
+    assert cfg.phases == [mtrain.Phase("teacher", 2, 1.0, depths=2)] and isinstance(cfg.phases[0].lr, float)
+
+
 def test_published_defaults_are_the_reference_table():
     cfg = mtrain.load_config("progressive-shrinking")
     table = [(p.name, p.epochs, p.lr, p.warmup_epochs, p.subnets_per_step) for p in cfg.phases]
