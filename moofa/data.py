@@ -193,7 +193,7 @@ class SyntheticImages(torch.utils.data.Dataset):
         return torch.randint(0, 256, (3, self.size, self.size), dtype=torch.uint8, generator=g), self.targets[i]
 
 
-def load_dataset(source: str | os.PathLike, split: str = "train", **kwargs) -> torch.utils.data.Dataset:
+def load_dataset(source: str | os.PathLike, split: str = "train", **kwargs) -> ImageFolder | Digits | SyntheticImages:
     """``"digits"``, ``"synthetic"`` or a folder holding ``train/<class>/...`` and ``val/<class>/...``."""
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")

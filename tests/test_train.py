@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -130,6 +131,79 @@ def test_resume_after_interruption_gives_the_same_state(tmp_path):
     assert states_equal(fresh, a)
 
 
+def metric_lines(workdir: Path) -> tuple[list, list]:
+    """metrics.jsonl records and metrics.csv rows, without the wall-clock seconds."""
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    for r in records:
+        r.pop("seconds", None)
+    rows = [row.split(",")[:-1] for row in (workdir / "metrics.csv").read_text().splitlines()]
+    return records, rows
+
+
+def test_fresh_start_after_a_run_killed_before_its_first_checkpoint(tmp_path, capsys):
+    cfg = quick_config(phases=ALL_PHASES[:1])
+    mtrain.train(cfg, tmp_path / "a", progress=False)
+
+    def stop(record):
+        if record["global_step"] == 1:  # before the first checkpoint (step 2)
+            raise KeyError("stop")
+
+    with pytest.raises(KeyError):
+        mtrain.train(cfg, tmp_path / "b", progress=False, on_step=stop)
+    assert not (tmp_path / "b" / "checkpoint.pt").exists()
+    killed = (tmp_path / "b" / "metrics.jsonl").read_text()
+    assert len(killed.splitlines()) == 1
+    mtrain.train(cfg, tmp_path / "b", progress=False)
+    # The new run's metrics are exactly an uninterrupted run's; the old ones were moved aside.
+    assert metric_lines(tmp_path / "b") == metric_lines(tmp_path / "a")
+    assert (tmp_path / "b" / "metrics.jsonl.old").read_text() == killed
+    assert (tmp_path / "b" / "metrics.csv.old").is_file()
+    assert f"moved the earlier run's metrics aside to {tmp_path / 'b' / 'metrics.jsonl.old'}" in capsys.readouterr().err
+
+
+def test_resume_keeps_the_metrics_up_to_the_checkpoint(tmp_path):
+    cfg = quick_config(phases=ALL_PHASES[:1])
+    mtrain.train(cfg, tmp_path / "a", progress=False)
+
+    def stop(record):
+        if record["global_step"] == 3:  # one step past the checkpoint at step 2
+            raise KeyError("stop")
+
+    with pytest.raises(KeyError):
+        mtrain.train(cfg, tmp_path / "b", progress=False, on_step=stop)
+    with open(tmp_path / "b" / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "step", "glob')  # a line torn by the interruption
+    mtrain.train(cfg, tmp_path / "b", resume=True, progress=False)
+    records, rows = metric_lines(tmp_path / "b")
+    assert (records, rows) == metric_lines(tmp_path / "a")
+    steps = [(r["kind"], r["global_step"]) for r in records]
+    assert len(steps) == len(set(steps)) == 6 + 2  # 6 steps, 2 epochs
+
+
+def test_resume_without_a_checkpoint_starts_fresh(tmp_path, capsys):
+    """``moofa train ... --resume`` is safe to use for the first run of a workdir too."""
+    cfg = quick_config(phases=ALL_PHASES[:1], steps_per_epoch=2)
+    straight = mtrain.train(cfg, tmp_path / "a", progress=False)
+    workdir = tmp_path / "b"
+    argv = ["digits-tiny", "--workdir", str(workdir), "--resume", "--steps-per-epoch", "2", "--no-progress"]
+    fresh = mtrain.train(cfg, workdir, resume=True, progress=False)
+    assert f"--resume: no checkpoint.pt in {workdir} yet, starting a fresh run" in capsys.readouterr().err
+    assert fresh.global_step == straight.global_step == 4
+    assert (
+        states_equal(
+            mnn.Supernet.load(tmp_path / "a" / "supernet").state_dict(),
+            mnn.Supernet.load(workdir / "supernet").state_dict(),
+        )
+        == []
+    )
+    # The command line, in a new workdir: a fresh start, then a resume of the finished run.
+    argv[2] = str(tmp_path / "c")
+    assert mtrain.train_main(argv + ["--batch-size", "8"]) == 0
+    assert "starting a fresh run" in capsys.readouterr().err
+    assert mtrain.train_main(argv + ["--batch-size", "8"]) == 0
+    assert "resuming at step" in capsys.readouterr().err
+
+
 def test_crash_while_writing_a_checkpoint_leaves_the_last_good_one(tmp_path, monkeypatch):
     cfg = quick_config(phases=ALL_PHASES[:1])
     workdir = tmp_path / "run"
@@ -178,6 +252,50 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         mtrain.load_checkpoint(tmp_path / "missing.pt")
 
 
+def flip_bit(path: Path, bit: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[bit // 8] ^= 1 << (bit % 8)
+    path.write_bytes(bytes(data))
+
+
+def test_every_flipped_bit_in_a_checkpoint_is_refused(tmp_path):
+    """The checksum catches single-bit damage anywhere in the file: in the torch payload
+    (random positions) and in the header (its tag, its digest, its line end)."""
+    cfg = quick_config(phases=ALL_PHASES[:2], steps_per_epoch=2, checkpoint_every=0)
+    workdir = tmp_path / "run"
+
+    def stop(record):
+        if record["global_step"] == 5:  # inside the kernel phase: resuming needs the teacher
+            raise KeyError("stop")
+
+    with pytest.raises(KeyError):
+        mtrain.train(cfg, workdir, progress=False, on_step=stop)
+    ckpt = workdir / "checkpoint.pt"
+    good = ckpt.read_bytes()
+    assert mtrain.load_checkpoint(ckpt)["global_step"] == 4
+    header_len = good.index(b"\n") + 1
+    rng = np.random.default_rng(8)
+    bits = [3, 8 * 20 + 5, 8 * (header_len - 10) + 1, 8 * (header_len - 10) + 5, 8 * (header_len - 1)]
+    bits += sorted(rng.choice(np.arange(8 * header_len, 8 * len(good)), size=30, replace=False).tolist())
+    for bit in bits:
+        flip_bit(ckpt, bit)
+        with pytest.raises(ValueError, match="corrupt") as info:
+            mtrain.load_checkpoint(ckpt)
+        message = str(info.value)
+        assert str(ckpt) in message and "delete" in message and "different workdir" in message, (bit, message)
+        ckpt.write_bytes(good)
+    # What --resume does with one: refuses it, naming the file, and trains nothing.
+    flip_bit(ckpt, int(bits[-1]))
+    with pytest.raises(ValueError, match=f"checkpoint {ckpt} is corrupt.*SHA-256"):
+        mtrain.train(cfg, workdir, resume=True, progress=False)
+    # The teacher weights are checked the same way.
+    ckpt.write_bytes(good)
+    teacher = workdir / "teacher.pt"
+    flip_bit(teacher, 8 * len(teacher.read_bytes()) // 2)
+    with pytest.raises(ValueError, match=f"teacher weights {teacher} is corrupt"):
+        mtrain.train(cfg, workdir, resume=True, progress=False)
+
+
 def test_config_for_another_space_or_phases_is_refused(tmp_path):
     cfg = quick_config(phases=ALL_PHASES[:1], steps_per_epoch=2)
     workdir = tmp_path / "run"
@@ -212,6 +330,58 @@ def test_config_errors_name_the_field(tmp_path):
     assert {"digits-tiny", "progressive-shrinking"} <= set(mtrain.builtin_configs())
 
 
+def test_toml_errors_name_the_key_and_the_allowed_ones(tmp_path):
+    text = (mtrain.CONFIG_DIR / "digits-tiny.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("batch_size = 32", "batch_size = 32\nlearning_rate = 0.1"))
+    with pytest.raises(
+        ValueError, match=rf"config {bad}: unknown key\(s\) \['learning_rate'\]; allowed: \[.*'batch_size'"
+    ):
+        mtrain.load_config(bad)
+    bad.write_text(text.replace('name = "kernel"', 'name = "kernel"\nkernel = "all"'))
+    with pytest.raises(ValueError, match=r"phases\[1\]: unknown key\(s\) \['kernel'\]; allowed: \[.*'kernels'"):
+        mtrain.load_config(bad)
+    bad.write_text(text.replace("nesterov = true", 'nesterov = "yes"'))
+    with pytest.raises(ValueError, match="nesterov must be true or false, got 'yes'"):
+        mtrain.load_config(bad)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("workers", -1, "workers must be an integer >= 0"),
+        ("seed", 1.5, "seed must be an integer >= 0"),
+        ("log_every", True, "log_every must be an integer >= 1"),
+        ("steps_per_epoch", 0, "steps_per_epoch must be an integer >= 1"),
+        ("n_classes", "ten", "n_classes must be an integer >= 1"),
+        ("weight_decay", -1e-5, "weight_decay must be a non-negative number"),
+        ("dropout", float("nan"), "dropout must be a non-negative number"),
+        ("amp", 1, "amp must be true or false"),
+        ("data", "", "data must be 'digits', 'synthetic' or a folder path"),
+        ("crop_scale", [0.5], r"crop_scale must be 2 numbers \[min, max\]"),
+        ("crop_scale", [0.9, 0.5], r"crop_scale must be \[min, max\] with 0 < min <= max <= 1"),
+        ("resolutions", [], "resolutions must be a non-empty list of integers >= 1"),
+    ],
+)
+def test_every_field_is_checked_against_its_type(key, value, message):
+    with pytest.raises(ValueError, match=message):
+        mtrain.load_config("digits-tiny", **{key: value})
+
+
+def test_phase_fields_are_checked():
+    phase = {"name": "teacher", "epochs": 2, "lr": 0.1}
+    with pytest.raises(ValueError, match=r"phases\[0\] needs 'lr'"):
+        mtrain.load_config("digits-tiny", phases=[{"name": "teacher", "epochs": 2}])
+    with pytest.raises(ValueError, match=r"phases\[0\] \('teacher'\): epochs must be an integer >= 1, got 0"):
+        mtrain.load_config("digits-tiny", phases=[phase | {"epochs": 0}])
+    with pytest.raises(ValueError, match=r"subnets_per_step must be an integer >= 1, got 0"):
+        mtrain.load_config("digits-tiny", phases=[phase | {"subnets_per_step": 0}])
+    with pytest.raises(ValueError, match=r"warmup_epochs \(3\) exceeds epochs"):
+        mtrain.load_config("digits-tiny", phases=[phase | {"warmup_epochs": 3}])
+    cfg = mtrain.load_config("digits-tiny", phases=[phase | {"depths": 2, "lr": 1}])
+    assert cfg.phases == [mtrain.Phase("teacher", 2, 1.0, depths=2)] and isinstance(cfg.phases[0].lr, float)
+
+
 def test_published_defaults_are_the_reference_table():
     cfg = mtrain.load_config("progressive-shrinking")
     table = [(p.name, p.epochs, p.lr, p.warmup_epochs, p.subnets_per_step) for p in cfg.phases]
@@ -239,11 +409,30 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
     assert "data must be one of" in capsys.readouterr().err
 
 
+def test_without_torch_the_commands_say_what_to_install(tmp_path, capsys, monkeypatch):
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import moofa.train, moofa.pipeline\n"
+        "assert moofa.train.load_config('digits-tiny').batch_size == 32\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    monkeypatch.setitem(sys.modules, "torch", None)  # what a missing torch looks like to import
+    from moofa import pipeline
+
+    assert mtrain.main(["digits-tiny", "--workdir", str(tmp_path)]) == 2
+    assert pipeline.main(["--workdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "moofa train: needs PyTorch: pip install 'moofa[train]'" in err
+    assert "moofa pipeline: needs PyTorch: pip install 'moofa[train]'" in err
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.slow
 def test_two_gloo_processes_stay_in_sync(tmp_path):
     """torchrun, 2 CPU processes, Gloo: DDP over several sampled subnets per step."""
     config = tmp_path / "tiny.toml"
-    text = (Path(mtrain.__file__).with_name("configs") / "digits-tiny.toml").read_text()
+    text = (mtrain.CONFIG_DIR / "digits-tiny.toml").read_text()
     text = text.replace("batch_size = 32", "batch_size = 8\nsteps_per_epoch = 3\ncalib_batches = 1\nval_batches = 1")
     config.write_text(text)
     env = dict(os.environ, OMP_NUM_THREADS="1")

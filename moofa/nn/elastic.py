@@ -40,11 +40,27 @@ def se_width(mid: int) -> int:
     return make_divisible(mid // 4, 8)
 
 
-def _assign(module: nn.Module, name: str, value: torch.Tensor) -> None:
+def _present(t: torch.Tensor | None) -> torch.Tensor:
+    """``t``, which the layer's construction guarantees (a bias built with ``bias=True``,
+    BatchNorm statistics tracked): for type checkers, and a clear error otherwise."""
+    if t is None:
+        raise RuntimeError("an elastic layer lost a parameter or buffer it was built with")
+    return t
+
+
+def _batchnorm(m: nn.Module) -> nn.BatchNorm2d:
+    """The BatchNorm of a layer built with one (``ConvBNAct(use_bn=True)``)."""
+    if not isinstance(m, nn.BatchNorm2d):
+        raise TypeError(f"expected a BatchNorm2d, got {type(m).__name__}")
+    return m
+
+
+def _assign(module: nn.Module, name: str, value: torch.Tensor | None) -> None:
     """Replace a parameter or buffer of ``module`` by a detached copy of ``value``."""
-    value = value.detach().clone()
+    value = _present(value).detach().clone()
     if name in module._parameters:
-        module._parameters[name] = nn.Parameter(value, requires_grad=module._parameters[name].requires_grad)
+        old = module._parameters[name]
+        module._parameters[name] = nn.Parameter(value, requires_grad=True if old is None else old.requires_grad)
     else:
         module._buffers[name] = value
 
@@ -58,16 +74,17 @@ class ElasticBatchNorm(nn.BatchNorm2d):
             return super().forward(x)
         factor = 0.0
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.add_(1)
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            tracked = _present(self.num_batches_tracked)
+            tracked.add_(1)
+            factor = 1.0 / float(tracked) if self.momentum is None else self.momentum
         use_batch_stats = self.training or not self.track_running_stats
         # Slices of the contiguous buffers are views: batch_norm updates the prefix in place.
         return F.batch_norm(
             x,
-            self.running_mean[:c] if self.track_running_stats else None,
-            self.running_var[:c] if self.track_running_stats else None,
-            self.weight[:c],
-            self.bias[:c],
+            _present(self.running_mean)[:c] if self.track_running_stats else None,
+            _present(self.running_var)[:c] if self.track_running_stats else None,
+            _present(self.weight)[:c],
+            _present(self.bias)[:c],
             use_batch_stats,
             factor,
             self.eps,
@@ -142,16 +159,16 @@ class ElasticSE(nn.Module):
         c = x.shape[1]
         m = se_width(c)
         y = x.mean((2, 3), keepdim=True)
-        y = F.relu(F.conv2d(y, self.reduce.weight[:m, :c], self.reduce.bias[:m]))
-        y = F.hardsigmoid(F.conv2d(y, self.expand.weight[:c, :m], self.expand.bias[:c]))
+        y = F.relu(F.conv2d(y, self.reduce.weight[:m, :c], _present(self.reduce.bias)[:m]))
+        y = F.hardsigmoid(F.conv2d(y, self.expand.weight[:c, :m], _present(self.expand.bias)[:c]))
         return x * y
 
     def copy_to(self, se: SqueezeExcite) -> None:
         c, m = se.reduce.in_channels, se.reduce.out_channels
         _assign(se.reduce, "weight", self.reduce.weight[:m, :c])
-        _assign(se.reduce, "bias", self.reduce.bias[:m])
+        _assign(se.reduce, "bias", _present(self.reduce.bias)[:m])
         _assign(se.expand, "weight", self.expand.weight[:c, :m])
-        _assign(se.expand, "bias", self.expand.bias[:c])
+        _assign(se.expand, "bias", _present(self.expand.bias)[:c])
 
 
 class ElasticMBConv(nn.Module):
@@ -206,21 +223,23 @@ class ElasticMBConv(nn.Module):
         mid, k = self.active_mid, self.active_kernel
         # Built on the meta device (no random init to pay for), then given copies of the active slices.
         meta = torch.device("meta")
-        expand = (
-            ConvBNAct(self.c_in, mid, 1, act=self.act_name, device=meta) if self.active_expand != 1.0 else nn.Identity()
-        )
-        depthwise = ConvBNAct(mid, mid, k, self.stride, groups=mid, act=self.act_name, device=meta)
-        se = SqueezeExcite(mid, se_width(mid), device=meta) if self.se is not None else nn.Identity()
-        project = ConvBNAct(mid, self.c_out, 1, device=meta)
+        expand: nn.Module = nn.Identity()
         if self.active_expand != 1.0:
-            _assign(expand.conv, "weight", self.expand_conv.weight[:mid, : self.c_in])
-            self.expand_bn.copy_to(expand.bn)
+            expand_layer = ConvBNAct(self.c_in, mid, 1, act=self.act_name, device=meta)
+            _assign(expand_layer.conv, "weight", self.expand_conv.weight[:mid, : self.c_in])
+            self.expand_bn.copy_to(_batchnorm(expand_layer.bn))
+            expand = expand_layer
+        depthwise = ConvBNAct(mid, mid, k, self.stride, groups=mid, act=self.act_name, device=meta)
         _assign(depthwise.conv, "weight", self.depthwise.active_weight(k, mid))
-        self.depthwise_bn.copy_to(depthwise.bn)
+        self.depthwise_bn.copy_to(_batchnorm(depthwise.bn))
+        se: nn.Module = nn.Identity()
         if self.se is not None:
-            self.se.copy_to(se)
+            se_layer = SqueezeExcite(mid, se_width(mid), device=meta)
+            self.se.copy_to(se_layer)
+            se = se_layer
+        project = ConvBNAct(mid, self.c_out, 1, device=meta)
         _assign(project.conv, "weight", self.project_conv.weight[:, :mid])
-        self.project_bn.copy_to(project.bn)
+        self.project_bn.copy_to(_batchnorm(project.bn))
         return MBConv(expand, depthwise, se, project, self.identity_shortcut)
 
     @torch.no_grad()
@@ -246,15 +265,15 @@ class ElasticMBConv(nn.Module):
         self.expand_conv.weight.copy_(self.expand_conv.weight[order])
         for bn in (self.expand_bn, self.depthwise_bn):
             for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var):
-                t.copy_(t[order])
+                _present(t).copy_(_present(t)[order])
         self.depthwise.weight.copy_(self.depthwise.weight[order])
         self.project_conv.weight.copy_(self.project_conv.weight[:, order])
         if self.se is not None:
             self.se.reduce.weight.copy_(self.se.reduce.weight[:, order])
             self.se.expand.weight.copy_(self.se.expand.weight[order])
-            self.se.expand.bias.copy_(self.se.expand.bias[order])
+            _present(self.se.expand.bias).copy_(_present(self.se.expand.bias)[order])
             se_importance = self.se.expand.weight.abs().sum(dim=(0, 2, 3))
             se_order = torch.argsort(se_importance, descending=True, stable=True)
             self.se.reduce.weight.copy_(self.se.reduce.weight[se_order])
-            self.se.reduce.bias.copy_(self.se.reduce.bias[se_order])
+            _present(self.se.reduce.bias).copy_(_present(self.se.reduce.bias)[se_order])
             self.se.expand.weight.copy_(self.se.expand.weight[:, se_order])

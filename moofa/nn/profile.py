@@ -49,7 +49,9 @@ def _check_shape(input_shape) -> tuple[int, ...]:
         shape = tuple(input_shape)
     except TypeError:
         raise TypeError(f"input_shape must be a tuple like (1, 3, 224, 224), got {input_shape!r}") from None
-    if len(shape) != 4 or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in shape):
+    if len(shape) != 4 or not all(
+        isinstance(s, numbers.Integral) and not isinstance(s, bool) and int(s) > 0 for s in shape
+    ):
         raise ValueError(
             f"input_shape must be 4 positive integers (batch, channels, height, width), got {input_shape!r}"
         )

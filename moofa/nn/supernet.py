@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeVar, cast
 
 import numpy as np
 import torch
@@ -61,7 +62,7 @@ class Supernet(nn.Module):
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         self.space = sp
         self.first_conv, self.first_block = build_static_stem(sp)
-        blocks = []
+        blocks: list[ElasticMBConv] = []
         c_in = sp.first_block_width
         self.stage_slots: list[list[int]] = []
         for stage in sp.stages:
@@ -143,7 +144,7 @@ class Supernet(nn.Module):
     def set_active_subnet(self, net) -> Subnet:
         """Make ``net`` (a Subnet, an OFA-style dict or one encoded row) the subnet ``forward`` runs."""
         net = self._check(net)
-        for slot, block in enumerate(self.blocks):
+        for slot, block in enumerate(self.elastic_blocks):
             block.set_active(net.ks[slot], net.e[slot])
         self.active = net
         return net
@@ -176,8 +177,14 @@ class Supernet(nn.Module):
         return decode(random_subnets(n, self.space, seed), self.space)
 
     # --- forward ----------------------------------------------------------------------------
+    @property
+    def elastic_blocks(self) -> list[ElasticMBConv]:
+        """Every block slot, in order (``self.blocks`` typed for what it holds)."""
+        return cast("list[ElasticMBConv]", list(self.blocks))
+
     def active_blocks(self) -> list[ElasticMBConv]:
-        return [self.blocks[slot] for slots, d in zip(self.stage_slots, self.active.d) for slot in slots[:d]]
+        blocks = self.elastic_blocks
+        return [blocks[slot] for slots, d in zip(self.stage_slots, self.active.d) for slot in slots[:d]]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.first_block(self.first_conv(x))
@@ -229,7 +236,7 @@ class Supernet(nn.Module):
     @torch.no_grad()
     def sort_channels(self, expand_stage: int = 0) -> None:
         """Reorder every block's middle channels by importance (before the elastic-expand phases)."""
-        for block in self.blocks:
+        for block in self.elastic_blocks:
             block.sort_channels(expand_stage)
 
     # --- moofa's own weight format: .npz (arrays) + .json (space and metadata) ---------------
@@ -322,7 +329,10 @@ def _subset(field: str, values, allowed: tuple) -> tuple:
     return values
 
 
-def _clone(module: nn.Module) -> nn.Module:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _clone(module: _M) -> _M:
     import copy
 
     return copy.deepcopy(module)
