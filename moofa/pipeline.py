@@ -352,7 +352,7 @@ def pipeline_main(argv: Sequence[str] | None = None) -> int:
     try:
         import torch  # noqa: F401
     except ImportError:
-        print("moofa pipeline: needs PyTorch: pip install 'moofa[train]'", file=sys.stderr)
+        print('moofa pipeline needs PyTorch: pip install "moofa[train]"', file=sys.stderr)
         return 2
     try:
         res = run_pipeline(

@@ -418,8 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.all and not args.name:
         parser.error("give --all or --name NAME")
+    _torch()  # before the data checks: without torch nothing here can run
     if not Path(args.data).is_dir():
-        parser.error(
+        raise ValueError(
             f"--data: folder {args.data!r} not found (from {os.getcwd()}); "
             "give --data PATH, the folder of the <set>.jsonl accuracy files"
         )
@@ -437,4 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except ValueError as exc:  # bad options or data: one line, as the moofa CLI prints them
+        sys.exit(f"python -m moofa.predictor_train: error: {exc}")

@@ -423,8 +423,8 @@ def test_without_torch_the_commands_say_what_to_install(tmp_path, capsys, monkey
     assert mtrain.main(["digits-tiny", "--workdir", str(tmp_path)]) == 2
     assert pipeline.main(["--workdir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "moofa train: needs PyTorch: pip install 'moofa[train]'" in err
-    assert "moofa pipeline: needs PyTorch: pip install 'moofa[train]'" in err
+    assert 'moofa train needs PyTorch: pip install "moofa[train]"' in err
+    assert 'moofa pipeline needs PyTorch: pip install "moofa[train]"' in err
     assert not any(tmp_path.iterdir())
 
 

@@ -44,7 +44,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     try:
         import torch  # noqa: F401
     except ImportError:
-        print("moofa train: needs PyTorch: pip install 'moofa[train]'", file=sys.stderr)
+        print('moofa train needs PyTorch: pip install "moofa[train]"', file=sys.stderr)
         return 2
     from .loop import dist_info, train
 
