@@ -356,3 +356,63 @@ def test_evolve_ctrl_c_stops_between_generations(ctrl_c):
             moofa.search("800k", predictor=scorer, population=50, generations=100_000)
     finally:
         timer.cancel()
+
+
+# --- threads that cannot start --------------------------------------------------------------
+
+_THREAD_LIMIT_SCRIPT = r"""
+import mmap, resource, sys
+import numpy as np
+import moofa
+from moofa import _core
+from moofa.memory import spec
+
+sp = moofa.get_space("moofa")
+w = np.random.default_rng(0).normal(size=_core.LinearScorer.n_features(spec(sp))).astype(np.float32)
+scorer = _core.LinearScorer(spec(sp), w, 70.0)
+predictor = moofa.load_predictor("moofa")
+front = _core.nsga2(moofa.evaluator(sp), scorer, population=64, generations=0, threads=1)["rows"]
+rows = np.ascontiguousarray(np.resize(front, (400_000, front.shape[1])))
+
+def run(threads):
+    return [
+        moofa.search("800k", predictor=scorer, population=600, generations=3, threads=threads).config,
+        moofa.pareto(predictor=scorer, population=600, generations=3, threads=threads).rows.tolist(),
+        moofa.peak_memory(rows, threads=threads).tolist(),
+        {k: v.tolist() for k, v in moofa.profiles(rows[:100_000], threads=threads).items()},
+        predictor.predict(rows[:100_000], threads=threads).tolist(),
+    ]
+
+status = open("/proc/self/status").read().split("VmSize:")[1].split()[0]
+limit = int(status) * 1024 + (300 << 20)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+try:
+    mmap.mmap(-1, 300 * (8 << 20))  # the stacks of 300 threads
+    sys.exit("the address-space limit does not bite")
+except (OSError, MemoryError):
+    pass
+assert run(300) == run(1)
+print("same results")
+"""
+
+
+def test_threads_that_cannot_start_fall_back_to_fewer():
+    """Under an address-space limit that leaves room for a few dozen thread stacks,
+    threads=300 completes (no abort, no deadlock) with the results of threads=1."""
+    import resource
+    import subprocess
+    import sys
+
+    def stack_8mb():  # glibc sizes thread stacks from RLIMIT_STACK at start-up
+        resource.setrlimit(resource.RLIMIT_STACK, (8 << 20, resource.getrlimit(resource.RLIMIT_STACK)[1]))
+
+    # The timeout detects a deadlock; the work itself takes seconds.
+    proc = subprocess.run(
+        [sys.executable, "-c", _THREAD_LIMIT_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=stack_8mb,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "same results" in proc.stdout
