@@ -72,6 +72,8 @@ _PARETO_OPTIONS = (
     "predictor_input",
 )
 _OBJECTIVES = ("top1", "peak", "mflops")
+# NSGA-II sorts 2 x population members a generation (about 2 s at this size with three objectives).
+_MAX_PARETO_POPULATION = 100_000
 
 
 # --- results ----------------------------------------------------------------------------
@@ -549,7 +551,7 @@ def pareto(
             max_mflops=_limit("max_mflops", opts["max_mflops"], float),
             max_params=_limit("max_params", opts["max_params"], int),
             minimize_mflops=with_mflops,
-            population=_int("population", population, 2, 2**27 - 1),
+            population=_int("population", population, 2, _MAX_PARETO_POPULATION),
             generations=generations,
             mutation_ratio=_ratio("mutation_ratio", opts["mutation_ratio"]),
             mutate_prob=_ratio("mutate_prob", opts["mutate_prob"]),

@@ -276,6 +276,79 @@ def test_non_dominated_matches_brute_force(with_mflops):
         assert np.all(np.diff(peaks[got]) >= 0)
 
 
+def deb_front_ranks(f: np.ndarray) -> list[int]:
+    """Deb's fast non-dominated sort (NSGA-II, 2002), written out plainly: O(n^2) lists."""
+    n = len(f)
+    dominated: list[list[int]] = [[] for _ in range(n)]
+    count = [0] * n
+    for i in range(n):
+        for j in range(n):
+            if i != j and np.all(f[i] <= f[j]) and np.any(f[i] < f[j]):
+                dominated[i].append(j)
+                count[j] += 1
+    ranks = [0] * n
+    front = [i for i in range(n) if count[i] == 0]
+    k = 0
+    while front:
+        nxt = []
+        for i in front:
+            ranks[i] = k
+            for j in dominated[i]:
+                count[j] -= 1
+                if count[j] == 0:
+                    nxt.append(j)
+        front, k = nxt, k + 1
+    return ranks
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+@pytest.mark.parametrize("levels", [3, 20, None])
+def test_front_ranks_equal_debs_sort(m, levels):
+    """Random objective sets with many ties and exact duplicates (few levels per objective)."""
+    rng = np.random.default_rng(m * 100 + (levels or 0))
+    for n in (0, 1, 2, 7, 150):
+        f = rng.normal(size=(n, m)) if levels is None else rng.integers(0, levels, size=(n, m)).astype(float)
+        if n > 2:
+            f[n // 2] = f[0]  # a duplicate at least
+        assert _core.front_ranks(f).tolist() == deb_front_ranks(f), (n, m, levels)
+
+
+_BIG_PARETO_SCRIPT = r"""
+import resource
+import numpy as np
+import moofa
+from moofa import _core
+from moofa.memory import spec
+
+sp = moofa.get_space("moofa")
+w = np.random.default_rng(0).normal(size=_core.LinearScorer.n_features(spec(sp))).astype(np.float32)
+scorer = _core.LinearScorer(spec(sp), w, 70.0)
+for mflops in (False, True):
+    out = _core.nsga2(moofa.evaluator(sp), scorer, population=20_000, generations=2, minimize_mflops=mflops)
+    assert out["evaluations"] == 60_000 and len(out["rows"]) > 0
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_nsga2_memory_grows_linearly_with_the_population():
+    """Population 20,000: a sort keeping per-member domination lists needed about 2.4 GB;
+    the front assignment needs O(population) memory (tens of MB here)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _BIG_PARETO_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    peak_kib = int(proc.stdout.split()[-1])
+    assert peak_kib < 600 * 1024, f"peak RSS {peak_kib / 1024:.0f} MiB"
+
+
+def test_front_ranks_rejects_bad_input():
+    with pytest.raises(ValueError, match="NaN"):
+        _core.front_ranks(np.array([[0.0, np.nan]]))
+    with pytest.raises(ValueError, match="2-D"):
+        _core.front_ranks(np.zeros(3))
+
+
 @pytest.mark.parametrize("space", ["compofa", "moofa"])
 def test_nsga2_front_is_non_dominated_exact_and_deterministic(shared_dir, space):
     scorer, _, _ = helpers.ridge_scorer(shared_dir / "data", f"{space}-imagenet", space)
@@ -416,3 +489,11 @@ def test_threads_that_cannot_start_fall_back_to_fewer():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "same results" in proc.stdout
+
+
+def test_nsga2_population_is_capped_with_a_clear_error():
+    scorer, _, _ = random_linear("moofa")
+    with pytest.raises(ValueError, match=r"population must be in \[2, 100000\]"):
+        _core.nsga2(moofa.evaluator("moofa"), scorer, population=100_001, generations=1)
+    with pytest.raises(ValueError, match=r"population must be an integer in \[2, 100000\]"):
+        moofa.pareto(predictor=scorer, population=100_001, generations=1)

@@ -320,6 +320,25 @@ void search(py::module_& m) {
       "...)");
 
   m.def(
+      "front_ranks",
+      [](py::array_t<double, py::array::c_style | py::array::forcecast> objectives) {
+        if (objectives.ndim() != 2 || objectives.shape(1) < 1)
+          throw py::value_error("objectives must be a 2-D array (n points, m >= 1 objectives)");
+        const double* f = objectives.data();
+        for (py::ssize_t i = 0; i < objectives.size(); ++i)
+          if (std::isnan(f[i])) throw py::value_error("objectives must not hold NaN");
+        std::vector<int> ranks;
+        {
+          py::gil_scoped_release nogil;
+          ranks = front_ranks(f, static_cast<std::size_t>(objectives.shape(0)),
+                              static_cast<int>(objectives.shape(1)));
+        }
+        return to_array(ranks);
+      },
+      py::arg("objectives"),
+      "NSGA-II front index of each point (objectives to minimise, shape (n, m))");
+
+  m.def(
       "non_dominated",
       [](py::array_t<float, py::array::c_style | py::array::forcecast> scores,
          py::array_t<int64_t, py::array::c_style | py::array::forcecast> peaks,

@@ -13,6 +13,9 @@ namespace moofa {
 namespace {
 
 constexpr int kMaxIndividuals = 1 << 27;
+// Sorting 2 x population members each generation: with three objectives, about 2 s a
+// generation at this size (a few hundred MB at most); far beyond it, minutes.
+constexpr int kMaxParetoPopulation = 100000;
 
 void require(bool ok, const char* message) {
   if (!ok) throw std::invalid_argument(message);
@@ -34,36 +37,51 @@ bool dominates(const double* a, const double* b, int m) {
   return strictly;
 }
 
-// Deb's fast non-dominated sort: front index per member of `members`.
-std::vector<std::vector<std::size_t>> sort_fronts(const Objectives& obj,
-                                                  const std::vector<std::size_t>& members) {
-  const std::size_t n = members.size();
-  std::vector<std::vector<std::size_t>> dominated_by_me(n);
-  std::vector<int> n_dominating(n, 0);
-  for (std::size_t i = 0; i < n; ++i)
-    for (std::size_t j = i + 1; j < n; ++j) {
-      const double *a = obj.at(members[i]), *b = obj.at(members[j]);
-      if (dominates(a, b, obj.m)) {
-        dominated_by_me[i].push_back(j);
-        ++n_dominating[j];
-      } else if (dominates(b, a, obj.m)) {
-        dominated_by_me[j].push_back(i);
-        ++n_dominating[i];
-      }
+// Non-dominated sorting: the fronts of n members (positions, each front in ascending
+// order), as Deb's fast non-dominated sort defines them, in O(P) extra memory
+// (Deb's keeps a list of the members each one dominates: O(P^2)).
+//
+// Members are visited in lexicographic order of their objectives: no member can then be
+// dominated by a later one. A member goes to the first front none of whose members
+// dominates it. If front k does not dominate a member, no later front does (whatever
+// dominates it in front k + 1 is dominated by something of front k, visited earlier), so
+// that first front is found by binary search. With two objectives, the last member put
+// into a front dominates a newcomer whenever any of that front does (within a front, in
+// this order, the second objective only decreases): one comparison per probe.
+// objectives(p): the m objectives (to minimise) of member p.
+template <class At>
+std::vector<std::vector<std::size_t>> sort_fronts(std::size_t n, int m, At objectives) {
+  std::vector<std::size_t> order(n);
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    const double *fa = objectives(a), *fb = objectives(b);
+    for (int j = 0; j < m; ++j)
+      if (fa[j] != fb[j]) return fa[j] < fb[j];
+    return a < b;
+  });
+  std::vector<std::vector<std::size_t>> fronts;  // positions in members, in visiting order
+  auto dominated_by_front = [&](std::size_t k, const double* f) {
+    const std::vector<std::size_t>& front = fronts[k];
+    if (m == 2) return dominates(objectives(front.back()), f, m);
+    // Later members of a front are closer in the order: more likely to dominate.
+    for (auto it = front.rbegin(); it != front.rend(); ++it)
+      if (dominates(objectives(*it), f, m)) return true;
+    return false;
+  };
+  for (std::size_t p : order) {
+    const double* f = objectives(p);
+    std::size_t lo = 0, hi = fronts.size();  // first front not dominating p is in [lo, hi]
+    while (lo < hi) {
+      const std::size_t mid = lo + (hi - lo) / 2;
+      if (dominated_by_front(mid, f))
+        lo = mid + 1;
+      else
+        hi = mid;
     }
-  std::vector<std::vector<std::size_t>> fronts;  // positions in members
-  std::vector<std::size_t> current;
-  for (std::size_t i = 0; i < n; ++i)
-    if (n_dominating[i] == 0) current.push_back(i);
-  while (!current.empty()) {
-    std::vector<std::size_t> next;
-    for (std::size_t i : current)
-      for (std::size_t j : dominated_by_me[i])
-        if (--n_dominating[j] == 0) next.push_back(j);
-    std::sort(next.begin(), next.end());
-    fronts.push_back(std::move(current));
-    current = std::move(next);
+    if (lo == fronts.size()) fronts.emplace_back();
+    fronts[lo].push_back(p);
   }
+  for (auto& front : fronts) std::sort(front.begin(), front.end());
   return fronts;
 }
 
@@ -90,13 +108,23 @@ std::vector<double> crowding(const Objectives& obj, const std::vector<std::size_
 }  // namespace
 
 void ParetoOptions::validate() const {
-  require(population >= 2 && population < kMaxIndividuals, "population must be at least 2");
+  require(population >= 2 && population <= kMaxParetoPopulation,
+          "population must be in [2, 100000]");
   require(generations >= 0 && generations < kMaxIndividuals, "generations must be >= 0");
   require(mutation_ratio >= 0.0 && mutation_ratio <= 1.0, "mutation_ratio must be in [0, 1]");
   require(mutate_prob >= 0.0 && mutate_prob <= 1.0, "mutate_prob must be in [0, 1]");
   require(resolution_mutate_prob >= 0.0 && resolution_mutate_prob <= 1.0,
           "resolution_mutate_prob must be in [0, 1]");
   require(max_tries >= 1, "max_tries must be at least 1");
+}
+
+std::vector<int> front_ranks(const double* objectives, std::size_t n, int m) {
+  if (m < 1) throw std::invalid_argument("front_ranks needs at least one objective");
+  const auto fronts = sort_fronts(n, m, [&](std::size_t p) { return objectives + p * m; });
+  std::vector<int> rank(n);
+  for (std::size_t k = 0; k < fronts.size(); ++k)
+    for (std::size_t p : fronts[k]) rank[p] = static_cast<int>(k);
+  return rank;
 }
 
 std::vector<std::size_t> non_dominated(const float* scores, const int64_t* peaks,
@@ -178,7 +206,8 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
   // Survivors of members (archive ids with their rows): whole fronts while they fit,
   // then the least crowded of the front that overflows.
   auto select = [&](const std::vector<std::size_t>& ids, const std::vector<uint8_t>& rows) {
-    const auto fronts = sort_fronts(obj, ids);
+    const auto fronts =
+        sort_fronts(ids.size(), obj.m, [&](std::size_t p) { return obj.at(ids[p]); });
     std::vector<std::size_t> next_ids;
     std::vector<uint8_t> next_rows;
     std::vector<int> next_rank;

@@ -53,6 +53,12 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
                    const ParetoOptions& options,
                    const std::function<bool(int)>& on_generation = {});
 
+// Non-dominated sorting (minimisation): the front index of each of n points of m
+// objectives (objectives: n x m, row-major, no NaN). Front 0 holds the points nothing
+// dominates, front k + 1 those only front 0..k dominate. O(n) extra memory; time
+// O(n log n) for m = 2, at most O(n^2 m) beyond.
+std::vector<int> front_ranks(const double* objectives, std::size_t n, int m);
+
 // Indices of the points no other point dominates (higher score, lower peak and, when
 // mflops is given, lower MFLOPs), ordered by peak then score (best first). Of points
 // with identical objectives only the first (lowest index) is kept.
