@@ -231,6 +231,59 @@ def test_callable_predictor_output_is_checked(returned, message):
         _core.evolve(moofa.evaluator("moofa"), returned, max_peak=400_000, population=10, generations=2)
 
 
+@pytest.mark.parametrize(
+    "returned",
+    [
+        lambda rows: np.ones(len(rows)) + 1j,
+        lambda rows: [complex(1, 0)] * len(rows),
+        lambda rows: np.ones(len(rows), dtype=np.complex64),
+    ],
+)
+def test_callable_predictor_complex_scores_are_refused(returned):
+    with pytest.raises(TypeError, match="the predictor returned complex scores"):
+        _core.evolve(moofa.evaluator("moofa"), returned, max_peak=400_000, population=10, generations=2)
+    with pytest.raises(TypeError, match="complex"):
+        moofa.pareto("moofa", returned, population=10, generations=2)
+
+
+def test_callable_predictor_non_finite_scores_are_refused_through_the_facade():
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ValueError, match="the predictor returned a non-finite score"):
+            moofa.search("400k", predictor=lambda rows, v=bad: np.full(len(rows), v), population=10, generations=2)
+        with pytest.raises(ValueError, match="the predictor returned a non-finite score"):
+            moofa.pareto("moofa", lambda rows, v=bad: np.full(len(rows), v), population=10, generations=2)
+
+
+@pytest.mark.parametrize("how", ["signal", "exception"])
+def test_pareto_ctrl_c_in_a_python_predictor_returns_the_front_so_far(how, ctrl_c):
+    """As with a C++ predictor: Ctrl-C during NSGA-II gives back the front found so far."""
+    scorer, _, _ = random_linear("moofa")
+    calls = []
+
+    def predictor(rows):
+        calls.append(len(rows))
+        if len(calls) == 6:
+            if how == "exception":
+                raise KeyboardInterrupt
+            _thread.interrupt_main()  # a real SIGINT, raised at the next Python step
+            for _ in range(1000):  # Python steps: the handler runs in one of them
+                pass
+        return scorer.score(rows)
+
+    front = moofa.pareto("moofa", predictor, population=20, generations=1000)
+    assert front.interrupted and len(front) > 0
+    assert front.evaluations == sum(calls[:5])  # the interrupted batch is not counted
+    # Interrupted while the initial population is scored: an empty front, not an error.
+    calls.clear()
+    calls.extend([0] * 5)
+    empty = moofa.pareto("moofa", predictor, population=20, generations=10)
+    assert empty.interrupted and len(empty) == 0 and empty.evaluations == 0
+    # search() turns it into KeyboardInterrupt, as with a C++ predictor.
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        moofa.search("800k", predictor=predictor, population=20, generations=1000)
+
+
 def test_callable_predictor_exceptions_propagate():
     def broken(rows):
         raise RuntimeError("predictor exploded")

@@ -12,15 +12,6 @@ namespace moofa {
 
 namespace {
 
-constexpr int kMaxIndividuals = 1 << 27;
-// Sorting 2 x population members each generation: with three objectives, about 2 s a
-// generation at this size (a few hundred MB at most); far beyond it, minutes.
-constexpr int kMaxParetoPopulation = 100000;
-
-void require(bool ok, const char* message) {
-  if (!ok) throw std::invalid_argument(message);
-}
-
 // Objectives to minimise, per individual: -score, peak, [mflops].
 struct Objectives {
   int m = 2;
@@ -107,17 +98,6 @@ std::vector<double> crowding(const Objectives& obj, const std::vector<std::size_
 
 }  // namespace
 
-void ParetoOptions::validate() const {
-  require(population >= 2 && population <= kMaxParetoPopulation,
-          "population must be in [2, 100000]");
-  require(generations >= 0 && generations < kMaxIndividuals, "generations must be >= 0");
-  require(mutation_ratio >= 0.0 && mutation_ratio <= 1.0, "mutation_ratio must be in [0, 1]");
-  require(mutate_prob >= 0.0 && mutate_prob <= 1.0, "mutate_prob must be in [0, 1]");
-  require(resolution_mutate_prob >= 0.0 && resolution_mutate_prob <= 1.0,
-          "resolution_mutate_prob must be in [0, 1]");
-  require(max_tries >= 1, "max_tries must be at least 1");
-}
-
 std::vector<int> front_ranks(const double* objectives, std::size_t n, int m) {
   if (m < 1) throw std::invalid_argument("front_ranks needs at least one objective");
   const auto fronts = sort_fronts(n, m, [&](std::size_t p) { return objectives + p * m; });
@@ -187,10 +167,16 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
   std::vector<int> pop_rank;
   std::vector<double> pop_crowd;
 
+  // False when the scorer stopped the search (the brood is then dropped).
   auto score_brood = [&]() {
     std::vector<float> s(brood.size);
-    score_rows(scorer, brood.keys.data(), brood.size, s.data(), pool, options.parallel_scoring,
-               threads);
+    try {
+      score_rows(scorer, brood.keys.data(), brood.size, s.data(), pool, options.parallel_scoring,
+                 threads);
+    } catch (const SearchStopped&) {
+      result.stopped = true;
+      return false;
+    }
     for (std::size_t i = 0; i < brood.size; ++i) {
       const uint8_t* key = brood.keys.data() + i * cols;
       arch_score.push_back(s[i]);
@@ -201,6 +187,12 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
       if (with_mflops) obj.f.push_back(arch_mflops.back());
     }
     result.evaluations += static_cast<int64_t>(brood.size);
+    return true;
+  };
+  const int64_t eval_limit = options.max_evaluations > 0 ? options.max_evaluations : INT64_MAX;
+  auto brood_size = [&]() {
+    return static_cast<std::size_t>(
+        std::min<int64_t>(options.population, eval_limit - result.evaluations));
   };
 
   // Survivors of members (archive ids with their rows): whole fronts while they fit,
@@ -238,27 +230,28 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
   // Initial population stratified over peak budgets, smallest to largest.
   const int64_t lo = evaluator.min_peak();
   const int64_t hi = std::min(constraints.max_peak, var.peak_ceiling());
+  const std::size_t n_init = brood_size();  // < population only under max_evaluations
   breed(
-      var, seen, n_pop, options.seed, /*phase=*/3, 0, pool, options.max_tries,
+      var, seen, n_init, options.seed, /*phase=*/3, 0, pool, options.max_tries,
       [&](std::size_t i, Rng& rng, int, uint8_t* out) {
         const double t =
-            static_cast<double>(i) / static_cast<double>(n_pop - 1);  // population >= 2
+            n_init > 1 ? static_cast<double>(i) / static_cast<double>(n_init - 1) : 1.0;
         const auto cap =
             static_cast<int64_t>(static_cast<double>(lo) + t * static_cast<double>(hi - lo));
         return var.sample(rng, std::max(lo, cap), out);
       },
       &brood, &stats);
   require_initial_population(brood.size);
-  score_brood();
-  {
+  bool go_on = score_brood();  // when stopped here, nothing was scored: an empty front
+  if (go_on) {
     std::vector<std::size_t> ids(brood.size);
     std::iota(ids.begin(), ids.end(), std::size_t{0});
     select(ids, brood.rows);
+    go_on = !on_generation || on_generation(0);
   }
-  bool go_on = !on_generation || on_generation(0);
   result.stopped = !go_on;
 
-  for (int g = 1; go_on && g <= options.generations; ++g) {
+  for (int g = 1; go_on && g <= options.generations && result.evaluations < eval_limit; ++g) {
     const int np = static_cast<int>(pop_ids.size());
     // Binary tournament: lower rank, then larger crowding distance, then older.
     auto tournament = [&](Rng& rng) {
@@ -268,7 +261,7 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
       return std::min(a, b);
     };
     breed(
-        var, seen, n_pop, options.seed, /*phase=*/4, static_cast<uint64_t>(g), pool,
+        var, seen, brood_size(), options.seed, /*phase=*/4, static_cast<uint64_t>(g), pool,
         options.max_tries,
         [&](std::size_t i, Rng& rng, int failures, uint8_t* out) {
           if (static_cast<int>(i) < n_mutants)
@@ -280,7 +273,7 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
         &brood, &stats);
     if (brood.size == 0) break;
     const std::size_t first_child = arch_score.size();
-    score_brood();
+    if (!score_brood()) break;
     std::vector<std::size_t> ids = pop_ids;
     std::vector<uint8_t> rows = pop_rows;
     for (std::size_t i = 0; i < brood.size; ++i) ids.push_back(first_child + i);

@@ -15,25 +15,9 @@
 
 #include "moofa/memory.hpp"
 #include "moofa/scorer.hpp"
-#include "moofa/variation.hpp"
+#include "moofa/search_options.hpp"
 
 namespace moofa {
-
-struct ParetoOptions {
-  int population = 100;
-  int generations = 200;
-  double mutation_ratio = 0.5;  // the rest of the children come from crossover
-  double mutate_prob = 0.1;
-  double resolution_mutate_prob = 0.5;
-  bool minimize_mflops = false;  // third objective
-  uint64_t seed = 0;
-  int threads = 0;  // <= 0: auto (all cores from population 512, else 1)
-  bool parallel_scoring =
-      true;  // split batches across threads (false: call the scorer from this thread)
-  int max_tries = 100;
-
-  void validate() const;
-};
 
 struct ParetoResult {
   // The front, sorted by peak (then by score, best first): canonical rows.
