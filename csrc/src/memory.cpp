@@ -5,7 +5,7 @@
 #include <limits>
 #include <stdexcept>
 
-#include "moofa/parallel.hpp"
+#include "parallel.hpp"
 
 namespace moofa {
 

@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "moofa/breeding.hpp"
+#include "breeding.hpp"
 
 namespace moofa {
 

@@ -1,4 +1,4 @@
-#include "moofa/variation.hpp"
+#include "variation.hpp"
 
 #include <algorithm>
 #include <cstring>

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "moofa/memory.hpp"
-#include "moofa/rng.hpp"
 #include "moofa/search_options.hpp"
+#include "rng.hpp"
 
 namespace moofa {
 

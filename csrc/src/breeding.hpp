@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "moofa/rng.hpp"
-#include "moofa/row_set.hpp"
 #include "moofa/scorer.hpp"
-#include "moofa/variation.hpp"
-#include "moofa/worker_pool.hpp"
+#include "rng.hpp"
+#include "row_set.hpp"
+#include "variation.hpp"
+#include "worker_pool.hpp"
 
 namespace moofa {
 

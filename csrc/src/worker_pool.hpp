@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "moofa/parallel.hpp"
+#include "parallel.hpp"
 
 namespace moofa {
 
