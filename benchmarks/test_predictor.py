@@ -188,5 +188,24 @@ def test_avx512_against_avx2_kernel(benchmark, case):
     )
 
 
+@pytest.mark.parametrize("isa", WIDE_ISAS)
+def test_kernel_results_do_not_depend_on_where_the_weights_lie(isa):
+    """The AVX-512 kernel gathers 32 bytes at a time from a table that is not 64-byte
+    aligned: the same weights in fresh allocations (some aligned, some not) give the
+    same bits."""
+    rng = np.random.default_rng(0)
+    space = moofa.get_space("moofa")
+    n_in = len(one_hot(moofa.random_subnets(1, space, seed=0), space)[0])
+    weights = [rng.normal(size=(n_in, 24)).astype(np.float32), rng.normal(size=(24, 1)).astype(np.float32)]
+    biases = [rng.normal(size=24).astype(np.float32), np.zeros(1, np.float32)]
+    rows = moofa.random_subnets(500, space, seed=1)
+    keep, outputs = [], set()
+    for _ in range(16):
+        pred = moofa.Predictor(space, weights, biases, isa=isa)
+        keep.append(pred)  # alive, so the next one is allocated elsewhere
+        outputs.add(pred.predict(rows).tobytes())
+    assert len(outputs) == 1
+
+
 def test_best_isa_is_reported():
     assert core.best_isa() in ("generic", "avx2", "avx512")
