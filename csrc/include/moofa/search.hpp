@@ -3,8 +3,9 @@
 // Each generation keeps the best parent_ratio of the population, then breeds
 // population children: mutation_ratio of them by mutating a random parent, the rest by
 // uniform crossover of two random parents. Every child fits the constraints (checked
-// by the Evaluator) and is new: configs already scored are never scored again. The
-// scorer sees each generation's children as one batch.
+// by the Evaluator) and is new: configs already scored are never scored again. Each
+// generation's children are scored together: one batch, or with parallel_scoring one
+// part per thread.
 //
 // Deterministic for a seed whatever the thread count: child i of generation g draws
 // from its own random stream (seed, g, i), and duplicates are resolved in child order.
