@@ -3,12 +3,15 @@ same weights, 100k configs, the same thread count, one run:
 
     python -m pytest benchmarks/test_predictor.py --benchmark-columns=min,median,ops
 
-Every benchmark checks its result against a float64 forward pass.
+Every benchmark checks its result against a float64 forward pass. The ISA benchmarks time
+the AVX2 and AVX-512 kernels side by side (one thread, same rows, interleaved rounds) where
+the CPU has both, and check each against the portable kernel.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,8 @@ from moofa.predictor import one_hot
 
 N = 100_000
 THREADS = 2
+WIDE_ISAS = [isa for isa in ("avx2", "avx512") if core.isa_supported(isa)]
+SCALAR_CHECK = 10_000  # rows checked against the portable kernel (slow on the 400-wide net)
 SHARED = Path(os.environ.get("MOOFA_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
@@ -145,6 +150,63 @@ def test_numpy_matmul(benchmark, case):
     benchmark.group = f"predictor {name} {N // 1000}k configs"
     got = timed(benchmark, name, numpy_forward, pred, x)
     check(got, want)
+
+
+@pytest.mark.parametrize("isa", WIDE_ISAS)
+def test_moofa_cpp_kernel_isa(benchmark, case, isa):
+    """Each wide kernel on one thread; its output equals the portable kernel's (up to the
+    order of float additions)."""
+    name, pred, rows, _, want = case
+    benchmark.group = f"predictor kernels {name} {N // 1000}k configs, 1 thread"
+    benchmark.extra_info["isa"] = isa
+    portable = pred.with_options(isa="generic").scorer.score(rows[:SCALAR_CHECK], 1)
+    got = timed(benchmark, name, pred.with_options(isa=isa).scorer.score, rows, 1)
+    np.testing.assert_allclose(got[:SCALAR_CHECK], portable, atol=1e-4, rtol=0)
+    check(got, want)
+
+
+def test_avx512_against_avx2_kernel(benchmark, case):
+    """The two wide kernels in interleaved rounds of the same run (a busy machine slows
+    both alike): extra_info holds each one's best time and avx512 / avx2."""
+    if WIDE_ISAS != ["avx2", "avx512"]:
+        pytest.skip("this CPU lacks AVX2 or AVX-512")
+    name, pred, rows, _, want = case
+    benchmark.group = f"predictor kernels {name} {N // 1000}k configs, 1 thread"
+    scorers = {isa: pred.with_options(isa=isa).scorer for isa in WIDE_ISAS}
+    portable = pred.with_options(isa="generic").scorer.score(rows[:SCALAR_CHECK], 1)
+    best = dict.fromkeys(scorers, float("inf"))
+
+    def both():
+        for isa, scorer in scorers.items():
+            t = time.perf_counter()
+            got = scorer.score(rows, 1)
+            best[isa] = min(best[isa], time.perf_counter() - t)
+            np.testing.assert_allclose(got[:SCALAR_CHECK], portable, atol=1e-4, rtol=0)
+        return got
+
+    check(timed(benchmark, name, both), want)
+    benchmark.extra_info.update(
+        avx2_s=best["avx2"], avx512_s=best["avx512"], avx512_over_avx2=best["avx512"] / best["avx2"]
+    )
+
+
+@pytest.mark.parametrize("isa", WIDE_ISAS)
+def test_kernel_results_do_not_depend_on_where_the_weights_lie(isa):
+    """The AVX-512 kernel gathers 32 bytes at a time from a table that is not 64-byte
+    aligned: the same weights in fresh allocations (some aligned, some not) give the
+    same bits."""
+    rng = np.random.default_rng(0)
+    space = moofa.get_space("moofa")
+    n_in = len(one_hot(moofa.random_subnets(1, space, seed=0), space)[0])
+    weights = [rng.normal(size=(n_in, 24)).astype(np.float32), rng.normal(size=(24, 1)).astype(np.float32)]
+    biases = [rng.normal(size=24).astype(np.float32), np.zeros(1, np.float32)]
+    rows = moofa.random_subnets(500, space, seed=1)
+    keep, outputs = [], set()
+    for _ in range(16):
+        pred = moofa.Predictor(space, weights, biases, isa=isa)
+        keep.append(pred)  # alive, so the next one is allocated elsewhere
+        outputs.add(pred.predict(rows).tobytes())
+    assert len(outputs) == 1
 
 
 def test_best_isa_is_reported():

@@ -1,4 +1,4 @@
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -121,6 +121,43 @@ class LinearScorer(Scorer):
     def bias(self) -> float: ...
     def score(self, rows: npt.ArrayLike, threads: int = 0) -> npt.NDArray[np.float32]: ...
 
+class EvolutionOptions:
+    MIN_POPULATION: ClassVar[int]
+    MAX_POPULATION: ClassVar[int]
+    MAX_GENERATIONS: ClassVar[int]
+    MAX_THREADS: ClassVar[int]
+    def __init__(self) -> None: ...
+    population: int
+    generations: int
+    mutation_ratio: float
+    mutate_prob: float
+    resolution_mutate_prob: float
+    seed: int
+    threads: int
+    max_tries: int
+    max_evaluations: int
+    parent_ratio: float
+    resolution_niche: int
+    def validate(self) -> None: ...
+
+class ParetoOptions:
+    MIN_POPULATION: ClassVar[int]
+    MAX_POPULATION: ClassVar[int]
+    MAX_GENERATIONS: ClassVar[int]
+    MAX_THREADS: ClassVar[int]
+    def __init__(self) -> None: ...
+    population: int
+    generations: int
+    mutation_ratio: float
+    mutate_prob: float
+    resolution_mutate_prob: float
+    seed: int
+    threads: int
+    max_tries: int
+    max_evaluations: int
+    minimize_mflops: bool
+    def validate(self) -> None: ...
+
 def evolve(
     evaluator: Evaluator,
     predictor: Scorer | Callable[[npt.NDArray[np.uint8]], npt.ArrayLike],
@@ -157,8 +194,10 @@ def nsga2(
     seed: int = 0,
     threads: int = 0,
     max_tries: int = 100,
+    max_evaluations: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]: ...
+def front_ranks(objectives: npt.ArrayLike) -> npt.NDArray[np.int32]: ...
 def non_dominated(
     scores: npt.ArrayLike, peaks: npt.ArrayLike, mflops: npt.ArrayLike | None = None
 ) -> npt.NDArray[np.int64]: ...

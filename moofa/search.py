@@ -40,37 +40,41 @@ __all__ = [
     "sweep",
 ]
 
+# The C++ options with their defaults and limits: the one place they are defined.
+_EVOLUTION = core.EvolutionOptions()
+_NSGA = core.ParetoOptions()
+_INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
+
 # Keyword options of search() beyond its named arguments, with their defaults.
 SEARCH_OPTIONS: dict[str, Any] = {
-    "parent_ratio": 0.25,  # share of the population kept as parents each generation
-    "mutation_ratio": 0.5,  # share of the children bred by mutation (the rest: crossover)
-    "mutate_prob": 0.1,  # per block slot (kernel + expand) and per stage depth
-    "resolution_mutate_prob": 0.5,  # input resolution
-    "resolution_niche": 1,  # parents kept per input resolution first (0: plain OFA selection)
+    "parent_ratio": _EVOLUTION.parent_ratio,  # share of the population kept as parents each generation
+    "mutation_ratio": _EVOLUTION.mutation_ratio,  # share of the children bred by mutation (the rest: crossover)
+    "mutate_prob": _EVOLUTION.mutate_prob,  # per block slot (kernel + expand) and per stage depth
+    "resolution_mutate_prob": _EVOLUTION.resolution_mutate_prob,  # input resolution
+    "resolution_niche": _EVOLUTION.resolution_niche,  # parents kept per input resolution first (0: plain OFA)
     "max_mflops": None,  # optional constraint
     "max_params": None,  # optional constraint
     "memory_model": "full",  # "full" (paper: inputs + outputs + weights) or "activations" (MCU)
     "bytes_per_item": 4,  # to read byte budgets such as "1.3MB" (4: float32, 1: int8)
-    "threads": 0,  # 0: auto (all cores from population 512, else 1); same results
-    "max_tries": 100,  # candidates drawn per child before it is given up
+    "threads": _EVOLUTION.threads,  # 0: auto (all cores from population 512, else 1); same results
+    "max_tries": _EVOLUTION.max_tries,  # candidates drawn per child before it is given up
     "max_evaluations": None,  # stop after this many predictor evaluations
     "predictor_input": "rows",  # what a callable predictor receives, see PREDICTOR_INPUTS
 }
 # A callable predictor receives a batch as: "rows" a uint8 array from moofa.encode (fastest),
 # "subnets" a list of moofa.Subnet, "dicts" a list of OFA-style config dicts.
 PREDICTOR_INPUTS = ("rows", "subnets", "dicts")
-_PARETO_OPTIONS = (
-    "mutation_ratio",
-    "mutate_prob",
-    "resolution_mutate_prob",
-    "max_mflops",
-    "max_params",
-    "memory_model",
-    "bytes_per_item",
-    "threads",
-    "max_tries",
-    "predictor_input",
-)
+# Keyword options of pareto() without budgets (NSGA-II), with their defaults.
+_PARETO_OPTIONS: dict[str, Any] = {
+    **{k: SEARCH_OPTIONS[k] for k in ("max_mflops", "max_params", "memory_model", "bytes_per_item")},
+    **{k: SEARCH_OPTIONS[k] for k in ("max_evaluations", "predictor_input")},
+    "mutation_ratio": _NSGA.mutation_ratio,
+    "mutate_prob": _NSGA.mutate_prob,
+    "resolution_mutate_prob": _NSGA.resolution_mutate_prob,
+    "threads": _NSGA.threads,
+    "max_tries": _NSGA.max_tries,
+}
 _OBJECTIVES = ("top1", "peak", "mflops")
 
 
@@ -201,45 +205,61 @@ class ParetoFront:
 # --- argument checks --------------------------------------------------------------------
 
 
-def _check_options(options: dict, allowed: Sequence[str], where: str) -> None:
+def _check_options(options: dict, allowed: Iterable[str], where: str) -> None:
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise TypeError(f"{where}() got unknown option(s) {unknown}; allowed: {sorted(allowed)}")
 
 
-def _int(name: str, value, low: int, high: int | None = None) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < low
-        or (high is not None and value > high)
-    ):
+def _int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    v = int(value) if ok else 0
+    if not ok or v < low or (high is not None and v > high):
         bound = f">= {low}" if high is None else f"in [{low}, {high}]"
         raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
-    return int(value)
+    return v
 
 
-def _ratio(name: str, value, *, open_low: bool = False) -> float:
-    ok = (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value > 0 if open_low else value >= 0)
-        and value <= 1
-    )
-    if not ok:
+def _real(value: Any) -> float | None:
+    """value as a float when it is a real number (not a bool), else None."""
+    return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else None
+
+
+def _ratio(name: str, value: Any, *, open_low: bool = False) -> float:
+    v = _real(value)
+    if v is None or not math.isfinite(v) or not (v > 0 if open_low else v >= 0) or v > 1:
         raise ValueError(f"{name} must be a number in {'(0' if open_low else '[0'}, 1], got {value!r}")
-    return float(value)
+    return v
 
 
-def _limit(name: str, value, kind: type):
+def _limit(name: str, value: Any, kind: type) -> Any:
     if value is None:
         return None
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    if not ok or (kind is int and int(value) != value):
-        what = "a positive integer" if kind is int else "a positive number"
+    v = _real(value)
+    ok = v is not None and math.isfinite(v) and v > 0
+    if ok and kind is int:
+        ok = isinstance(value, numbers.Integral) or (v is not None and v.is_integer())
+        ok = ok and int(value) <= _INT64_MAX
+    if not ok:
+        what = "an integer in [1, 2**63 - 1]" if kind is int else "a finite number > 0"
         raise ValueError(f"{name} must be {what} or None, got {value!r}")
     return kind(value)
+
+
+def _shared_options(o, opts: dict, population, generations, seed) -> dict:
+    """The options evolve and NSGA-II share, checked against the C++ limits of ``o``."""
+    max_evaluations = opts["max_evaluations"]
+    return {
+        "population": _int("population", population, o.MIN_POPULATION, o.MAX_POPULATION),
+        "generations": _int("generations", generations, 0, o.MAX_GENERATIONS),
+        "mutation_ratio": _ratio("mutation_ratio", opts["mutation_ratio"]),
+        "mutate_prob": _ratio("mutate_prob", opts["mutate_prob"]),
+        "resolution_mutate_prob": _ratio("resolution_mutate_prob", opts["resolution_mutate_prob"]),
+        "seed": _seed(seed),
+        "threads": _int("threads", opts["threads"], 0, o.MAX_THREADS),
+        "max_tries": _int("max_tries", opts["max_tries"], 1, _INT32_MAX),
+        "max_evaluations": 0 if max_evaluations is None else _int("max_evaluations", max_evaluations, 1, _INT64_MAX),
+    }
 
 
 def _seed(seed) -> int:
@@ -350,6 +370,8 @@ def linear_scorer(weights, bias: float = 0.0, space: str | Space = "moofa"):
 
 def _budget_items(budget, sp: Space, model: str, bytes_per_item) -> int:
     items = parse_budget(budget, bytes_per_item)
+    if items > _INT64_MAX:
+        raise ValueError(f"budget {budget!r} ({items:,} items) must be at most 2**63 - 1 items")
     smallest, _ = min_peak(sp, memory_model=model)
     if items < smallest:
         raise ValueError(
@@ -365,9 +387,9 @@ def search(
     budget,
     space: str | Space = "moofa",
     predictor=None,
-    seed: int = 0,
-    population: int = 100,
-    generations: int = 500,
+    seed: int = _EVOLUTION.seed,
+    population: int = _EVOLUTION.population,
+    generations: int = _EVOLUTION.generations,
     **options,
 ) -> SearchResult:
     """The most accurate subnet of ``space`` whose peak memory fits ``budget``.
@@ -388,25 +410,15 @@ def search(
         "max_mflops": _limit("max_mflops", opts["max_mflops"], float),
         "max_params": _limit("max_params", opts["max_params"], int),
     }
-    max_evaluations = opts["max_evaluations"]
-    max_evaluations = 0 if max_evaluations is None else _int("max_evaluations", max_evaluations, 1)
+    shared = _shared_options(_EVOLUTION, opts, population, generations, seed)
     scorer = _resolve_predictor(predictor, sp, opts["predictor_input"])
-    seed = _seed(seed)
     raw = core.evolve(
         evaluator(sp, model),
         scorer,
         **constraints,
-        population=_int("population", population, 1, 2**27 - 1),
-        generations=_int("generations", generations, 0, 2**27 - 1),
+        **shared,
         parent_ratio=_ratio("parent_ratio", opts["parent_ratio"], open_low=True),
-        mutation_ratio=_ratio("mutation_ratio", opts["mutation_ratio"]),
-        mutate_prob=_ratio("mutate_prob", opts["mutate_prob"]),
-        resolution_mutate_prob=_ratio("resolution_mutate_prob", opts["resolution_mutate_prob"]),
-        resolution_niche=_int("resolution_niche", opts["resolution_niche"], 0),
-        seed=seed,
-        threads=_int("threads", opts["threads"], 0),
-        max_tries=_int("max_tries", opts["max_tries"], 1),
-        max_evaluations=max_evaluations,
+        resolution_niche=_int("resolution_niche", opts["resolution_niche"], 0, _INT32_MAX),
     )
     if raw["interrupted"]:
         raise KeyboardInterrupt
@@ -428,7 +440,7 @@ def search(
         budget=items,
         space=sp.name,
         memory_model=model,
-        seed=seed,
+        seed=shared["seed"],
         generations=int(raw["generations_run"]),
         constraints={k: v for k, v in constraints.items() if v is not None},
     )
@@ -472,17 +484,18 @@ def pareto(
     budgets: Iterable | None = None,
     objectives: Sequence[str] = ("top1", "peak"),
     max_peak=None,
-    seed: int = 0,
-    population: int = 100,
+    seed: int = _NSGA.seed,
+    population: int = _NSGA.population,
     generations: int | None = None,
     progress: bool | None = None,
     **options,
 ) -> ParetoFront:
     """The accuracy-vs-memory trade-off of a space as a Pareto front.
 
-    With ``budgets``: one search per budget (a sweep; ``generations`` defaults to 500) and
-    the non-dominated results. Without: one multi-objective NSGA-II search over the whole
-    space (``generations`` defaults to 200), up to ``max_peak`` if given, with the
+    With ``budgets``: one search per budget (a sweep, with the defaults of :func:`search`)
+    and the non-dominated results. Without: one multi-objective NSGA-II search over the whole
+    space (``generations`` defaults to 200, ``population`` is at most 100,000), up to
+    ``max_peak`` if given, with the
     objectives ``("top1", "peak")`` or ``("top1", "peak", "mflops")``. Ctrl-C returns what
     was found so far with ``interrupted=True``.
     """
@@ -506,7 +519,12 @@ def pareto(
             sp,
             predictor,
             progress,
-            dict(options, seed=seed, population=population, generations=500 if generations is None else generations),
+            dict(
+                options,
+                seed=seed,
+                population=population,
+                generations=_EVOLUTION.generations if generations is None else generations,
+            ),
         )
         nets = [r.subnet for r in results]
         top1 = np.array([r.top1 for r in results], dtype=np.float32)
@@ -531,13 +549,16 @@ def pareto(
         )
 
     _check_options(options, _PARETO_OPTIONS, "pareto")
-    opts = {**SEARCH_OPTIONS, **options}
+    opts = {**_PARETO_OPTIONS, **options}
     model = _model_name(opts["memory_model"])
     cap = None if max_peak is None else _budget_items(max_peak, sp, model, opts["bytes_per_item"])
+    shared = _shared_options(_NSGA, opts, population, _NSGA.generations if generations is None else generations, seed)
+    constraints = {
+        "max_mflops": _limit("max_mflops", opts["max_mflops"], float),
+        "max_params": _limit("max_params", opts["max_params"], int),
+    }
     scorer = _resolve_predictor(predictor, sp, opts["predictor_input"])
-    generations = 200 if generations is None else generations
-    generations = _int("generations", generations, 0, 2**27 - 1)
-    with Progress(generations, f"pareto {sp.name}", progress) as bar:
+    with Progress(shared["generations"], f"pareto {sp.name}", progress) as bar:
 
         def tick(g: int) -> None:
             bar.update(g - bar.done)
@@ -546,17 +567,9 @@ def pareto(
             evaluator(sp, model),
             scorer,
             **({} if cap is None else {"max_peak": cap}),
-            max_mflops=_limit("max_mflops", opts["max_mflops"], float),
-            max_params=_limit("max_params", opts["max_params"], int),
+            **constraints,
+            **shared,
             minimize_mflops=with_mflops,
-            population=_int("population", population, 2, 2**27 - 1),
-            generations=generations,
-            mutation_ratio=_ratio("mutation_ratio", opts["mutation_ratio"]),
-            mutate_prob=_ratio("mutate_prob", opts["mutate_prob"]),
-            resolution_mutate_prob=_ratio("resolution_mutate_prob", opts["resolution_mutate_prob"]),
-            seed=_seed(seed),
-            threads=_int("threads", opts["threads"], 0),
-            max_tries=_int("max_tries", opts["max_tries"], 1),
             progress=tick if bar.enabled else None,
         )
     rows = raw["rows"]

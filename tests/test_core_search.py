@@ -232,6 +232,59 @@ def test_callable_predictor_output_is_checked(returned, message):
         _core.evolve(moofa.evaluator("moofa"), returned, max_peak=400_000, population=10, generations=2)
 
 
+@pytest.mark.parametrize(
+    "returned",
+    [
+        lambda rows: np.ones(len(rows)) + 1j,
+        lambda rows: [complex(1, 0)] * len(rows),
+        lambda rows: np.ones(len(rows), dtype=np.complex64),
+    ],
+)
+def test_callable_predictor_complex_scores_are_refused(returned):
+    with pytest.raises(TypeError, match="the predictor returned complex scores"):
+        _core.evolve(moofa.evaluator("moofa"), returned, max_peak=400_000, population=10, generations=2)
+    with pytest.raises(TypeError, match="complex"):
+        moofa.pareto("moofa", returned, population=10, generations=2)
+
+
+def test_callable_predictor_non_finite_scores_are_refused_through_the_facade():
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ValueError, match="the predictor returned a non-finite score"):
+            moofa.search("400k", predictor=lambda rows, v=bad: np.full(len(rows), v), population=10, generations=2)
+        with pytest.raises(ValueError, match="the predictor returned a non-finite score"):
+            moofa.pareto("moofa", lambda rows, v=bad: np.full(len(rows), v), population=10, generations=2)
+
+
+@pytest.mark.parametrize("how", ["signal", "exception"])
+def test_pareto_ctrl_c_in_a_python_predictor_returns_the_front_so_far(how, ctrl_c):
+    """As with a C++ predictor: Ctrl-C during NSGA-II gives back the front found so far."""
+    scorer, _, _ = random_linear("moofa")
+    calls = []
+
+    def predictor(rows):
+        calls.append(len(rows))
+        if len(calls) == 6:
+            if how == "exception":
+                raise KeyboardInterrupt
+            _thread.interrupt_main()  # a real SIGINT, raised at the next Python step
+            for _ in range(1000):  # Python steps: the handler runs in one of them
+                pass
+        return scorer.score(rows)
+
+    front = moofa.pareto("moofa", predictor, population=20, generations=1000)
+    assert front.interrupted and len(front) > 0
+    assert front.evaluations == sum(calls[:5])  # the interrupted batch is not counted
+    # Interrupted while the initial population is scored: an empty front, not an error.
+    calls.clear()
+    calls.extend([0] * 5)
+    empty = moofa.pareto("moofa", predictor, population=20, generations=10)
+    assert empty.interrupted and len(empty) == 0 and empty.evaluations == 0
+    # search() turns it into KeyboardInterrupt, as with a C++ predictor.
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        moofa.search("800k", predictor=predictor, population=20, generations=1000)
+
+
 def test_callable_predictor_exceptions_propagate():
     def broken(rows):
         raise RuntimeError("predictor exploded")
@@ -275,6 +328,80 @@ def test_non_dominated_matches_brute_force(with_mflops):
         got = _core.non_dominated(scores, peaks, mflops)
         assert sorted(got.tolist()) == brute_force_front(scores, peaks, mflops)
         assert np.all(np.diff(peaks[got]) >= 0)
+
+
+def deb_front_ranks(f: np.ndarray) -> list[int]:
+    """Deb's fast non-dominated sort (NSGA-II, 2002), written out plainly: O(n^2) lists."""
+    n = len(f)
+    dominated: list[list[int]] = [[] for _ in range(n)]
+    count = [0] * n
+    for i in range(n):
+        for j in range(n):
+            if i != j and np.all(f[i] <= f[j]) and np.any(f[i] < f[j]):
+                dominated[i].append(j)
+                count[j] += 1
+    ranks = [0] * n
+    front = [i for i in range(n) if count[i] == 0]
+    k = 0
+    while front:
+        nxt = []
+        for i in front:
+            ranks[i] = k
+            for j in dominated[i]:
+                count[j] -= 1
+                if count[j] == 0:
+                    nxt.append(j)
+        front, k = nxt, k + 1
+    return ranks
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+@pytest.mark.parametrize("levels", [3, 20, None])
+def test_front_ranks_equal_debs_sort(m, levels):
+    """Random objective sets with many ties and exact duplicates (few levels per objective)."""
+    rng = np.random.default_rng(m * 100 + (levels or 0))
+    for n in (0, 1, 2, 7, 150):
+        f = rng.normal(size=(n, m)) if levels is None else rng.integers(0, levels, size=(n, m)).astype(float)
+        if n > 2:
+            f[n // 2] = f[0]  # a duplicate at least
+        assert _core.front_ranks(f).tolist() == deb_front_ranks(f), (n, m, levels)
+
+
+_BIG_PARETO_SCRIPT = r"""
+import resource
+import numpy as np
+import moofa
+from moofa import _core
+from moofa.memory import spec
+
+sp = moofa.get_space("moofa")
+w = np.random.default_rng(0).normal(size=_core.LinearScorer.n_features(spec(sp))).astype(np.float32)
+scorer = _core.LinearScorer(spec(sp), w, 70.0)
+for mflops in (False, True):
+    out = _core.nsga2(moofa.evaluator(sp), scorer, population=20_000, generations=2, minimize_mflops=mflops)
+    assert out["evaluations"] == 60_000 and len(out["rows"]) > 0
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_nsga2_memory_grows_linearly_with_the_population():
+    """Population 20,000: the sort that kept per-member domination lists peaked at GBs
+    (1.0 GB measured at 10,000, growing with the square); the front assignment needs
+    O(population) memory (about 50 MB for the whole process here)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _BIG_PARETO_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    peak_kib = int(proc.stdout.split()[-1])
+    assert peak_kib < 600 * 1024, f"peak RSS {peak_kib / 1024:.0f} MiB"
+
+
+def test_front_ranks_rejects_bad_input():
+    with pytest.raises(ValueError, match="NaN"):
+        _core.front_ranks(np.array([[0.0, np.nan]]))
+    with pytest.raises(ValueError, match="2-D"):
+        _core.front_ranks(np.zeros(3))
 
 
 @pytest.mark.parametrize("space", ["compofa", "moofa"])
@@ -357,3 +484,71 @@ def test_evolve_ctrl_c_stops_between_generations(ctrl_c):
             moofa.search("800k", predictor=scorer, population=50, generations=100_000)
     finally:
         timer.cancel()
+
+
+# --- threads that cannot start --------------------------------------------------------------
+
+_THREAD_LIMIT_SCRIPT = r"""
+import mmap, resource, sys
+import numpy as np
+import moofa
+from moofa import _core
+from moofa.memory import spec
+
+sp = moofa.get_space("moofa")
+w = np.random.default_rng(0).normal(size=_core.LinearScorer.n_features(spec(sp))).astype(np.float32)
+scorer = _core.LinearScorer(spec(sp), w, 70.0)
+predictor = moofa.load_predictor("moofa")
+front = _core.nsga2(moofa.evaluator(sp), scorer, population=64, generations=0, threads=1)["rows"]
+rows = np.ascontiguousarray(np.resize(front, (400_000, front.shape[1])))
+
+def run(threads):
+    return [
+        moofa.search("800k", predictor=scorer, population=600, generations=3, threads=threads).config,
+        moofa.pareto(predictor=scorer, population=600, generations=3, threads=threads).rows.tolist(),
+        moofa.peak_memory(rows, threads=threads).tolist(),
+        {k: v.tolist() for k, v in moofa.profiles(rows[:100_000], threads=threads).items()},
+        predictor.predict(rows[:100_000], threads=threads).tolist(),
+    ]
+
+status = open("/proc/self/status").read().split("VmSize:")[1].split()[0]
+limit = int(status) * 1024 + (300 << 20)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+try:
+    mmap.mmap(-1, 300 * (8 << 20))  # the stacks of 300 threads
+    sys.exit("the address-space limit does not bite")
+except (OSError, MemoryError):
+    pass
+assert run(300) == run(1)
+print("same results")
+"""
+
+
+def test_threads_that_cannot_start_fall_back_to_fewer():
+    """Under an address-space limit that leaves room for a few dozen thread stacks,
+    threads=300 completes (no abort, no deadlock) with the results of threads=1."""
+    import resource
+    import subprocess
+    import sys
+
+    def stack_8mb():  # glibc sizes thread stacks from RLIMIT_STACK at start-up
+        resource.setrlimit(resource.RLIMIT_STACK, (8 << 20, resource.getrlimit(resource.RLIMIT_STACK)[1]))
+
+    # The timeout detects a deadlock; the work itself takes seconds.
+    proc = subprocess.run(
+        [sys.executable, "-c", _THREAD_LIMIT_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=stack_8mb,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "same results" in proc.stdout
+
+
+def test_nsga2_population_is_capped_with_a_clear_error():
+    scorer, _, _ = random_linear("moofa")
+    with pytest.raises(ValueError, match=r"population must be in \[2, 100000\]"):
+        _core.nsga2(moofa.evaluator("moofa"), scorer, population=100_001, generations=1)
+    with pytest.raises(ValueError, match=r"population must be an integer in \[2, 100000\]"):
+        moofa.pareto(predictor=scorer, population=100_001, generations=1)

@@ -210,6 +210,19 @@ def test_bad_predictor_output_gives_clear_value_errors(predictor, message):
         ("predictor_input", "tensors"),
         ("population", True),
         ("max_evaluations", 0),
+        # beyond what the C++ types hold: a ValueError with the range, not a binding error
+        ("population", 2**40),
+        ("population", -(2**40)),
+        ("generations", 2**40),
+        ("threads", 2**31),
+        ("seed", 2**64),
+        ("max_params", 10**19),
+        ("max_params", 1e19),
+        ("max_mflops", math.inf),
+        ("max_mflops", math.nan),
+        ("max_tries", 2**31),
+        ("resolution_niche", 2**31),
+        ("max_evaluations", 10**19),
     ],
 )
 def test_bad_option_values_name_the_option(option, value):
@@ -224,6 +237,55 @@ def test_bad_option_values_name_the_option(option, value):
 def test_bad_budgets(budget, error):
     with pytest.raises(error, match="budget"):
         moofa.search(budget, predictor=linear("moofa"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_peak": 2**63}, "budget"),
+        ({"max_peak": 10**30}, "budget"),
+        ({"population": 1}, r"population must be an integer in \[2, 100000\]"),
+        ({"population": 2**40}, r"population must be an integer in \[2, 100000\]"),
+        ({"generations": -1}, r"generations must be an integer in \[0, 134217727\]"),
+        ({"threads": 2**31}, r"threads must be an integer in \[0, 4096\]"),
+        ({"max_params": 10**19}, r"max_params must be an integer in \[1, 2\*\*63 - 1\]"),
+        ({"max_mflops": math.nan}, "max_mflops must be a finite number"),
+        ({"max_evaluations": 10**19}, "max_evaluations"),
+        ({"max_tries": 2**31}, "max_tries"),
+    ],
+)
+def test_pareto_bad_values_name_the_option_and_its_range(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        moofa.pareto("moofa", linear("moofa"), **{"generations": 2, **kwargs})
+    if "max_peak" in kwargs:
+        with pytest.raises(ValueError, match="at most 2\\*\\*63 - 1 items"):
+            moofa.search(kwargs["max_peak"], predictor=linear("moofa"))
+
+
+def test_defaults_are_the_cpp_ones():
+    import inspect
+
+    from moofa.search import SEARCH_OPTIONS
+
+    evolution, nsga = _core.EvolutionOptions(), _core.ParetoOptions()
+    params = inspect.signature(moofa.search).parameters
+    assert (params["population"].default, params["generations"].default, params["seed"].default) == (
+        evolution.population,
+        evolution.generations,
+        evolution.seed,
+    )
+    for name in ("parent_ratio", "mutation_ratio", "mutate_prob", "resolution_mutate_prob", "resolution_niche"):
+        assert SEARCH_OPTIONS[name] == getattr(evolution, name)
+    assert (SEARCH_OPTIONS["threads"], SEARCH_OPTIONS["max_tries"]) == (evolution.threads, evolution.max_tries)
+    assert (nsga.generations, evolution.generations) == (200, 500)
+    # NSGA-II runs its own default number of generations: 4 + 200 x 4 evaluations at most.
+    front = moofa.pareto("moofa", linear("moofa"), population=4)
+    assert 4 < front.evaluations <= 4 + 200 * 4
+
+
+def test_nsga2_stops_at_max_evaluations():
+    front = moofa.pareto("moofa", linear("moofa"), population=30, generations=50, max_evaluations=100)
+    assert front.evaluations == 100 and len(front) >= 1
 
 
 # --- predictors in every form -----------------------------------------------------------------------

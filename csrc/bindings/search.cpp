@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "bindings.hpp"
 #include "moofa/memory.hpp"
@@ -31,11 +32,51 @@ std::string shape_of(const py::array& a) {
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
+// Per-generation hook: every 50 ms at most (taking the GIL each generation would stall
+// behind other Python threads), check for Ctrl-C and report progress.
+class GenerationHook {
+ public:
+  explicit GenerationHook(py::object progress) : progress_(std::move(progress)) {}
+
+  std::function<bool(int)> callback() {
+    return [this](int generation) {
+      const auto now = std::chrono::steady_clock::now();
+      if (generation != 0 && now - last_ < std::chrono::milliseconds(50)) return true;
+      last_ = now;
+      py::gil_scoped_acquire gil;
+      if (PyErr_CheckSignals() != 0) {
+        pending_ = std::make_unique<py::error_already_set>();
+        return false;
+      }
+      if (!progress_.is_none()) progress_(generation);
+      return true;
+    };
+  }
+  // With the GIL: a predictor called by the search raised KeyboardInterrupt.
+  void interrupt(py::error_already_set&& error) {
+    pending_ = std::make_unique<py::error_already_set>(std::move(error));
+  }
+  // After the search, with the GIL: Ctrl-C gives back the partial result; any other
+  // exception a signal handler raised propagates.
+  bool interrupted() {
+    if (!pending_) return false;
+    if (!pending_->matches(PyExc_KeyboardInterrupt)) throw std::move(*pending_);
+    return true;
+  }
+
+ private:
+  py::object progress_;
+  std::chrono::steady_clock::time_point last_{};
+  std::unique_ptr<py::error_already_set> pending_;
+};
+
 // A Python callable as a Scorer: called with a uint8 array (n, n_columns) of encoded
-// subnets, it must return n finite numbers (higher is better).
+// subnets, it must return n finite real numbers (higher is better). Ctrl-C inside it
+// (KeyboardInterrupt) goes to the hook and stops the search with what it found so far.
 class CallableScorer : public Scorer {
  public:
-  CallableScorer(py::function fn, int n_columns) : fn_(std::move(fn)), n_columns_(n_columns) {}
+  CallableScorer(py::function fn, int n_columns, GenerationHook* hook)
+      : fn_(std::move(fn)), n_columns_(n_columns), hook_(hook) {}
 
   int n_columns() const override { return n_columns_; }
 
@@ -44,10 +85,22 @@ class CallableScorer : public Scorer {
     const auto sn = static_cast<py::ssize_t>(n);
     py::array_t<uint8_t> batch({sn, static_cast<py::ssize_t>(n_columns_)});
     std::memcpy(batch.mutable_data(), rows, n * static_cast<std::size_t>(n_columns_));
-    py::object returned = fn_(batch);
+    py::object returned;
+    try {
+      returned = fn_(batch);
+    } catch (py::error_already_set& e) {
+      if (hook_ == nullptr || !e.matches(PyExc_KeyboardInterrupt)) throw;
+      hook_->interrupt(std::move(e));
+      throw SearchStopped();
+    }
     if (returned.is_none())
       throw py::value_error("the predictor returned None; it must return one number per config (" +
                             std::to_string(n) + " here)");
+    // Complex scores would lose their imaginary part in the conversion below.
+    if (auto as_array = py::array::ensure(returned); as_array && as_array.dtype().kind() == 'c')
+      throw py::type_error("the predictor returned complex scores (dtype " +
+                           std::string(py::str(as_array.dtype())) +
+                           "); it must return real numbers, one per config");
     auto scores = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(returned);
     if (!scores)
       throw py::value_error(
@@ -72,6 +125,7 @@ class CallableScorer : public Scorer {
  private:
   py::function fn_;
   int n_columns_;
+  GenerationHook* hook_;
 };
 
 // The scorer a search uses: a C++ Scorer held by its Python object, or a wrapped callable.
@@ -80,13 +134,13 @@ struct ScorerArg {
   std::unique_ptr<CallableScorer> owned;
 };
 
-ScorerArg resolve_scorer(const py::object& predictor, int n_columns) {
+ScorerArg resolve_scorer(const py::object& predictor, int n_columns, GenerationHook* hook) {
   ScorerArg arg;
   if (py::isinstance<Scorer>(predictor)) {
     arg.scorer = &predictor.cast<const Scorer&>();
   } else if (PyCallable_Check(predictor.ptr())) {
     arg.owned = std::make_unique<CallableScorer>(py::reinterpret_borrow<py::function>(predictor),
-                                                 n_columns);
+                                                 n_columns, hook);
     arg.scorer = arg.owned.get();
   } else {
     throw py::type_error(
@@ -98,40 +152,6 @@ ScorerArg resolve_scorer(const py::object& predictor, int n_columns) {
   }
   return arg;
 }
-
-// Per-generation hook: every 50 ms at most (taking the GIL each generation would stall
-// behind other Python threads), check for Ctrl-C and report progress.
-class GenerationHook {
- public:
-  explicit GenerationHook(py::object progress) : progress_(std::move(progress)) {}
-
-  std::function<bool(int)> callback() {
-    return [this](int generation) {
-      const auto now = std::chrono::steady_clock::now();
-      if (generation != 0 && now - last_ < std::chrono::milliseconds(50)) return true;
-      last_ = now;
-      py::gil_scoped_acquire gil;
-      if (PyErr_CheckSignals() != 0) {
-        pending_ = std::make_unique<py::error_already_set>();
-        return false;
-      }
-      if (!progress_.is_none()) progress_(generation);
-      return true;
-    };
-  }
-  // After the search, with the GIL: Ctrl-C gives back the partial result; any other
-  // exception a signal handler raised propagates.
-  bool interrupted() {
-    if (!pending_) return false;
-    if (!pending_->matches(PyExc_KeyboardInterrupt)) throw std::move(*pending_);
-    return true;
-  }
-
- private:
-  py::object progress_;
-  std::chrono::steady_clock::time_point last_{};
-  std::unique_ptr<py::error_already_set> pending_;
-};
 
 Constraints make_constraints(int64_t max_peak, std::optional<double> max_mflops,
                              std::optional<int64_t> max_params) {
@@ -168,9 +188,43 @@ void put_counts(py::dict& out, const Result& r, GenerationHook& hook) {
   out["interrupted"] = hook.interrupted();
 }
 
+// Binds the fields both searches share; the Python facade reads its defaults from these.
+template <class Options>
+void bind_options(py::module_& m, const char* name, const char* doc) {
+  py::class_<Options> c(m, name, doc);
+  c.def(py::init<>())
+      .def_readwrite("population", &Options::population)
+      .def_readwrite("generations", &Options::generations)
+      .def_readwrite("mutation_ratio", &Options::mutation_ratio)
+      .def_readwrite("mutate_prob", &Options::mutate_prob)
+      .def_readwrite("resolution_mutate_prob", &Options::resolution_mutate_prob)
+      .def_readwrite("seed", &Options::seed)
+      .def_readwrite("threads", &Options::threads)
+      .def_readwrite("max_tries", &Options::max_tries)
+      .def_readwrite("max_evaluations", &Options::max_evaluations)
+      .def("validate", &Options::validate, "raises ValueError naming a field out of its range");
+  c.attr("MIN_POPULATION") = Options::kMinPopulation;
+  c.attr("MAX_POPULATION") = Options::kMaxPopulation;
+  c.attr("MAX_GENERATIONS") = Options::kMaxGenerations;
+  c.attr("MAX_THREADS") = Options::kMaxThreads;
+  if constexpr (std::is_same_v<Options, EvolutionOptions>) {
+    c.def_readwrite("parent_ratio", &Options::parent_ratio)
+        .def_readwrite("resolution_niche", &Options::resolution_niche);
+  } else {
+    c.def_readwrite("minimize_mflops", &Options::minimize_mflops);
+  }
+}
+
 }  // namespace
 
 void search(py::module_& m) {
+  bind_options<EvolutionOptions>(m, "EvolutionOptions",
+                                 "options of evolve, with their defaults and limits");
+  bind_options<ParetoOptions>(m, "ParetoOptions",
+                              "options of nsga2, with their defaults and limits");
+  static const EvolutionOptions kEvolution;
+  static const ParetoOptions kPareto;
+
   m.def(
       "evolve",
       [](const Evaluator& ev, const py::object& predictor, int64_t max_peak,
@@ -192,10 +246,10 @@ void search(py::module_& m) {
         o.max_tries = max_tries;
         o.max_evaluations = max_evaluations;
         o.validate();
-        ScorerArg scorer = resolve_scorer(predictor, ev.n_columns());
+        GenerationHook hook(progress);
+        ScorerArg scorer = resolve_scorer(predictor, ev.n_columns(), &hook);
         require_same_space(ev.space(), *scorer.scorer);
         o.parallel_scoring = !scorer.owned;  // a Python callable is called from this thread
-        GenerationHook hook(progress);
         EvolutionResult r;
         {
           py::gil_scoped_release nogil;
@@ -211,11 +265,15 @@ void search(py::module_& m) {
       },
       py::arg("evaluator"), py::arg("predictor"), py::kw_only(), py::arg("max_peak"),
       py::arg("max_mflops") = py::none(), py::arg("max_params") = py::none(),
-      py::arg("population") = 100, py::arg("generations") = 500, py::arg("parent_ratio") = 0.25,
-      py::arg("mutation_ratio") = 0.5, py::arg("mutate_prob") = 0.1,
-      py::arg("resolution_mutate_prob") = 0.5, py::arg("resolution_niche") = 1, py::arg("seed") = 0,
-      py::arg("threads") = 0, py::arg("max_tries") = 100, py::arg("max_evaluations") = 0,
-      py::arg("progress") = py::none(),
+      py::arg("population") = kEvolution.population,
+      py::arg("generations") = kEvolution.generations,
+      py::arg("parent_ratio") = kEvolution.parent_ratio,
+      py::arg("mutation_ratio") = kEvolution.mutation_ratio,
+      py::arg("mutate_prob") = kEvolution.mutate_prob,
+      py::arg("resolution_mutate_prob") = kEvolution.resolution_mutate_prob,
+      py::arg("resolution_niche") = kEvolution.resolution_niche, py::arg("seed") = kEvolution.seed,
+      py::arg("threads") = kEvolution.threads, py::arg("max_tries") = kEvolution.max_tries,
+      py::arg("max_evaluations") = kEvolution.max_evaluations, py::arg("progress") = py::none(),
       "OFA-style evolutionary search under a peak budget; returns a dict (best_row, best_score, "
       "history, ...)");
 
@@ -225,7 +283,7 @@ void search(py::module_& m) {
          std::optional<double> max_mflops, std::optional<int64_t> max_params, bool minimize_mflops,
          int population, int generations, double mutation_ratio, double mutate_prob,
          double resolution_mutate_prob, uint64_t seed, int threads, int max_tries,
-         const py::object& progress) {
+         int64_t max_evaluations, const py::object& progress) {
         const Constraints c = make_constraints(max_peak, max_mflops, max_params);
         ParetoOptions o;
         o.population = population;
@@ -237,11 +295,12 @@ void search(py::module_& m) {
         o.seed = seed;
         o.threads = threads;
         o.max_tries = max_tries;
+        o.max_evaluations = max_evaluations;
         o.validate();
-        ScorerArg scorer = resolve_scorer(predictor, ev.n_columns());
+        GenerationHook hook(progress);
+        ScorerArg scorer = resolve_scorer(predictor, ev.n_columns(), &hook);
         require_same_space(ev.space(), *scorer.scorer);
         o.parallel_scoring = !scorer.owned;
-        GenerationHook hook(progress);
         ParetoResult r;
         {
           py::gil_scoped_release nogil;
@@ -257,12 +316,35 @@ void search(py::module_& m) {
       },
       py::arg("evaluator"), py::arg("predictor"), py::kw_only(),
       py::arg("max_peak") = std::numeric_limits<int64_t>::max(), py::arg("max_mflops") = py::none(),
-      py::arg("max_params") = py::none(), py::arg("minimize_mflops") = false,
-      py::arg("population") = 100, py::arg("generations") = 200, py::arg("mutation_ratio") = 0.5,
-      py::arg("mutate_prob") = 0.1, py::arg("resolution_mutate_prob") = 0.5, py::arg("seed") = 0,
-      py::arg("threads") = 0, py::arg("max_tries") = 100, py::arg("progress") = py::none(),
+      py::arg("max_params") = py::none(), py::arg("minimize_mflops") = kPareto.minimize_mflops,
+      py::arg("population") = kPareto.population, py::arg("generations") = kPareto.generations,
+      py::arg("mutation_ratio") = kPareto.mutation_ratio,
+      py::arg("mutate_prob") = kPareto.mutate_prob,
+      py::arg("resolution_mutate_prob") = kPareto.resolution_mutate_prob,
+      py::arg("seed") = kPareto.seed, py::arg("threads") = kPareto.threads,
+      py::arg("max_tries") = kPareto.max_tries,
+      py::arg("max_evaluations") = kPareto.max_evaluations, py::arg("progress") = py::none(),
       "NSGA-II front of score vs. peak (and MFLOPs); returns a dict (rows, scores, peaks, mflops, "
       "...)");
+
+  m.def(
+      "front_ranks",
+      [](py::array_t<double, py::array::c_style | py::array::forcecast> objectives) {
+        if (objectives.ndim() != 2 || objectives.shape(1) < 1)
+          throw py::value_error("objectives must be a 2-D array (n points, m >= 1 objectives)");
+        const double* f = objectives.data();
+        for (py::ssize_t i = 0; i < objectives.size(); ++i)
+          if (std::isnan(f[i])) throw py::value_error("objectives must not hold NaN");
+        std::vector<int> ranks;
+        {
+          py::gil_scoped_release nogil;
+          ranks = front_ranks(f, static_cast<std::size_t>(objectives.shape(0)),
+                              static_cast<int>(objectives.shape(1)));
+        }
+        return to_array(ranks);
+      },
+      py::arg("objectives"),
+      "NSGA-II front index of each point (objectives to minimise, shape (n, m))");
 
   m.def(
       "non_dominated",

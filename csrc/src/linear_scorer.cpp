@@ -5,7 +5,7 @@
 #include <string>
 #include <utility>
 
-#include "moofa/parallel.hpp"
+#include "parallel.hpp"
 
 namespace moofa {
 

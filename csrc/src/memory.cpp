@@ -6,7 +6,7 @@
 #include <mutex>
 #include <stdexcept>
 
-#include "moofa/parallel.hpp"
+#include "parallel.hpp"
 
 namespace moofa {
 

@@ -6,17 +6,11 @@
 #include <stdexcept>
 #include <string>
 
-#include "moofa/breeding.hpp"
+#include "breeding.hpp"
 
 namespace moofa {
 
 namespace {
-
-constexpr int kMaxIndividuals = 1 << 27;
-
-void require(bool ok, const char* message) {
-  if (!ok) throw std::invalid_argument(message);
-}
 
 // Objectives to minimise, per individual: -score, peak, [mflops].
 struct Objectives {
@@ -34,36 +28,51 @@ bool dominates(const double* a, const double* b, int m) {
   return strictly;
 }
 
-// Deb's fast non-dominated sort: front index per member of `members`.
-std::vector<std::vector<std::size_t>> sort_fronts(const Objectives& obj,
-                                                  const std::vector<std::size_t>& members) {
-  const std::size_t n = members.size();
-  std::vector<std::vector<std::size_t>> dominated_by_me(n);
-  std::vector<int> n_dominating(n, 0);
-  for (std::size_t i = 0; i < n; ++i)
-    for (std::size_t j = i + 1; j < n; ++j) {
-      const double *a = obj.at(members[i]), *b = obj.at(members[j]);
-      if (dominates(a, b, obj.m)) {
-        dominated_by_me[i].push_back(j);
-        ++n_dominating[j];
-      } else if (dominates(b, a, obj.m)) {
-        dominated_by_me[j].push_back(i);
-        ++n_dominating[i];
-      }
+// Non-dominated sorting: the fronts of n members (positions, each front in ascending
+// order), as Deb's fast non-dominated sort defines them, in O(P) extra memory
+// (Deb's keeps a list of the members each one dominates: O(P^2)).
+//
+// Members are visited in lexicographic order of their objectives: no member can then be
+// dominated by a later one. A member goes to the first front none of whose members
+// dominates it. If front k does not dominate a member, no later front does (whatever
+// dominates it in front k + 1 is dominated by something of front k, visited earlier), so
+// that first front is found by binary search. With two objectives, the last member put
+// into a front dominates a newcomer whenever any of that front does (within a front, in
+// this order, the second objective only decreases): one comparison per probe.
+// objectives(p): the m objectives (to minimise) of member p.
+template <class At>
+std::vector<std::vector<std::size_t>> sort_fronts(std::size_t n, int m, At objectives) {
+  std::vector<std::size_t> order(n);
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    const double *fa = objectives(a), *fb = objectives(b);
+    for (int j = 0; j < m; ++j)
+      if (fa[j] != fb[j]) return fa[j] < fb[j];
+    return a < b;
+  });
+  std::vector<std::vector<std::size_t>> fronts;  // positions in members, in visiting order
+  auto dominated_by_front = [&](std::size_t k, const double* f) {
+    const std::vector<std::size_t>& front = fronts[k];
+    if (m == 2) return dominates(objectives(front.back()), f, m);
+    // Later members of a front are closer in the order: more likely to dominate.
+    for (auto it = front.rbegin(); it != front.rend(); ++it)
+      if (dominates(objectives(*it), f, m)) return true;
+    return false;
+  };
+  for (std::size_t p : order) {
+    const double* f = objectives(p);
+    std::size_t lo = 0, hi = fronts.size();  // first front not dominating p is in [lo, hi]
+    while (lo < hi) {
+      const std::size_t mid = lo + (hi - lo) / 2;
+      if (dominated_by_front(mid, f))
+        lo = mid + 1;
+      else
+        hi = mid;
     }
-  std::vector<std::vector<std::size_t>> fronts;  // positions in members
-  std::vector<std::size_t> current;
-  for (std::size_t i = 0; i < n; ++i)
-    if (n_dominating[i] == 0) current.push_back(i);
-  while (!current.empty()) {
-    std::vector<std::size_t> next;
-    for (std::size_t i : current)
-      for (std::size_t j : dominated_by_me[i])
-        if (--n_dominating[j] == 0) next.push_back(j);
-    std::sort(next.begin(), next.end());
-    fronts.push_back(std::move(current));
-    current = std::move(next);
+    if (lo == fronts.size()) fronts.emplace_back();
+    fronts[lo].push_back(p);
   }
+  for (auto& front : fronts) std::sort(front.begin(), front.end());
   return fronts;
 }
 
@@ -89,14 +98,13 @@ std::vector<double> crowding(const Objectives& obj, const std::vector<std::size_
 
 }  // namespace
 
-void ParetoOptions::validate() const {
-  require(population >= 2 && population < kMaxIndividuals, "population must be at least 2");
-  require(generations >= 0 && generations < kMaxIndividuals, "generations must be >= 0");
-  require(mutation_ratio >= 0.0 && mutation_ratio <= 1.0, "mutation_ratio must be in [0, 1]");
-  require(mutate_prob >= 0.0 && mutate_prob <= 1.0, "mutate_prob must be in [0, 1]");
-  require(resolution_mutate_prob >= 0.0 && resolution_mutate_prob <= 1.0,
-          "resolution_mutate_prob must be in [0, 1]");
-  require(max_tries >= 1, "max_tries must be at least 1");
+std::vector<int> front_ranks(const double* objectives, std::size_t n, int m) {
+  if (m < 1) throw std::invalid_argument("front_ranks needs at least one objective");
+  const auto fronts = sort_fronts(n, m, [&](std::size_t p) { return objectives + p * m; });
+  std::vector<int> rank(n);
+  for (std::size_t k = 0; k < fronts.size(); ++k)
+    for (std::size_t p : fronts[k]) rank[p] = static_cast<int>(k);
+  return rank;
 }
 
 std::vector<std::size_t> non_dominated(const float* scores, const int64_t* peaks,
@@ -159,10 +167,16 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
   std::vector<int> pop_rank;
   std::vector<double> pop_crowd;
 
+  // False when the scorer stopped the search (the brood is then dropped).
   auto score_brood = [&]() {
     std::vector<float> s(brood.size);
-    score_rows(scorer, brood.keys.data(), brood.size, s.data(), pool, options.parallel_scoring,
-               threads);
+    try {
+      score_rows(scorer, brood.keys.data(), brood.size, s.data(), pool, options.parallel_scoring,
+                 threads);
+    } catch (const SearchStopped&) {
+      result.stopped = true;
+      return false;
+    }
     for (std::size_t i = 0; i < brood.size; ++i) {
       const uint8_t* key = brood.keys.data() + i * cols;
       arch_score.push_back(s[i]);
@@ -173,12 +187,19 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
       if (with_mflops) obj.f.push_back(arch_mflops.back());
     }
     result.evaluations += static_cast<int64_t>(brood.size);
+    return true;
+  };
+  const int64_t eval_limit = options.max_evaluations > 0 ? options.max_evaluations : INT64_MAX;
+  auto brood_size = [&]() {
+    return static_cast<std::size_t>(
+        std::min<int64_t>(options.population, eval_limit - result.evaluations));
   };
 
   // Survivors of members (archive ids with their rows): whole fronts while they fit,
   // then the least crowded of the front that overflows.
   auto select = [&](const std::vector<std::size_t>& ids, const std::vector<uint8_t>& rows) {
-    const auto fronts = sort_fronts(obj, ids);
+    const auto fronts =
+        sort_fronts(ids.size(), obj.m, [&](std::size_t p) { return obj.at(ids[p]); });
     std::vector<std::size_t> next_ids;
     std::vector<uint8_t> next_rows;
     std::vector<int> next_rank;
@@ -209,27 +230,28 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
   // Initial population stratified over peak budgets, smallest to largest.
   const int64_t lo = evaluator.min_peak();
   const int64_t hi = std::min(constraints.max_peak, var.peak_ceiling());
+  const std::size_t n_init = brood_size();  // < population only under max_evaluations
   breed(
-      var, seen, n_pop, options.seed, /*phase=*/3, 0, pool, options.max_tries,
+      var, seen, n_init, options.seed, /*phase=*/3, 0, pool, options.max_tries,
       [&](std::size_t i, Rng& rng, int, uint8_t* out) {
         const double t =
-            static_cast<double>(i) / static_cast<double>(n_pop - 1);  // population >= 2
+            n_init > 1 ? static_cast<double>(i) / static_cast<double>(n_init - 1) : 1.0;
         const auto cap =
             static_cast<int64_t>(static_cast<double>(lo) + t * static_cast<double>(hi - lo));
         return var.sample(rng, std::max(lo, cap), out);
       },
       &brood, &stats);
   require_initial_population(brood.size);
-  score_brood();
-  {
+  bool go_on = score_brood();  // when stopped here, nothing was scored: an empty front
+  if (go_on) {
     std::vector<std::size_t> ids(brood.size);
     std::iota(ids.begin(), ids.end(), std::size_t{0});
     select(ids, brood.rows);
+    go_on = !on_generation || on_generation(0);
   }
-  bool go_on = !on_generation || on_generation(0);
   result.stopped = !go_on;
 
-  for (int g = 1; go_on && g <= options.generations; ++g) {
+  for (int g = 1; go_on && g <= options.generations && result.evaluations < eval_limit; ++g) {
     const int np = static_cast<int>(pop_ids.size());
     // Binary tournament: lower rank, then larger crowding distance, then older.
     auto tournament = [&](Rng& rng) {
@@ -239,7 +261,7 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
       return std::min(a, b);
     };
     breed(
-        var, seen, n_pop, options.seed, /*phase=*/4, static_cast<uint64_t>(g), pool,
+        var, seen, brood_size(), options.seed, /*phase=*/4, static_cast<uint64_t>(g), pool,
         options.max_tries,
         [&](std::size_t i, Rng& rng, int failures, uint8_t* out) {
           if (static_cast<int>(i) < n_mutants)
@@ -251,7 +273,7 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
         &brood, &stats);
     if (brood.size == 0) break;
     const std::size_t first_child = arch_score.size();
-    score_brood();
+    if (!score_brood()) break;
     std::vector<std::size_t> ids = pop_ids;
     std::vector<uint8_t> rows = pop_rows;
     for (std::size_t i = 0; i < brood.size; ++i) ids.push_back(first_child + i);

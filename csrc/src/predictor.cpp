@@ -6,7 +6,7 @@
 #include <memory>
 #include <stdexcept>
 
-#include "moofa/parallel.hpp"
+#include "parallel.hpp"
 #include "predictor_kernels.hpp"
 
 namespace moofa {

@@ -6,32 +6,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "moofa/breeding.hpp"
+#include "breeding.hpp"
 
 namespace moofa {
-
-namespace {
-
-constexpr int kMaxIndividuals = 1 << 27;  // stream ids hold 28 bits per field
-
-void require(bool ok, const char* message) {
-  if (!ok) throw std::invalid_argument(message);
-}
-
-}  // namespace
-
-void EvolutionOptions::validate() const {
-  require(population >= 1 && population < kMaxIndividuals, "population must be at least 1");
-  require(generations >= 0 && generations < kMaxIndividuals, "generations must be >= 0");
-  require(parent_ratio > 0.0 && parent_ratio <= 1.0, "parent_ratio must be in (0, 1]");
-  require(mutation_ratio >= 0.0 && mutation_ratio <= 1.0, "mutation_ratio must be in [0, 1]");
-  require(mutate_prob >= 0.0 && mutate_prob <= 1.0, "mutate_prob must be in [0, 1]");
-  require(resolution_mutate_prob >= 0.0 && resolution_mutate_prob <= 1.0,
-          "resolution_mutate_prob must be in [0, 1]");
-  require(resolution_niche >= 0, "resolution_niche must be >= 0");
-  require(max_tries >= 1, "max_tries must be at least 1");
-  require(max_evaluations >= 0, "max_evaluations must be >= 0 (0: no limit)");
-}
 
 EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
                        const Constraints& constraints, const EvolutionOptions& options,
@@ -61,11 +38,18 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
     return static_cast<std::size_t>(
         std::min<int64_t>(options.population, eval_limit - result.evaluations));
   };
+  // False when the scorer stopped the search (the brood is then dropped).
   auto score_brood = [&]() {
     child_scores.resize(brood.size);
-    score_rows(scorer, brood.keys.data(), brood.size, child_scores.data(), pool,
-               options.parallel_scoring, threads);
+    try {
+      score_rows(scorer, brood.keys.data(), brood.size, child_scores.data(), pool,
+                 options.parallel_scoring, threads);
+    } catch (const SearchStopped&) {
+      result.stopped = true;
+      return false;
+    }
     result.evaluations += static_cast<int64_t>(brood.size);
+    return true;
   };
 
   // The population: rows as bred, canonical keys, scores; parents first, then children.
@@ -104,9 +88,11 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
       },
       &brood, &stats);
   require_initial_population(brood.size);
-  score_brood();
-  absorb_brood();
-  bool go_on = !on_generation || on_generation(0);
+  bool go_on = score_brood();  // when stopped here, nothing was scored: no best row
+  if (go_on) {
+    absorb_brood();
+    go_on = !on_generation || on_generation(0);
+  }
   result.stopped = !go_on;
 
   for (int g = 1; go_on && g <= options.generations && result.evaluations < eval_limit; ++g) {
@@ -163,7 +149,7 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
         },
         &brood, &stats);
     if (brood.size == 0) break;  // every reachable subnet near the parents was scored already
-    score_brood();
+    if (!score_brood()) break;
     pop_rows.swap(par_rows);
     pop_keys.swap(par_keys);
     pop_scores.swap(par_scores);
@@ -178,7 +164,7 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
   result.candidates = stats.candidates;
   result.rejected = stats.rejected;
   result.duplicates = stats.duplicates;
-  result.best_peak = evaluator.peak(result.best_row.data());
+  if (!result.best_row.empty()) result.best_peak = evaluator.peak(result.best_row.data());
   return result;
 }
 

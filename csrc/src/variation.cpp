@@ -1,4 +1,4 @@
-#include "moofa/variation.hpp"
+#include "variation.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -21,13 +21,6 @@ inline bool same_row(const uint8_t* a, const uint8_t* b, std::size_t n) {
   return diff == 0;
 }
 }  // namespace
-
-void Constraints::validate() const {
-  if (max_peak < 1) throw std::invalid_argument("max_peak must be at least 1 item");
-  if (!(max_mflops > 0))
-    throw std::invalid_argument("max_mflops must be a positive number (or infinity)");
-  if (max_params < 1) throw std::invalid_argument("max_params must be at least 1");
-}
 
 Variation::Variation(const Evaluator& evaluator, const Constraints& constraints, double mutate_prob,
                      double resolution_mutate_prob)

@@ -15,25 +15,9 @@
 
 #include "moofa/memory.hpp"
 #include "moofa/scorer.hpp"
-#include "moofa/variation.hpp"
+#include "moofa/search_options.hpp"
 
 namespace moofa {
-
-struct ParetoOptions {
-  int population = 100;
-  int generations = 200;
-  double mutation_ratio = 0.5;  // the rest of the children come from crossover
-  double mutate_prob = 0.1;
-  double resolution_mutate_prob = 0.5;
-  bool minimize_mflops = false;  // third objective
-  uint64_t seed = 0;
-  int threads = 0;  // <= 0: auto (all cores from population 512, else 1)
-  bool parallel_scoring =
-      true;  // split batches across threads (false: call the scorer from this thread)
-  int max_tries = 100;
-
-  void validate() const;
-};
 
 struct ParetoResult {
   // The front, sorted by peak (then by score, best first): canonical rows.
@@ -52,6 +36,12 @@ struct ParetoResult {
 ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Constraints& constraints,
                    const ParetoOptions& options,
                    const std::function<bool(int)>& on_generation = {});
+
+// Non-dominated sorting (minimisation): the front index of each of n points of m
+// objectives (objectives: n x m, row-major, no NaN). Front 0 holds the points nothing
+// dominates, front k + 1 those only front 0..k dominate. O(n) extra memory; time
+// O(n log n) for m = 2, at most O(n^2 m) beyond.
+std::vector<int> front_ranks(const double* objectives, std::size_t n, int m);
 
 // Indices of the points no other point dominates (higher score, lower peak and, when
 // mflops is given, lower MFLOPs), ordered by peak then score (best first). Of points

@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "moofa/rng.hpp"
-#include "moofa/row_set.hpp"
 #include "moofa/scorer.hpp"
-#include "moofa/variation.hpp"
-#include "moofa/worker_pool.hpp"
+#include "rng.hpp"
+#include "row_set.hpp"
+#include "variation.hpp"
+#include "worker_pool.hpp"
 
 namespace moofa {
 
@@ -42,7 +42,7 @@ inline void check_scores(const float* scores, std::size_t n) {
                               " of a batch of " + std::to_string(n));
 }
 
-// Threads for a search: an explicit count, or (threads <= 0) all cores for populations of
+// Threads for a search: an explicit count, or (threads == 0) all cores for populations of
 // at least 512 and one thread below. A generation of ~100 children takes ~100 us, too
 // little to share: on a busy 2-core machine the hand-offs cost more than they save.
 inline int search_threads(int threads, int population) {

@@ -9,26 +9,14 @@
 // candidate (peak, MFLOPs, parameters) before it may be scored.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
-#include <limits>
 #include <vector>
 
 #include "moofa/memory.hpp"
-#include "moofa/rng.hpp"
+#include "moofa/search_options.hpp"
+#include "rng.hpp"
 
 namespace moofa {
-
-struct Constraints {
-  int64_t max_peak = std::numeric_limits<int64_t>::max();  // items, in the evaluator's memory model
-  double max_mflops = std::numeric_limits<double>::infinity();
-  int64_t max_params = std::numeric_limits<int64_t>::max();
-
-  bool limits_mflops() const { return std::isfinite(max_mflops); }
-  bool limits_params() const { return max_params != std::numeric_limits<int64_t>::max(); }
-  // Throws std::invalid_argument naming the field.
-  void validate() const;
-};
 
 class Variation {
  public:

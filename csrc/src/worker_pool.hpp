@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "moofa/parallel.hpp"
+#include "parallel.hpp"
 
 namespace moofa {
 
@@ -25,19 +25,25 @@ class WorkerPool {
  public:
   using Job = std::function<void(std::size_t, std::size_t)>;
 
-  // threads: total, the calling thread included (<= 0: all hardware threads).
+  // threads: total, the calling thread included (<= 0: all hardware threads). Fewer when
+  // the system refuses to start more (size() tells), down to the calling thread alone: a
+  // refused thread means the process is at a limit (threads, address space), so half of
+  // the workers already started are let go again to leave the search room to allocate.
   explicit WorkerPool(int threads) {
     const int total = resolve_threads(threads);
-    for (int i = 1; i < total; ++i) workers_.emplace_back([this] { work(); });
-  }
-  ~WorkerPool() {
-    {
-      std::lock_guard<std::mutex> lock(m_);
-      quit_ = true;
+    workers_.reserve(static_cast<std::size_t>(total - 1));
+    for (int i = 1; i < total; ++i) {
+      if (start_thread(workers_, [this] { work(); })) continue;
+      stop_all();
+      const std::size_t keep = workers_.size() / 2;
+      workers_.clear();
+      quit_ = false;
+      while (workers_.size() < keep && start_thread(workers_, [this] { work(); })) {
+      }
+      break;
     }
-    start_.notify_all();
-    for (auto& t : workers_) t.join();
   }
+  ~WorkerPool() { stop_all(); }
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
@@ -104,6 +110,15 @@ class WorkerPool {
       std::size_t part;
       while (claim(&part)) finish(part);
     }
+  }
+
+  void stop_all() {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      quit_ = true;
+    }
+    start_.notify_all();
+    for (auto& t : workers_) t.join();
   }
 
   std::vector<std::thread> workers_;
