@@ -369,9 +369,7 @@ def linear_scorer(weights, bias: float = 0.0, space: str | Space = "moofa"):
 
 
 def _budget_items(budget, sp: Space, model: str, bytes_per_item) -> int:
-    items = parse_budget(budget, bytes_per_item)
-    if items > _INT64_MAX:
-        raise ValueError(f"budget {budget!r} ({items:,} items) must be at most 2**63 - 1 items")
+    items = parse_budget(budget, bytes_per_item)  # refuses budgets of 2**63 items or more
     smallest, _ = min_peak(sp, memory_model=model)
     if items < smallest:
         raise ValueError(
