@@ -74,6 +74,20 @@ class PredictionRangeWarning(UserWarning):
     """A predicted top-1 outside [0, 100] %: the predictor is extrapolating."""
 
 
+def warn_outside_percent(top1, name: str, stacklevel: int = 2) -> None:
+    """Warn (:class:`PredictionRangeWarning`) when predicted top-1 values leave [0, 100] %."""
+    top1 = np.atleast_1d(np.asarray(top1, dtype=np.float64))
+    outside = (top1 < 0) | (top1 > 100)
+    if outside.any():
+        first = float(top1[np.argmax(outside)])
+        warnings.warn(
+            f"predictor {name!r}: predicted top-1 outside [0, 100] % for {int(outside.sum())} of "
+            f"{len(top1)} subnets (first: {first:.2f}); it is extrapolating beyond its training data",
+            PredictionRangeWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
 def shipped_names() -> list[str]:
     """Names of the predictors that ship inside the package (``load_predictor(name)``)."""
     return [n for n in SHIPPED if (_SHIPPED_DIR / f"{n}.json").is_file()]
@@ -239,15 +253,7 @@ class Predictor:
                 f"predictor {self.name!r}: non-finite prediction for {int(bad.sum())} of {len(out)} subnets "
                 f"(first: row {int(np.argmax(bad))}); its weights overflow float32"
             )
-        outside = (out < 0) | (out > 100)
-        if outside.any():
-            first = float(out[np.argmax(outside)])
-            warnings.warn(
-                f"predictor {self.name!r}: predicted top-1 outside [0, 100] % for {int(outside.sum())} of "
-                f"{len(out)} subnets (first: {first:.2f}); it is extrapolating beyond its training data",
-                PredictionRangeWarning,
-                stacklevel=2,
-            )
+        warn_outside_percent(out, self.name, stacklevel=3)
         return out
 
     @property

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import numpy as np
 from ._ext import core
 from ._progress import Progress
 from .memory import Profile, _model_name, evaluator, min_peak, profile, spec
+from .predictor import Predictor, load_predictor, warn_outside_percent
 from .spaces import Space, get_space
 from .subnet import Subnet, decode, encode
 from .units import format_items, parse_budget
@@ -300,31 +302,20 @@ def _check_predictor_space(predictor, sp: Space) -> None:
         )
 
 
-def _load_predictor(name_or_path, sp: Space):
-    try:
-        from .predictor import load_predictor
-    except ImportError:
-        raise ValueError(
-            f"no shipped predictor is available in this build of moofa for space {sp.name!r}; "
-            "pass predictor= (a moofa predictor, a moofa._core.Scorer or a callable returning scores)"
-        ) from None
-    return load_predictor(name_or_path)
-
-
 def _resolve_predictor(predictor, sp: Space, predictor_input: str):
     """A ``_core.Scorer`` or a callable taking encoded rows, for the C++ search."""
     if predictor_input not in PREDICTOR_INPUTS:
         raise ValueError(f"predictor_input must be one of {list(PREDICTOR_INPUTS)}, got {predictor_input!r}")
     if predictor is None:
         try:
-            predictor = _load_predictor(sp.name, sp)
+            predictor = load_predictor(sp.name)
         except (ValueError, FileNotFoundError) as exc:
             raise ValueError(
                 f"space {sp.name!r} has no shipped predictor ({exc}); pass predictor= (a moofa predictor, "
                 "a moofa._core.Scorer, or a callable returning one score per config)"
             ) from None
     elif isinstance(predictor, (str, Path)):
-        predictor = _load_predictor(predictor, sp)
+        predictor = load_predictor(predictor)
     _check_predictor_space(predictor, sp)
     if isinstance(predictor, core.Scorer):
         return predictor
@@ -345,6 +336,17 @@ def _resolve_predictor(predictor, sp: Space, predictor_input: str):
             return lambda rows: fn(decode(rows, sp))
         return lambda rows: fn([net.to_dict() for net in decode(rows, sp)])
     return fn
+
+
+def _top1_predictor_name(predictor, sp: Space) -> str | None:
+    """The name of a predictor whose scores are top-1 %, or None for other scorers."""
+    if predictor is None:
+        return sp.name
+    if isinstance(predictor, (str, Path)):
+        return Path(predictor).stem if isinstance(predictor, Path) or os.sep in predictor else predictor
+    if isinstance(predictor, Predictor):
+        return predictor.name
+    return None
 
 
 def linear_scorer(weights, bias: float = 0.0, space: str | Space = "moofa"):
@@ -410,6 +412,7 @@ def search(
     }
     shared = _shared_options(_EVOLUTION, opts, population, generations, seed)
     scorer = _resolve_predictor(predictor, sp, opts["predictor_input"])
+    percent_of = _top1_predictor_name(predictor, sp)
     raw = core.evolve(
         evaluator(sp, model),
         scorer,
@@ -422,6 +425,8 @@ def search(
         raise KeyboardInterrupt
     net = decode(raw["best_row"][None, :], sp)[0]
     prof = profile(net, sp, memory_model=model)
+    if percent_of is not None:
+        warn_outside_percent(raw["best_score"], percent_of, stacklevel=2)
     return SearchResult(
         subnet=net,
         top1=float(raw["best_score"]),
@@ -571,6 +576,9 @@ def pareto(
             progress=tick if bar.enabled else None,
         )
     rows = raw["rows"]
+    percent_of = _top1_predictor_name(predictor, sp)
+    if percent_of is not None and len(rows):
+        warn_outside_percent(raw["scores"], percent_of, stacklevel=2)
     return ParetoFront(
         subnets=decode(rows, sp) if len(rows) else [],
         top1=raw["scores"],

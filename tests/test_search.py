@@ -11,6 +11,7 @@ import _thread
 import json
 import math
 import threading
+import warnings
 
 import numpy as np
 import oracle
@@ -508,3 +509,20 @@ def test_linear_scorer_helper_checks_its_input():
         linear_scorer(np.ones(n + 1), 0.0, "moofa")
     with pytest.raises(ValueError, match="finite"):
         linear_scorer(np.full(n, math.nan), 0.0, "moofa")
+
+
+def test_a_top1_beyond_100_percent_warns_in_search_and_pareto():
+    # A predictor whose every score is 103.5 % (as the published moofa predictor gives at 800k).
+    n = moofa.predictor.one_hot_size("moofa")
+    w = np.zeros((n, 1))
+    w[0, 0] = 0.25  # a little spread, so the search has something to rank
+    pred = moofa.Predictor("moofa", [w], [np.zeros(1)], offset=103.5, metadata={"name": "optimistic"})
+    with pytest.warns(moofa.predictor.PredictionRangeWarning, match="optimistic"):
+        r = moofa.search("800k", predictor=pred, generations=3)
+    assert r.top1 > 100
+    with pytest.warns(moofa.predictor.PredictionRangeWarning, match="optimistic"):
+        moofa.pareto("moofa", pred, generations=2, population=20)
+    # A plain callable's scores are not percentages: no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        moofa.search("800k", predictor=lambda rows: rows[:, 0].astype(np.float32) + 500.0, generations=3)
