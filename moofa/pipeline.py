@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ._deps import missing_torch
 from ._io import atomic_write_text
 
 __all__ = ["DEFAULT_CONFIG", "PipelineResult", "SubnetEvaluator", "main", "pipeline_main", "run_pipeline"]
@@ -349,10 +350,7 @@ def pipeline_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s; the nets are tiny)")
     p.add_argument("--no-progress", action="store_true", help="no stage lines or progress bars (default: shown)")
     args = p.parse_args(argv)
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print('moofa pipeline needs PyTorch: pip install "moofa[train]"', file=sys.stderr)
+    if missing_torch("pipeline"):
         return 2
     try:
         res = run_pipeline(

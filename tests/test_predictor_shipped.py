@@ -12,15 +12,9 @@ from conftest import ACCURACY_SETS, read_fixture
 
 import moofa
 from moofa.predictor import SHIPPED, shipped_names
+from moofa.predictor_train import DATASETS
 
-SET_OF = {
-    "ofa": "ofa-imagenet",
-    "compofa": "compofa-imagenet",
-    "moofa": "moofa-imagenet",
-    "moofa-imagenette": "moofa-imagenette",
-    "moofa-e346": "moofa-e346-imagenette",
-    "moofa-e1-2": "moofa-e1-2-imagenette",
-}
+SET_OF = DATASETS  # shipped predictor -> the published accuracy set it was trained on
 
 
 def tau_b(a, b):

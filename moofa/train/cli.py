@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .._deps import missing_torch
 from .config import builtin_configs, load_config
 
 __all__ = ["build_parser", "train_main"]
@@ -41,10 +42,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     the config, data or checkpoint print one line and return 2; without PyTorch installed it
     says so and returns 2 (``--help`` works without it)."""
     args = build_parser().parse_args(argv)
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print('moofa train needs PyTorch: pip install "moofa[train]"', file=sys.stderr)
+    if missing_torch("train"):
         return 2
     from .loop import dist_info, train
 
