@@ -1,0 +1,135 @@
+"""moofa.export.tflite and moofa.deploy_check against the real runtime: TensorFlow Lite Micro
+runs the exported int8 model of a trained digits subnet and agrees with the PyTorch module;
+its arena planner gives the memory figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+pytest.importorskip("tflite_micro", reason="tflite-micro has wheels for CPython 3.10-3.12 only (moofa[mcu])")
+
+from tflite_micro.python.tflite_micro import runtime  # noqa: E402
+
+import moofa.nn as mnn  # noqa: E402
+from moofa import data as mdata  # noqa: E402
+from moofa import train as mtrain  # noqa: E402
+from moofa.export import tflite  # noqa: E402
+
+RESOLUTION = 32
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """digits-tiny trained for a few epochs (full network only, about 10 s on one core)."""
+    torch.set_num_threads(1)
+    cfg = mtrain.load_config(
+        "digits-tiny",
+        phases=[{"name": "teacher", "epochs": 3, "lr": 0.2, "warmup_epochs": 1}],
+        steps_per_epoch=40,
+        batch_size=32,
+        calib_batches=4,
+        val_batches=None,
+        val_batch_size=360,
+        checkpoint_every=0,
+        resolutions=[RESOLUTION],
+    )
+    workdir = tmp_path_factory.mktemp("digits")
+    mtrain.train(cfg, workdir / "run", progress=False)
+    sup = mnn.Supernet.load(workdir / "run" / "supernet")
+    train_batches = list(mdata.make_loader(mdata.Digits("train"), 64, [RESOLUTION], train=False))
+    net = sup.largest_subnet(RESOLUTION)
+    module = sup.recalibrated(net, train_batches[:4])
+    calibration = torch.cat([b[0] for b in train_batches[:2]])
+    return sup, net, module, calibration, train_batches
+
+
+@pytest.fixture(scope="module")
+def exported(trained):
+    _, _, module, calibration, _ = trained
+    return tflite(module, calibration)
+
+
+def run_tflm(model: bytes, images: torch.Tensor) -> np.ndarray:
+    """Dequantized logits of TFLM on float NCHW images, one invoke per image."""
+    interp = runtime.Interpreter.from_bytes(model, arena_size=1 << 21)
+    qin = interp.get_input_details(0)["quantization_parameters"]
+    qout = interp.get_output_details(0)["quantization_parameters"]
+    s_in, z_in = float(qin["scales"][0]), int(qin["zero_points"][0])
+    s_out, z_out = float(qout["scales"][0]), int(qout["zero_points"][0])
+    outs = []
+    for x in images:
+        q = np.clip(np.round(x.permute(1, 2, 0).numpy() / s_in) + z_in, -128, 127).astype(np.int8)
+        interp.set_input(q[None], 0)
+        interp.invoke()
+        outs.append((interp.get_output(0).astype(np.float64) - z_out) * s_out)
+    return np.concatenate(outs)
+
+
+def test_tflm_runs_the_export_and_agrees_with_pytorch(trained, exported):
+    _, _, module, _, _ = trained
+    images, labels = next(iter(mdata.make_loader(mdata.Digits("val"), 1000, [RESOLUTION], train=False)))
+    with torch.no_grad():
+        reference = module(images).numpy()
+    got = run_tflm(exported, images)
+    assert got.shape == reference.shape == (len(labels), 10)
+    agreement = (got.argmax(1) == reference.argmax(1)).mean()
+    acc_tflm = 100 * (got.argmax(1) == labels.numpy()).mean()
+    acc_torch = 100 * (reference.argmax(1) == labels.numpy()).mean()
+    print(f"top-1 agreement {agreement:.4f}, accuracy TFLM {acc_tflm:.2f} vs PyTorch {acc_torch:.2f}")
+    assert acc_torch > 60  # a trained network, so that agreement means something
+    assert agreement >= 0.97
+    assert abs(acc_tflm - acc_torch) <= 1.5
+
+
+def test_export_is_int8_nhwc_and_written_atomically(trained, exported, tmp_path):
+    _, _, module, calibration, _ = trained
+    path = tmp_path / "sub" / "model.tflite"
+    data = tflite(module, calibration, path=path)
+    assert path.read_bytes() == data == exported  # deterministic
+    assert data[4:8] == b"TFL3"
+    assert [p.name for p in path.parent.iterdir()] == ["model.tflite"]
+    interp = runtime.Interpreter.from_bytes(data, arena_size=1 << 21)
+    inp, out = interp.get_input_details(0), interp.get_output_details(0)
+    assert inp["dtype"] is np.int8 and list(inp["shape"]) == [1, RESOLUTION, RESOLUTION, 3]
+    assert out["dtype"] is np.int8 and list(out["shape"]) == [1, 10]
+    module.train()  # the export runs in eval mode and gives the mode back
+    try:
+        assert tflite(module, calibration) == data
+        assert module.training
+    finally:
+        module.eval()
+
+
+def test_bad_input_names_the_field(trained):
+    sup, net, module, calibration, _ = trained
+    with pytest.raises(TypeError, match="module must be an extracted subnet"):
+        tflite(sup, calibration)
+    with pytest.raises(TypeError, match="module must be an extracted subnet"):
+        tflite("model.pt", calibration)
+    with pytest.raises(ValueError, match=r"calibration must have shape \(N, 3, 32, 32\)"):
+        tflite(module, calibration[:, :, :16, :16])
+    with pytest.raises(ValueError, match="calibration must have shape"):
+        tflite(module, calibration[0])
+    bad = calibration.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="calibration holds NaN"):
+        tflite(module, bad)
+    with pytest.raises(TypeError, match="calibration must be a float tensor"):
+        tflite(module, calibration.to(torch.int64))
+    with pytest.raises(TypeError, match="calibration must be a float tensor"):
+        tflite(module, [1, 2, 3])
+    odd = sup.extract(net)
+    odd.blocks[0].depthwise.act = torch.nn.SiLU()
+    with pytest.raises(ValueError, match=r"module.blocks.0.depthwise: activation SiLU is not supported"):
+        tflite(odd, calibration)
