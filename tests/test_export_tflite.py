@@ -4,6 +4,8 @@ its arena planner gives the memory figures."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,9 +15,11 @@ pytest.importorskip("tflite_micro", reason="tflite-micro has wheels for CPython 
 
 from tflite_micro.python.tflite_micro import runtime  # noqa: E402
 
+import moofa  # noqa: E402
 import moofa.nn as mnn  # noqa: E402
 from moofa import data as mdata  # noqa: E402
 from moofa import train as mtrain  # noqa: E402
+from moofa.deploy import allocate  # noqa: E402
 from moofa.export import tflite  # noqa: E402
 
 RESOLUTION = 32
@@ -133,3 +137,81 @@ def test_bad_input_names_the_field(trained):
     odd.blocks[0].depthwise.act = torch.nn.SiLU()
     with pytest.raises(ValueError, match=r"module.blocks.0.depthwise: activation SiLU is not supported"):
         tflite(odd, calibration)
+
+
+# --- deploy_check --------------------------------------------------------------------------
+
+
+def test_deploy_check_arena_is_the_smallest_that_works(exported, tmp_path):
+    path = tmp_path / "model.tflite"
+    path.write_bytes(exported)
+    report = moofa.deploy_check(path, budget="1MiB")
+    assert report.head > 0 and report.tail > 0
+    assert report.arena == report.head + report.tail
+    assert report.model_size == len(exported)
+    print(f"head {report.head} B, tail {report.tail} B, arena {report.arena} B")
+    # Each attempt in its own process: exactly the arena works, one byte less does not.
+    assert allocate(exported, report.arena).ok
+    smaller = allocate(exported, report.arena - 1)
+    assert not smaller.ok and "allocate" in smaller.message
+    assert not allocate(exported, report.arena * 9 // 10).ok
+    # Budgets in bytes; a bare number is bytes too.
+    assert report.fits is True and report.budget == 1 << 20
+    assert moofa.deploy_check(exported, budget=report.arena).fits is True
+    tight = moofa.deploy_check(exported, budget=report.arena - 1)
+    assert tight.fits is False and "does NOT fit" in tight.summary()
+    assert moofa.deploy_check(exported).fits is None
+    # What the model holds.
+    assert report.op_counts["CONV_2D"] > 0 and report.op_counts["DEPTHWISE_CONV_2D"] == 6 + 1
+    assert set(report.op_counts) <= {
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "HARD_SWISH",
+        "MEAN",
+        "MUL",
+        "ADD",
+        "FULLY_CONNECTED",
+    }
+    assert report.inputs[0].shape == (1, RESOLUTION, RESOLUTION, 3) and report.inputs[0].dtype == "int8"
+    assert report.outputs[0].shape == (1, 10) and report.outputs[0].dtype == "int8"
+    assert {t.dtype for t in report.tensors} <= {"int8", "int32"}
+    assert report.to_dict()["arena"] == report.arena
+
+
+def test_deploy_check_refuses_bad_files(exported, tmp_path):
+    with pytest.raises(ValueError, match="not a TFLite flatbuffer"):
+        moofa.deploy_check(b"PK\x03\x04 this is a zip file, not a model")
+    with pytest.raises(ValueError, match="not a TFLite flatbuffer"):
+        moofa.deploy_check(b"")
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        moofa.deploy_check(exported[: len(exported) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        moofa.deploy_check(exported[:64])
+    float_model = Path(runtime.__file__).parent / "sine_float.tflite"  # ships with tflite-micro
+    with pytest.raises(ValueError, match="is float32 .*only integer"):
+        moofa.deploy_check(float_model)
+    with pytest.raises(ValueError, match="does not exist"):
+        moofa.deploy_check(tmp_path / "missing.tflite")
+    with pytest.raises(TypeError, match="model must be the bytes of a .tflite file or its path"):
+        moofa.deploy_check(123)
+    with pytest.raises(ValueError, match="budget"):
+        moofa.deploy_check(exported, budget="lots")
+    with pytest.raises(ValueError, match="arena_size must be a positive integer"):
+        allocate(exported, 0)
+
+
+def test_tflm_head_against_moofa_mcu_peak(trained):
+    """TFLM's planned activations (head) vs moofa's analytic `mcu` peak (int8): recorded in
+    docs/deploy.md; the planner never needs less than the largest layer's input + output."""
+    sup, _, _, _, _ = trained
+    gen = torch.Generator().manual_seed(0)
+    ratios = []
+    for net in sup.random_subnets(10, seed=0):
+        module = sup.extract(net).eval()
+        model = tflite(module, torch.randn(4, 3, net.image_size, net.image_size, generator=gen))
+        report = moofa.deploy_check(model)
+        mcu = moofa.profile(net, sup.space, memory_model="mcu", bytes_per_item=1).peak
+        ratios.append(report.head / mcu)
+        print(f"{net}: mcu {mcu} B, TFLM head {report.head} B ({report.head / mcu:.2f}x), tail {report.tail} B")
+        assert report.head >= mcu
+    print(f"head / mcu: {min(ratios):.2f} - {max(ratios):.2f}")
