@@ -34,14 +34,14 @@ import numpy as np
 
 from ._io import atomic_write
 
-__all__ = ["onnx", "tflite"]
+__all__ = ["onnx", "tflite", "tflite_from_checkpoint"]
 
 
-def onnx(module, path: str | os.PathLike, input_shape=(1, 3, 224, 224), format: str = "onnx"):
-    """:func:`moofa.nn.export` (ONNX by default; also ``"torchscript"``, ``"exported"``)."""
+def onnx(module, path: str | os.PathLike, input_shape=(1, 3, 224, 224)):
+    """ONNX file of an extracted subnet: ``moofa.nn.export(..., format="onnx")`` (needs ``onnx``)."""
     from .nn.export import export
 
-    return export(module, path, input_shape, format=format)
+    return export(module, path, input_shape, format="onnx")
 
 
 def _schema():
@@ -482,3 +482,40 @@ def _float_forward(module, x):
     import copy
 
     return copy.deepcopy(module).double()(x)
+
+
+def tflite_from_checkpoint(
+    checkpoint: str | os.PathLike,
+    config=None,
+    data: str | os.PathLike = "digits",
+    path: str | os.PathLike | None = None,
+    space=None,
+    calib_batches: int = 4,
+    batch_size: int = 64,
+) -> bytes:
+    """:func:`tflite` of subnet ``config`` (a :class:`moofa.Subnet` or its dict; default: the
+    largest) of a trained supernet (``supernet.npz`` + ``.json``, as written by
+    :mod:`moofa.train`), with BatchNorm recalibrated and activations calibrated on the first
+    ``calib_batches`` batches of the training split of ``data`` (``"digits"`` or an image
+    folder with ``train/<class>/*``) at the subnet's resolution, as for validation."""
+    import torch
+
+    from .data import load_dataset, make_loader
+    from .nn import Supernet
+    from .subnet import Subnet
+
+    if isinstance(calib_batches, bool) or not isinstance(calib_batches, int) or calib_batches < 1:
+        raise ValueError(f"calib_batches must be a positive integer, got {calib_batches!r}")
+    sup = Supernet.load(checkpoint, space=space)
+    if config is None:
+        net = sup.largest_subnet()
+    elif isinstance(config, Subnet):
+        net = config
+    elif isinstance(config, dict):
+        net = Subnet.from_dict(config, sup.space)
+    else:
+        raise TypeError(f"config must be a moofa.Subnet or a dict (ks, e, d, image_size), got {type(config).__name__}")
+    loader = make_loader(load_dataset(data, "train"), batch_size, [net.image_size], train=False)
+    batches = [x for _, (x, _) in zip(range(calib_batches), loader)]
+    module = sup.recalibrated(net, batches)
+    return tflite(module, torch.cat(batches), path=path)

@@ -4,6 +4,8 @@ its arena planner gives the memory figures."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +217,54 @@ def test_tflm_head_against_moofa_mcu_peak(trained):
         print(f"{net}: mcu {mcu} B, TFLM head {report.head} B ({report.head / mcu:.2f}x), tail {report.tail} B")
         assert report.head >= mcu
     print(f"head / mcu: {min(ratios):.2f} - {max(ratios):.2f}")
+
+
+# --- command line ------------------------------------------------------------------------
+
+
+def test_cli_export_and_deploy_check(trained, tmp_path, capsys):
+    from moofa.cli import main
+    from moofa.export import tflite_from_checkpoint
+
+    sup, _, _, _, _ = trained
+    sup.save(tmp_path / "supernet")
+    config = {"ks": [3, 5, 7, 3, 5, 7], "e": [2, 3, 4, 2, 3, 4], "d": [1, 2, 1], "image_size": 40}
+    (tmp_path / "net.json").write_text(json.dumps(config))
+    (tmp_path / "space.json").write_text(json.dumps(sup.space.to_dict()))
+    out = tmp_path / "model.tflite"
+    args = ["export", "--checkpoint", str(tmp_path / "supernet.npz"), "--space", str(tmp_path / "space.json")]
+    assert main([*args, "--config", str(tmp_path / "net.json"), "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert out.read_bytes() == tflite_from_checkpoint(tmp_path / "supernet.npz", config)
+    report = moofa.deploy_check(out)
+    assert report.inputs[0].shape == (1, 40, 40, 3)
+
+    assert main(["deploy-check", str(out), "--budget", str(report.arena)]) == 0
+    text = capsys.readouterr().out
+    assert f"fits: arena {report.arena:,} B" in text and "head" in text and "tail" in text
+    assert main(["deploy-check", str(out), "--budget", f"{report.arena - 1}B"]) == 1
+    assert "does NOT fit" in capsys.readouterr().out
+    assert main(["deploy-check", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["arena"] == report.arena
+    assert main(["deploy-check", str(tmp_path / "net.json")]) == 2
+    assert "not a TFLite flatbuffer" in capsys.readouterr().err
+    assert main([*args[:-2], "--space", "moofa", "--out", str(out)]) == 2
+    assert "is for space 'digits-tiny'" in capsys.readouterr().err
+
+
+def test_onnx_export_from_moofa_export(trained, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    _, _, module, _, _ = trained
+    path = moofa.export.onnx(module, tmp_path / "m.onnx", (1, 3, RESOLUTION, RESOLUTION))
+    assert onnx.load(str(path)).graph.input[0].name == "image"
+
+
+def test_cli_names_the_missing_extra(exported, tmp_path, capsys, monkeypatch):
+    from moofa.cli import main
+
+    path = tmp_path / "model.tflite"
+    path.write_bytes(exported)
+    for name in [m for m in sys.modules if m == "tflite_micro" or m.startswith("tflite_micro.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    assert main(["deploy-check", str(path)]) == 2
+    assert 'moofa deploy-check needs tflite-micro: pip install "moofa[mcu]"' in capsys.readouterr().err
