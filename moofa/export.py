@@ -93,11 +93,13 @@ class _Graph:
         xv = self.tensors[x].value
         c_out, c_in_g, k, k2 = weight.shape
         if k != k2 or k % 2 == 0:
-            raise ValueError(f"{name}: only square odd kernels are supported, got {k}x{k2}")
+            raise ValueError(f"module.{name}: only square odd kernels are supported, got {k}x{k2}")
         c_in = xv.shape[1]
         depthwise = groups > 1
         if depthwise and not (groups == c_in == c_out and c_in_g == 1):
-            raise ValueError(f"{name}: grouped convolutions other than depthwise are not supported (groups={groups})")
+            raise ValueError(
+                f"module.{name}: grouped convolutions other than depthwise are not supported (groups={groups})"
+            )
         y = F.conv2d(xv, weight, bias, stride, k // 2, groups=groups)
         fused = {"none": 0, "relu": 1, "relu6": 3, "h_swish": 0}[act]
         if act == "relu":
@@ -110,7 +112,9 @@ class _Graph:
         kernel = weight
         if _same_pad_before(size, k, stride) != k // 2:
             if _same_pad_before(size, k + 1, stride) != k // 2:  # pragma: no cover - not for odd k
-                raise ValueError(f"{name}: padding of a {k}x{k} stride-{stride} conv on {size}x{size} has no SAME form")
+                raise ValueError(
+                    f"module.{name}: padding of a {k}x{k} stride-{stride} conv on {size}x{size} has no SAME form"
+                )
             kernel = F.pad(weight, (0, 1, 0, 1))
         out = self.activation(name, y)
         if out_range is not None:

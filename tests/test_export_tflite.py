@@ -268,3 +268,57 @@ def test_cli_names_the_missing_extra(exported, tmp_path, capsys, monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)  # as if not installed
     assert main(["deploy-check", str(path)]) == 2
     assert 'moofa deploy-check needs tflite-micro: pip install "moofa[mcu]"' in capsys.readouterr().err
+
+
+def test_other_space_features_match_pytorch(tmp_path):
+    """ReLU6, no feature mix, e = 1 blocks (no expansion layer), a stride-1 stage with
+    shortcuts, odd and even resolutions: a briefly trained supernet of such a space, exported,
+    agrees with PyTorch on the digits validation images."""
+    space = moofa.Space(
+        name="tflite-variants",
+        stages=(
+            moofa.Stage(16, 2, "relu", False, 2),
+            moofa.Stage(24, 2, "h_swish", True, 2),
+            moofa.Stage(24, 1, "relu6", True, 2),
+            moofa.Stage(32, 2, "relu6", False, 2),
+        ),
+        kernels=(3, 5),
+        expands=(1,),
+        depths=(1, 2),
+        resolutions=(33, 40),
+        first_conv_width=16,
+        first_block_width=16,
+        final_expand_width=64,
+        feature_mix_width=0,
+        n_classes=10,
+        first_conv_act="relu6",
+        head_act="h_swish",
+    )
+    cfg = mtrain.load_config(
+        "digits-tiny",
+        space=space.to_dict(),
+        phases=[{"name": "teacher", "epochs": 3, "lr": 0.2, "warmup_epochs": 1}],
+        steps_per_epoch=45,
+        batch_size=32,
+        calib_batches=2,
+        val_batches=None,
+        val_batch_size=360,
+        checkpoint_every=0,
+    )
+    mtrain.train(cfg, tmp_path / "run", progress=False)
+    sup = mnn.Supernet.load(tmp_path / "run" / "supernet")
+    for size in (33, 40):
+        batches = list(mdata.make_loader(mdata.Digits("train"), 64, [size], train=False))[:4]
+        module = sup.recalibrated(sup.largest_subnet(size), batches)
+        model = tflite(module, torch.cat([b[0] for b in batches[:2]]))
+        images, labels = next(iter(mdata.make_loader(mdata.Digits("val"), 1000, [size], train=False)))
+        with torch.no_grad():
+            reference = module(images).numpy()
+        got = run_tflm(model, images)
+        agreement = (got.argmax(1) == reference.argmax(1)).mean()
+        acc_tflm = 100 * (got.argmax(1) == labels.numpy()).mean()
+        acc_torch = 100 * (reference.argmax(1) == labels.numpy()).mean()
+        print(f"{size} px: agreement {agreement:.4f}, accuracy TFLM {acc_tflm:.2f} vs PyTorch {acc_torch:.2f}")
+        assert acc_torch > 50
+        assert agreement >= 0.97
+        assert abs(acc_tflm - acc_torch) <= 1.5
