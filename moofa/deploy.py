@@ -93,11 +93,6 @@ class DeployReport:
         """``arena <= budget``; None without a budget."""
         return None if self.budget is None else self.arena <= self.budget
 
-    @property
-    def activation_bytes(self) -> int:
-        """Sum of every activation tensor's size (what a planner without reuse would need)."""
-        return sum(t.nbytes for t in self.tensors if not t.const)
-
     def to_dict(self) -> dict:
         def tensor(t: TensorInfo) -> dict:
             return {
