@@ -75,9 +75,14 @@ def _expose_search_module() -> None:
 _expose_search_module()
 
 
+_LAZY = {"deploy_check": "deploy", "DeployReport": "deploy"}
+
+
 def __getattr__(name: str):
     """Submodules that need optional dependencies (``moofa.nn``, ``moofa.train``, ...)
     import on first use, so that ``import moofa`` needs numpy only."""
+    if name in _LAZY:
+        return getattr(_importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     if not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
         return _importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -88,6 +88,35 @@ def cmd_design_widths(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import tflite_from_checkpoint
+
+    space = _load_space(args.space) if args.space else None
+    config = None
+    if args.config:  # a dict, read against the checkpoint's space (idle slots may be 0/null)
+        text = args.config
+        if not text.lstrip().startswith("{"):
+            if not Path(text).is_file():
+                raise ValueError(f"--config: {text!r} is neither a JSON object nor an existing file")
+            text = Path(text).read_text()
+        config = json.loads(text)
+        if isinstance(config, dict) and "config" in config and "ks" not in config:
+            config = config["config"]  # a profile / search result record
+    data = tflite_from_checkpoint(
+        args.checkpoint, config, data=args.data, path=args.out, space=space, calib_batches=args.calib_batches
+    )
+    print(f"wrote {args.out} ({len(data):,} bytes)")
+    return 0
+
+
+def cmd_deploy_check(args) -> int:
+    from .deploy import deploy_check
+
+    report = deploy_check(args.model, budget=args.budget)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    return 1 if report.fits is False else 0
+
+
 def cmd_spaces(args) -> int:
     from .memory import min_peak
 
@@ -299,6 +328,8 @@ _OPTIONAL = {
     "tomli": ("tomli", "train"),
     "matplotlib": ("matplotlib", "plot"),
     "onnx": ("onnx", "onnx"),
+    "tflite_micro": ("tflite-micro", "mcu"),
+    "flatbuffers": ("flatbuffers", "mcu"),
 }
 # The extra that a command needs as a whole (train-predictor only needs torch).
 _COMMAND_EXTRA = {"train-predictor": "torch"}
@@ -459,6 +490,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=6, help="number of widths")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_design_widths)
+
+    p = command("export", "int8 TFLite model of a subnet of a trained supernet (moofa[train,mcu])")
+    p.add_argument("--format", default="tflite", choices=["tflite"], help="file format")
+    p.add_argument("--checkpoint", required=True, help="trained supernet weights (supernet.npz + .json)")
+    p.add_argument("--space", help="check that the weights are for this space (name or space JSON file)")
+    p.add_argument("--config", help="subnet as a JSON object or file (unset: the largest)")
+    p.add_argument("--data", default="digits", help="calibration images: digits, or a folder with train/<class>/*")
+    p.add_argument("--calib-batches", type=int, default=4, help="batches of 64 for BN and int8 calibration")
+    p.add_argument("--out", required=True, help="output .tflite file")
+    p.set_defaults(func=cmd_export)
+
+    p = command("deploy-check", "TFLite Micro arena of a .tflite model; exit 1 if over --budget (moofa[mcu])")
+    p.add_argument("model", help=".tflite file")
+    p.add_argument("--budget", help="bytes: 262144, 256KiB, 300kB")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_deploy_check)
 
     p = command("spaces", "list the known search spaces")
     p.add_argument("--json", action="store_true", help="print JSON")
