@@ -1,7 +1,7 @@
 """The whole moofa workflow in one call: train a supernet, measure subnets, train a predictor,
 search under a memory budget, extract the winner and check it.
 
-    python -m moofa.pipeline --workdir runs/demo     # the digits-demo config: minutes on a 2-core CPU
+    python -m moofa.pipeline --workdir runs/demo     # the digits-demo config: about a minute on 2 cores
 
 Steps (each resumable: run the same command again after an interruption):
 

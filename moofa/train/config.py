@@ -45,7 +45,7 @@ class Phase:
 
 @dataclass
 class TrainConfig:
-    """Everything a run needs; defaults are the published runs' (REFERENCE.md)."""
+    """Everything a run needs; defaults are the published OFA / MOOFA runs' (the paper's Table 2)."""
 
     space: Any = "moofa"  # a registered name, a [space] table (dict) or a moofa.Space
     data: str = field(default="digits", metadata={"allowed": "'digits', 'synthetic' or a folder path"})
