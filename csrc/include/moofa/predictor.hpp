@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "moofa/aligned.hpp"
 #include "moofa/scorer.hpp"
 #include "moofa/space.hpp"
 
@@ -76,13 +77,14 @@ class MlpPredictor : public Scorer {
   int features(const uint8_t* row, int32_t* out) const;
 
  private:
-  // Weights padded to whole vector blocks so the kernels need no edge cases.
+  // Weights padded to whole vector blocks so the kernels need no edge cases; 64-byte
+  // aligned, and ld is a multiple of 16 floats, so every weight row starts a cache line.
   struct PaddedLayer {
     int in = 0, out = 0;          // true sizes
     int in_pad = 0, out_pad = 0;  // padded sizes (zeros in the padding)
     int ld = 0;                   // row stride of weight (floats)
-    std::vector<float> weight;    // in_pad rows of ld floats (first layer: in rows)
-    std::vector<float> bias;      // out_pad
+    AlignedVector<float> weight;  // in_pad rows of ld floats (first layer: in rows)
+    AlignedVector<float> bias;    // out_pad
   };
   void score_range(const uint8_t* rows, std::size_t begin, std::size_t end, float* out) const;
   void build_gather_table();
@@ -107,12 +109,14 @@ class MlpPredictor : public Scorer {
   // W_0[expand e of j]; slot 0 (always active) also folds in the resolution row and
   // the bias. A config then adds one row per active slot instead of two plus one.
   int gather_rows_ = 0;
-  std::vector<float> gather_table_;  // chunk-major, see predictor_kernels.hpp
-  std::vector<float> gather_skip_;   // rows (empty without a skip)
-  std::vector<int16_t> gather_i16_;  // the same table quantised (Precision::kInt16 only)
-  std::vector<float> column_scale_;  // its per-output scale
-  std::vector<float> zero_bias_;     // layers_[0].out_pad zeros (the bias is folded in)
-  std::vector<int> slot_row_base_;   // first gather row of each slot
+  // The tables are 64-byte aligned: a chunk row (32 floats, or 32 int16) then spans whole
+  // cache lines, which the AVX-512 kernel's 64-byte loads need to run at full speed.
+  AlignedVector<float> gather_table_;  // chunk-major, see predictor_kernels.hpp
+  std::vector<float> gather_skip_;     // rows (empty without a skip)
+  AlignedVector<int16_t> gather_i16_;  // the same table quantised (Precision::kInt16 only)
+  std::vector<float> column_scale_;    // its per-output scale
+  std::vector<float> zero_bias_;       // layers_[0].out_pad zeros (the bias is folded in)
+  std::vector<int> slot_row_base_;     // first gather row of each slot
 };
 
 }  // namespace moofa
