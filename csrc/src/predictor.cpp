@@ -8,14 +8,13 @@
 
 #include "parallel.hpp"
 #include "predictor_kernels.hpp"
+#include "require.hpp"
 
 namespace moofa {
 
-namespace {
+using detail::require;
 
-void require(bool ok, const std::string& message) {
-  if (!ok) throw std::invalid_argument(message);
-}
+namespace {
 
 int round_up(int v, int m) { return (v + m - 1) / m * m; }
 

@@ -6,13 +6,13 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "require.hpp"
+
 namespace moofa {
 
-namespace {
+using detail::require;
 
-void require(bool ok, const std::string& message) {
-  if (!ok) throw std::invalid_argument(message);
-}
+namespace {
 
 // The evaluator's tables hold about this many bytes per (slot, resolution, kernel, expand) cell.
 constexpr std::size_t kBytesPerCell = 96;
