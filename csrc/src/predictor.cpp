@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 
@@ -94,6 +95,28 @@ Isa best_isa() {
   return Isa::kGeneric;
 }
 
+Isa default_isa() {
+  // Read once: the environment the process started with (later changes are not seen).
+  static const std::string value = [] {
+    const char* v = std::getenv("MOOFA_ISA");
+    return std::string(v ? v : "");
+  }();
+  if (value.empty() || value == "auto") return best_isa();
+  const char* allowed = "allowed: 'auto', 'avx512', 'avx2', 'generic', or unset";
+  Isa isa = Isa::kGeneric;
+  if (value == "avx512")
+    isa = Isa::kAvx512;
+  else if (value == "avx2")
+    isa = Isa::kAvx2;
+  else
+    require(value == "generic",
+            "environment variable MOOFA_ISA='" + value + "' names no kernel set (" + allowed + ")");
+  require(isa_supported(isa), "environment variable MOOFA_ISA='" + value +
+                                  "': this CPU does not support it (it runs up to '" +
+                                  isa_name(best_isa()) + "'; " + allowed + ")");
+  return isa;
+}
+
 std::string isa_name(Isa isa) {
   switch (isa) {
     case Isa::kAvx512:
@@ -106,7 +129,7 @@ std::string isa_name(Isa isa) {
 }
 
 Isa isa_from_name(const std::string& name) {
-  if (name == "auto") return best_isa();
+  if (name == "auto") return default_isa();
   if (name == "generic") return Isa::kGeneric;
   if (name == "avx2") return Isa::kAvx2;
   if (name == "avx512") return Isa::kAvx512;

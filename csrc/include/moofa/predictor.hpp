@@ -40,10 +40,15 @@ enum class Precision : int { kFloat32 = 0, kInt16 = 1 };
 std::string precision_name(Precision p);
 Precision precision_from_name(const std::string& name);  // "fp32", "int16"
 
+// The widest kernel set this CPU runs.
 Isa best_isa();
+// The kernel set "auto" means: the environment variable MOOFA_ISA ("avx512", "avx2",
+// "generic"; unset, empty or "auto": best_isa()), read at the first call. Throws
+// std::invalid_argument naming the variable for another value or one this CPU lacks.
+Isa default_isa();
 bool isa_supported(Isa isa);
 std::string isa_name(Isa isa);
-Isa isa_from_name(const std::string& name);  // "auto", "generic", "avx2", "avx512"
+Isa isa_from_name(const std::string& name);  // "auto" (default_isa()), "generic", "avx2", "avx512"
 
 class MlpPredictor : public Scorer {
  public:
@@ -51,7 +56,7 @@ class MlpPredictor : public Scorer {
   // skip: empty, or one weight per one-hot feature. Throws std::invalid_argument
   // naming the field on bad shapes or non-finite values.
   MlpPredictor(const SpaceSpec& space, std::vector<DenseLayer> layers, std::vector<float> skip = {},
-               float scale = 1.0f, float offset = 0.0f, Isa isa = best_isa(),
+               float scale = 1.0f, float offset = 0.0f, Isa isa = default_isa(),
                Precision precision = Precision::kFloat32);
 
   void score(const uint8_t* rows, std::size_t n, float* out, int threads) const override;
