@@ -152,10 +152,12 @@ MlpPredictor::MlpPredictor(const SpaceSpec& space, std::vector<DenseLayer> layer
   n_k_ = static_cast<int>(space_.kernels.size());
   n_e_ = static_cast<int>(space_.expands.size());
   n_slots_ = space_.n_slots();
-  n_stages_ = space_.n_stages();
-  slot_stage_ = space_.slot_stage();
-  const std::vector<int> first_slot = space_.stage_first_slot();
-  for (int j = 0; j < n_slots_; ++j) slot_pos_.push_back(j - first_slot[slot_stage_[j]]);
+  col_ = space_.column_offsets();
+  const std::vector<int> slot_stage = space_.slot_stage(), first_slot = space_.stage_first_slot();
+  for (int j = 0; j < n_slots_; ++j) {
+    slot_depth_col_.push_back(space_.col_depth(slot_stage[j]));
+    slot_pos_.push_back(j - first_slot[slot_stage[j]]);
+  }
   depth_value_ = space_.depths;
 
   require(!layers.empty(), "layers: at least one layer is needed");
@@ -288,12 +290,13 @@ void MlpPredictor::quantise_gather_table() {
 }
 
 int MlpPredictor::gather(const uint8_t* row, int32_t* out, int32_t stride) const {
-  const uint8_t* kernels = row + 1 + n_stages_;
-  const uint8_t* expands = kernels + n_slots_;
-  out[0] = (slot_row_base_[0] + (row[0] * n_k_ + kernels[0]) * n_e_ + expands[0]) * stride;
+  const uint8_t* kernels = row + col_.kernel;
+  const uint8_t* expands = row + col_.expand;
+  out[0] =
+      (slot_row_base_[0] + (row[col_.resolution] * n_k_ + kernels[0]) * n_e_ + expands[0]) * stride;
   int n = 1;
   for (int j = 1; j < n_slots_; ++j) {
-    if (slot_pos_[j] >= depth_value_[row[1 + slot_stage_[j]]]) continue;  // inactive slot
+    if (slot_pos_[j] >= depth_value_[row[slot_depth_col_[j]]]) continue;  // inactive slot
     out[n++] = (slot_row_base_[j] + kernels[j] * n_e_ + expands[j]) * stride;
   }
   return n;
@@ -307,13 +310,13 @@ std::vector<int> MlpPredictor::layer_sizes() const {
 
 int MlpPredictor::features(const uint8_t* row, int32_t* out) const {
   int n = 0;
-  out[n++] = row[0];
+  out[n++] = row[col_.resolution];
   const int kernel_base = space_.one_hot_kernel_offset(),
             expand_base = space_.one_hot_expand_offset();
-  const uint8_t* kernels = row + space_.col_kernel(0);
-  const uint8_t* expands = row + space_.col_expand(0);
+  const uint8_t* kernels = row + col_.kernel;
+  const uint8_t* expands = row + col_.expand;
   for (int j = 0; j < n_slots_; ++j) {
-    if (slot_pos_[j] >= depth_value_[row[1 + slot_stage_[j]]]) continue;  // inactive slot
+    if (slot_pos_[j] >= depth_value_[row[slot_depth_col_[j]]]) continue;  // inactive slot
     out[n++] = kernel_base + j * n_k_ + kernels[j];
     out[n++] = expand_base + j * n_e_ + expands[j];
   }

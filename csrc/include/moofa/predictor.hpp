@@ -102,8 +102,11 @@ class MlpPredictor : public Scorer {
   SpaceSpec space_;
   RowCheck check_;
   int n_features_ = 0;
-  int n_res_ = 0, n_k_ = 0, n_e_ = 0, n_slots_ = 0, n_stages_ = 0;
-  std::vector<int> slot_stage_, slot_pos_, depth_value_;
+  int n_res_ = 0, n_k_ = 0, n_e_ = 0, n_slots_ = 0;
+  ColumnOffsets col_;  // the space's column layout
+  // Per slot: the column of its stage's depth and its position in the stage (the slot
+  // is active when that position is below the depth).
+  std::vector<int> slot_depth_col_, slot_pos_, depth_value_;
   std::vector<PaddedLayer> layers_;
   std::vector<float> skip_;
   float scale_ = 1.0f, offset_ = 0.0f;
