@@ -26,6 +26,8 @@ constexpr int kPad = 32;
 // a power-of-two stride (a 512-wide layer is 2 KB per row) the rows a k-block walks
 // down would all map to the same few L1 sets and evict each other.
 constexpr int kStrideSkew = 16;
+static_assert(kPad % 16 == 0 && kStrideSkew % 16 == 0,
+              "dense weight rows must start on 64-byte lines (the weights are 64-byte aligned)");
 
 bool all_finite(const std::vector<float>& v) {
   return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });

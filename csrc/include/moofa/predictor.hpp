@@ -83,7 +83,8 @@ class MlpPredictor : public Scorer {
 
  private:
   // Weights padded to whole vector blocks so the kernels need no edge cases; 64-byte
-  // aligned, and ld is a multiple of 16 floats, so every weight row starts a cache line.
+  // aligned, and ld is a multiple of 16 floats (but 1 in the last layer, a single
+  // column), so every weight row starts a cache line.
   struct PaddedLayer {
     int in = 0, out = 0;          // true sizes
     int in_pad = 0, out_pad = 0;  // padded sizes (zeros in the padding)
