@@ -285,8 +285,10 @@ def test_moofa_isa_environment_variable_rejects_unknown_values(tmp_path, value):
     assert not (tmp_path / "out.npy").exists()
 
 
-@pytest.mark.parametrize("isa", [isa for isa in ("avx2", "avx512") if isa not in ISAS])
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 def test_moofa_isa_environment_variable_refuses_a_kernel_the_cpu_lacks(tmp_path, isa):
+    if isa in ISAS:
+        pytest.skip(f"this CPU runs {isa}")
     proc = _run_with_isa_env(isa, tmp_path / "out.npy")
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert f"MOOFA_ISA='{isa}'" in proc.stdout and "does not support" in proc.stdout
