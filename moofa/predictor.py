@@ -338,7 +338,8 @@ def load_predictor(
       is named after it (``ofa.pth.tar``).
 
     ``space``, when given, must match the predictor's own space. ``isa`` forces a
-    kernel set (``"generic"``, ``"avx2"``, ``"avx512"``); ``precision="int16"``
+    kernel set (``"generic"``, ``"avx2"``, ``"avx512"``); ``"auto"`` takes the one the
+    environment variable ``MOOFA_ISA`` names, else the widest the CPU runs; ``precision="int16"``
     stores the first layer as int16 (faster, predictions move by < 0.001 points).
     """
     if isinstance(name_or_path, str) and name_or_path in SHIPPED:

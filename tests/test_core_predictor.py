@@ -4,6 +4,9 @@ user-defined spaces, and bad input."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -228,3 +231,75 @@ def test_bad_rows_are_refused():
         pred.score(rows)
     with pytest.raises(ValueError, match="threads"):
         pred.score(rows[:1], -1)
+
+
+# --- MOOFA_ISA: the kernel set "auto" means --------------------------------------------------
+
+_ISA_CHILD = """
+import sys
+import numpy as np
+import moofa
+try:
+    pred = moofa.load_predictor("moofa")
+except ValueError as e:
+    print("ValueError:", e)
+    sys.exit(3)
+rows = moofa.random_subnets(300, "moofa", seed=4)
+np.save(sys.argv[1], pred.scorer.score(rows, 1))
+print(pred.isa)
+"""
+
+
+def _run_with_isa_env(value: str, out) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MOOFA_ISA": value}
+    return subprocess.run(
+        [sys.executable, "-c", _ISA_CHILD, str(out)], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_moofa_isa_environment_variable_picks_the_kernel(tmp_path):
+    """Each kernel set this CPU runs, named in MOOFA_ISA, is the one "auto" gets: its
+    output has the bits of that kernel forced in this process, and all agree."""
+    rows = moofa.random_subnets(300, "moofa", seed=4)
+    pred = moofa.load_predictor("moofa")
+    outputs = {}
+    for isa in ISAS:
+        proc = _run_with_isa_env(isa, tmp_path / f"{isa}.npy")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stdout.split() == [isa]
+        outputs[isa] = np.load(tmp_path / f"{isa}.npy")
+        want = pred.with_options(isa=isa).scorer.score(rows, 1)
+        assert outputs[isa].tobytes() == want.tobytes()
+    for isa in ISAS:
+        np.testing.assert_allclose(outputs[isa], outputs["generic"], atol=1e-4, rtol=0)
+    proc = _run_with_isa_env("auto", tmp_path / "auto.npy")
+    assert proc.returncode == 0 and proc.stdout.split() == [core.best_isa()]
+
+
+@pytest.mark.parametrize("value", ["avx1024", "AVX2", " avx2", "best"])
+def test_moofa_isa_environment_variable_rejects_unknown_values(tmp_path, value):
+    proc = _run_with_isa_env(value, tmp_path / "out.npy")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert f"MOOFA_ISA='{value}'" in proc.stdout
+    assert "'auto', 'avx512', 'avx2', 'generic'" in proc.stdout
+    assert not (tmp_path / "out.npy").exists()
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_moofa_isa_environment_variable_refuses_a_kernel_the_cpu_lacks(tmp_path, isa):
+    if isa in ISAS:
+        pytest.skip(f"this CPU runs {isa}")
+    proc = _run_with_isa_env(isa, tmp_path / "out.npy")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert f"MOOFA_ISA='{isa}'" in proc.stdout and "does not support" in proc.stdout
+
+
+def test_an_explicit_isa_argument_does_not_read_moofa_isa(tmp_path):
+    """MOOFA_ISA only replaces the automatic choice: isa="generic" ignores even a bad value."""
+    child = _ISA_CHILD.replace('load_predictor("moofa")', 'load_predictor("moofa", isa="generic")')
+    env = {**os.environ, "MOOFA_ISA": "bogus"}
+    proc = subprocess.run(
+        [sys.executable, "-c", child, str(tmp_path / "g.npy")], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.split() == ["generic"]

@@ -173,6 +173,17 @@ def test_the_reported_segfault_is_a_value_error():
         moofa.evaluator("moofa").peaks(np.full((4, 46), 250, np.uint8))
 
 
+def test_a_coupled_expand_message_names_the_space_and_the_column():
+    sp = moofa.get_space("compofa")
+    rows = moofa.random_subnets(2, sp, seed=0)
+    col = spec(sp).column_offsets["expand"]  # slot 0: always active
+    rows[1, col] = (rows[1, col] + 1) % len(sp.expands)
+    with pytest.raises(
+        ValueError, match=rf"column {col} \(e\[0\]\) holds expand index .*, but space 'compofa' couples"
+    ):
+        moofa.load_predictor("compofa").scorer.score(rows)
+
+
 def test_many_threads_check_and_report_the_first_bad_row():
     rows = moofa.random_subnets(200_000, "moofa", seed=3)
     rows[150_001, 9] = 200

@@ -1,24 +1,24 @@
 #include "moofa/linear_scorer.hpp"
 
 #include <cmath>
-#include <stdexcept>
 #include <string>
 #include <utility>
 
 #include "parallel.hpp"
+#include "require.hpp"
 
 namespace moofa {
 
+using detail::require;
+
 LinearScorer::LinearScorer(const SpaceSpec& space, std::vector<float> weights, float bias)
     : space_((space.validate(), space)), check_(space), weights_(std::move(weights)), bias_(bias) {
-  if (static_cast<int>(weights_.size()) != n_features(space_))
-    throw std::invalid_argument(
-        "weights must hold " + std::to_string(n_features(space_)) +
-        " values for this space (resolution, kernel and expand one-hots), got " +
-        std::to_string(weights_.size()));
-  for (float w : weights_)
-    if (!std::isfinite(w)) throw std::invalid_argument("weights must be finite");
-  if (!std::isfinite(bias_)) throw std::invalid_argument("bias must be finite");
+  require(static_cast<int>(weights_.size()) == n_features(space_),
+          "weights must hold " + std::to_string(n_features(space_)) +
+              " values for this space (resolution, kernel and expand one-hots), got " +
+              std::to_string(weights_.size()));
+  for (float w : weights_) require(std::isfinite(w), "weights must be finite");
+  require(std::isfinite(bias_), "bias must be finite");
   stage_first_slot_ = space_.stage_first_slot();
   n_slots_ = space_.n_slots();
   kernel_offset_ = space_.one_hot_kernel_offset();

@@ -3,19 +3,19 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 
 #include "parallel.hpp"
 #include "predictor_kernels.hpp"
+#include "require.hpp"
 
 namespace moofa {
 
-namespace {
+using detail::require;
 
-void require(bool ok, const std::string& message) {
-  if (!ok) throw std::invalid_argument(message);
-}
+namespace {
 
 int round_up(int v, int m) { return (v + m - 1) / m * m; }
 
@@ -26,6 +26,8 @@ constexpr int kPad = 32;
 // a power-of-two stride (a 512-wide layer is 2 KB per row) the rows a k-block walks
 // down would all map to the same few L1 sets and evict each other.
 constexpr int kStrideSkew = 16;
+static_assert(kPad % 16 == 0 && kStrideSkew % 16 == 0,
+              "dense weight rows must start on 64-byte lines (the weights are 64-byte aligned)");
 
 bool all_finite(const std::vector<float>& v) {
   return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
@@ -95,6 +97,28 @@ Isa best_isa() {
   return Isa::kGeneric;
 }
 
+Isa default_isa() {
+  // Read once: the environment the process started with (later changes are not seen).
+  static const std::string value = [] {
+    const char* v = std::getenv("MOOFA_ISA");
+    return std::string(v ? v : "");
+  }();
+  if (value.empty() || value == "auto") return best_isa();
+  const char* allowed = "allowed: 'auto', 'avx512', 'avx2', 'generic', or unset";
+  Isa isa = Isa::kGeneric;
+  if (value == "avx512")
+    isa = Isa::kAvx512;
+  else if (value == "avx2")
+    isa = Isa::kAvx2;
+  else
+    require(value == "generic",
+            "environment variable MOOFA_ISA='" + value + "' names no kernel set (" + allowed + ")");
+  require(isa_supported(isa), "environment variable MOOFA_ISA='" + value +
+                                  "': this CPU does not support it (it runs up to '" +
+                                  isa_name(best_isa()) + "'; " + allowed + ")");
+  return isa;
+}
+
 std::string isa_name(Isa isa) {
   switch (isa) {
     case Isa::kAvx512:
@@ -107,7 +131,7 @@ std::string isa_name(Isa isa) {
 }
 
 Isa isa_from_name(const std::string& name) {
-  if (name == "auto") return best_isa();
+  if (name == "auto") return default_isa();
   if (name == "generic") return Isa::kGeneric;
   if (name == "avx2") return Isa::kAvx2;
   if (name == "avx512") return Isa::kAvx512;
@@ -130,10 +154,12 @@ MlpPredictor::MlpPredictor(const SpaceSpec& space, std::vector<DenseLayer> layer
   n_k_ = static_cast<int>(space_.kernels.size());
   n_e_ = static_cast<int>(space_.expands.size());
   n_slots_ = space_.n_slots();
-  n_stages_ = space_.n_stages();
-  slot_stage_ = space_.slot_stage();
-  const std::vector<int> first_slot = space_.stage_first_slot();
-  for (int j = 0; j < n_slots_; ++j) slot_pos_.push_back(j - first_slot[slot_stage_[j]]);
+  col_ = space_.column_offsets();
+  const std::vector<int> slot_stage = space_.slot_stage(), first_slot = space_.stage_first_slot();
+  for (int j = 0; j < n_slots_; ++j) {
+    slot_depth_col_.push_back(space_.col_depth(slot_stage[j]));
+    slot_pos_.push_back(j - first_slot[slot_stage[j]]);
+  }
   depth_value_ = space_.depths;
 
   require(!layers.empty(), "layers: at least one layer is needed");
@@ -266,12 +292,13 @@ void MlpPredictor::quantise_gather_table() {
 }
 
 int MlpPredictor::gather(const uint8_t* row, int32_t* out, int32_t stride) const {
-  const uint8_t* kernels = row + 1 + n_stages_;
-  const uint8_t* expands = kernels + n_slots_;
-  out[0] = (slot_row_base_[0] + (row[0] * n_k_ + kernels[0]) * n_e_ + expands[0]) * stride;
+  const uint8_t* kernels = row + col_.kernel;
+  const uint8_t* expands = row + col_.expand;
+  out[0] =
+      (slot_row_base_[0] + (row[col_.resolution] * n_k_ + kernels[0]) * n_e_ + expands[0]) * stride;
   int n = 1;
   for (int j = 1; j < n_slots_; ++j) {
-    if (slot_pos_[j] >= depth_value_[row[1 + slot_stage_[j]]]) continue;  // inactive slot
+    if (slot_pos_[j] >= depth_value_[row[slot_depth_col_[j]]]) continue;  // inactive slot
     out[n++] = (slot_row_base_[j] + kernels[j] * n_e_ + expands[j]) * stride;
   }
   return n;
@@ -285,13 +312,13 @@ std::vector<int> MlpPredictor::layer_sizes() const {
 
 int MlpPredictor::features(const uint8_t* row, int32_t* out) const {
   int n = 0;
-  out[n++] = row[0];
+  out[n++] = row[col_.resolution];
   const int kernel_base = space_.one_hot_kernel_offset(),
             expand_base = space_.one_hot_expand_offset();
-  const uint8_t* kernels = row + space_.col_kernel(0);
-  const uint8_t* expands = row + space_.col_expand(0);
+  const uint8_t* kernels = row + col_.kernel;
+  const uint8_t* expands = row + col_.expand;
   for (int j = 0; j < n_slots_; ++j) {
-    if (slot_pos_[j] >= depth_value_[row[1 + slot_stage_[j]]]) continue;  // inactive slot
+    if (slot_pos_[j] >= depth_value_[row[slot_depth_col_[j]]]) continue;  // inactive slot
     out[n++] = kernel_base + j * n_k_ + kernels[j];
     out[n++] = expand_base + j * n_e_ + expands[j];
   }

@@ -6,7 +6,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <type_traits>
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 #define MOOFA_X86 1
@@ -91,7 +90,6 @@ struct IVec {
     }
   }
 };
-using GatherVec = Vec;
 constexpr int kMR = 4;
 #include "predictor_kernels.inc"
 }  // namespace generic_isa
@@ -107,9 +105,8 @@ void forward_tile_generic(const TileWork& work) { generic_isa::forward_tile(work
 #pragma GCC target("avx2,fma")
 #endif
 namespace avx2_isa {
-#include "predictor_vec_avx2.inc"
-using GatherVec = Vec;
 #include "predictor_ivec_avx2.inc"
+#include "predictor_vec_avx2.inc"
 constexpr int kMR = 6;  // 12 accumulators + 2 weights + 1 broadcast of 16 registers
 #include "predictor_kernels.inc"
 }  // namespace avx2_isa
@@ -142,19 +139,7 @@ struct Vec {
   static inline T fma(T x, T w, T acc) { return _mm512_fmadd_ps(x, w, acc); }
   static inline T relu(T a) { return _mm512_max_ps(a, _mm512_setzero_ps()); }
   static inline float hsum(T a) { return _mm512_reduce_add_ps(a); }
-  // One register from two halves (lo: lanes 0-7).
-  static inline T join(__m256 lo, __m256 hi) {
-    return _mm512_castpd_ps(
-        _mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
-  }
 };
-namespace narrow {
-#include "predictor_vec_avx2.inc"
-}
-// The first layer's gathers from a table that is not 64-byte aligned: every 64-byte load
-// of it would straddle two cache lines (measured 1.1x the AVX2 kernel's time on the
-// shipped predictors, against 0.83x from an aligned table), so they load 32 bytes at a time.
-using GatherVec = narrow::Vec;
 #include "predictor_ivec_avx2.inc"
 // 16 accumulators + 2 weights + 1 broadcast of 32 registers. Twelve rows (24
 // accumulators) should fit as well, but GCC then keeps the two weight vectors on the stack

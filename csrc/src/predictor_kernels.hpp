@@ -5,7 +5,7 @@
 
 namespace moofa::detail {
 
-// Rows per tile: a multiple of every kernel's register block (4, 6, 12).
+// Rows per tile: a multiple of every kernel's register block (4, 6, 8).
 constexpr int kTileRows = 48;
 // Output chunk of the first layer's chunk-major gather table (floats).
 constexpr int kFirstChunk = 32;

@@ -6,13 +6,13 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "require.hpp"
+
 namespace moofa {
 
-namespace {
+using detail::require;
 
-void require(bool ok, const std::string& message) {
-  if (!ok) throw std::invalid_argument(message);
-}
+namespace {
 
 // The evaluator's tables hold about this many bytes per (slot, resolution, kernel, expand) cell.
 constexpr std::size_t kBytesPerCell = 96;
@@ -203,9 +203,8 @@ std::string SpaceSpec::column_name(int column) const {
 
 std::string SpaceSpec::invalid_message(std::size_t row, int column, const uint8_t* data) const {
   const ColumnOffsets o = column_offsets();
-  const std::string name = column_name(column);
   const std::string where = "encoded config row " + std::to_string(row) + ", column " +
-                            std::to_string(column) + " (" + name + ")";
+                            std::to_string(column) + " (" + column_name(column) + ")";
   const int value = data[column];
   const std::string space_name = "space '" + (name.empty() ? std::string("?") : name) + "'";
   std::string field, choices;
@@ -238,6 +237,7 @@ RowCheck::RowCheck(const SpaceSpec& space)
       stage_first_slot_(space.stage_first_slot()),
       depth_value_(space.depths),
       expand_by_depth_(space.expand_by_depth),
+      depth_col_(space.column_offsets().depth),
       expand_col_(space.column_offsets().expand) {
   for (int l : space.column_limits()) limit_.push_back(static_cast<uint8_t>(l));
 }
@@ -251,7 +251,7 @@ int RowCheck::first_out_of_range(const uint8_t* row) const {
 int RowCheck::coupled_column(const uint8_t* row) const {
   // The stored expand of active slots must agree with the coupling.
   for (int s = 0; s < n_stages_; ++s) {
-    const int di = row[1 + s];
+    const int di = row[depth_col_ + s];
     const int d = depth_value_[di];
     const uint8_t e = static_cast<uint8_t>(expand_by_depth_[di]);
     const uint8_t* col = row + expand_col_ + stage_first_slot_[s];

@@ -2,7 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
-#include <stdexcept>
+
+#include "require.hpp"
 
 namespace moofa {
 
@@ -29,26 +30,21 @@ Variation::Variation(const Evaluator& evaluator, const Constraints& constraints,
       c_(constraints),
       mutate_prob_(mutate_prob),
       resolution_mutate_prob_(resolution_mutate_prob),
-      n_cols_(spec_.n_columns()),
+      col_(spec_.column_offsets()),
+      n_cols_(col_.end),
       n_res_(static_cast<int>(spec_.resolutions.size())),
       n_k_(static_cast<int>(spec_.kernels.size())),
       n_e_(static_cast<int>(spec_.expands.size())),
       n_d_(static_cast<int>(spec_.depths.size())),
       n_stages_(spec_.n_stages()),
       n_slots_(spec_.n_slots()),
-      kernel_col0_(1 + n_stages_),
-      expand_col0_(1 + n_stages_ + n_slots_),
       coupled_(spec_.coupled()) {
   c_.validate();
-  if (!(mutate_prob >= 0.0 && mutate_prob <= 1.0))
-    throw std::invalid_argument("mutate_prob must be in [0, 1]");
-  if (!(resolution_mutate_prob >= 0.0 && resolution_mutate_prob <= 1.0))
-    throw std::invalid_argument("resolution_mutate_prob must be in [0, 1]");
-  for (int s = 0; s < n_stages_; ++s) {
-    first_slot_.push_back(ev_.stage_first_slot(s));
-    stage_max_depth_.push_back(spec_.stages[s].max_depth);
-    for (int j = 0; j < spec_.stages[s].max_depth; ++j) slot_stage_.push_back(s);
-  }
+  detail::require(mutate_prob >= 0.0 && mutate_prob <= 1.0, "mutate_prob must be in [0, 1]");
+  detail::require(resolution_mutate_prob >= 0.0 && resolution_mutate_prob <= 1.0,
+                  "resolution_mutate_prob must be in [0, 1]");
+  first_slot_ = spec_.stage_first_slot();
+  slot_stage_ = spec_.slot_stage();
   for (int r = 0; r < n_res_; ++r)
     for (int slot = 0; slot < n_slots_; ++slot)
       for (int k = 0; k < n_k_; ++k)
@@ -137,7 +133,7 @@ bool Variation::depth_fits(int stage, int depth_index, int r, int64_t cap) const
 }
 
 void Variation::set_depth(uint8_t* row, int stage, int depth_index) const {
-  row[spec_.col_depth(stage)] = static_cast<uint8_t>(depth_index);
+  row[col_depth(stage)] = static_cast<uint8_t>(depth_index);
   if (!coupled_) return;
   const auto e = static_cast<uint8_t>(coupled_expand(depth_index));
   for (int j = 0; j < spec_.stages[stage].max_depth; ++j)
@@ -154,7 +150,7 @@ bool Variation::fits(const uint8_t* row) const {
 void Variation::canonical(const uint8_t* row, uint8_t* out) const {
   if (out != row) std::memcpy(out, row, static_cast<std::size_t>(n_cols_));
   for (int s = 0; s < n_stages_; ++s) {
-    const int di = row[spec_.col_depth(s)];
+    const int di = row[col_depth(s)];
     const auto idle_e = static_cast<uint8_t>(coupled_ ? coupled_expand(di) : 0);
     for (int j = spec_.depths[di]; j < spec_.stages[s].max_depth; ++j) {
       out[col_kernel(first_slot_[s] + j)] = 0;
@@ -208,10 +204,10 @@ bool Variation::repair(uint8_t* row, Rng& rng) const {
   const int* depths = spec_.depths.data();
   const int* first_slot = first_slot_.data();
   for (int s = 0; s < n_stages_; ++s) {
-    const int di = row[1 + s];
+    const int di = row[col_depth(s)];
     const int first = first_slot[s], end = first + depths[di];
     for (int slot = first; slot < end; ++slot) {
-      if (ok[slot * n_ke + row[kernel_col0_ + slot] * n_e_ + row[expand_col0_ + slot]]) continue;
+      if (ok[slot * n_ke + row[col_kernel(slot)] * n_e_ + row[col_expand(slot)]]) continue;
       if (!draw_slot(rng, slot, r, coupled_ ? coupled_expand(di) : -1, c_.max_peak, row))
         return false;
     }
@@ -229,8 +225,8 @@ bool Variation::shrink(uint8_t* row, Rng& rng) const {
     moves.clear();
     if (row[0] > 0) moves.push_back(0);
     for (int s = 0; s < n_stages_; ++s) {
-      const int di = row[spec_.col_depth(s)];
-      if (di > 0) moves.push_back(spec_.col_depth(s));
+      const int di = row[col_depth(s)];
+      if (di > 0) moves.push_back(col_depth(s));
       for (int j = 0; j < spec_.depths[di]; ++j) {
         const int slot = first_slot_[s] + j;
         if (row[col_kernel(slot)] > 0) moves.push_back(col_kernel(slot));
@@ -239,8 +235,8 @@ bool Variation::shrink(uint8_t* row, Rng& rng) const {
     }
     if (moves.empty()) return false;
     const int col = moves[rng.below(static_cast<int>(moves.size()))];
-    if (col >= spec_.col_depth(0) && col < spec_.col_depth(0) + n_stages_)
-      set_depth(row, col - spec_.col_depth(0), row[col] - 1);
+    if (col >= col_depth(0) && col < col_depth(0) + n_stages_)
+      set_depth(row, col - col_depth(0), row[col] - 1);
     else
       row[col] = static_cast<uint8_t>(row[col] - 1);
   }
@@ -270,7 +266,7 @@ void Variation::mutate_genes(uint8_t* out, Rng& rng, double prob, double resolut
         continue;
       }
       const int slot = gene;
-      const int forced = coupled_ ? coupled_expand(out[1 + slot_stage_[slot]]) : -1;
+      const int forced = coupled_ ? coupled_expand(out[col_depth(slot_stage_[slot])]) : -1;
       if (draw_slot(rng, slot, r, forced, c_.max_peak, out)) continue;
       out[col_kernel(slot)] = static_cast<uint8_t>(rng.below(n_k_));
       out[col_expand(slot)] = static_cast<uint8_t>(forced >= 0 ? forced : rng.below(n_e_));
@@ -326,7 +322,7 @@ bool Variation::crossover(const uint8_t* a, const uint8_t* b, Rng& rng, uint8_t*
     }
   }
   if (coupled_)
-    for (int s = 0; s < n_stages_; ++s) set_depth(out, s, out[spec_.col_depth(s)]);
+    for (int s = 0; s < n_stages_; ++s) set_depth(out, s, out[col_depth(s)]);
   // A copy of a parent (similar parents, or the coins all fell one way) is already scored:
   // mutate it rather than hand back a certain duplicate.
   const auto cols = static_cast<std::size_t>(n_cols_);

@@ -14,6 +14,7 @@
 
 #include "moofa/memory.hpp"
 #include "moofa/search_options.hpp"
+#include "moofa/space.hpp"
 #include "rng.hpp"
 
 namespace moofa {
@@ -51,8 +52,10 @@ class Variation {
   int64_t peak_ceiling() const { return ceiling_; }
 
  private:
-  int col_kernel(int slot) const { return kernel_col0_ + slot; }
-  int col_expand(int slot) const { return expand_col0_ + slot; }
+  // SpaceSpec's column layout, its offsets cached (SpaceSpec::n_slots() sums the stages).
+  int col_depth(int stage) const { return col_.depth + stage; }
+  int col_kernel(int slot) const { return col_.kernel + slot; }
+  int col_expand(int slot) const { return col_.expand + slot; }
   void mutate_genes(uint8_t* row, Rng& rng, double prob, double resolution_prob) const;
   bool slot_fits(int slot, int r, int k, int e, int64_t cap) const {
     return ev_.slot_peak(slot, r, k, e) <= cap;
@@ -72,11 +75,12 @@ class Variation {
   const SpaceSpec& spec_;
   Constraints c_;
   double mutate_prob_, resolution_mutate_prob_;
-  int n_cols_, n_res_, n_k_, n_e_, n_d_, n_stages_, n_slots_, kernel_col0_, expand_col0_;
+  ColumnOffsets col_;
+  int n_cols_, n_res_, n_k_, n_e_, n_d_, n_stages_, n_slots_;
   bool coupled_;
   int64_t ceiling_ = 0;
   std::vector<int> first_slot_;
-  std::vector<int> stage_max_depth_, slot_stage_;
+  std::vector<int> slot_stage_;
   // slot_ok_[(r * n_slots + slot) * n_k * n_e + k * n_e + e]: 1 when that choice fits
   // max_peak; repair reads one byte per active slot instead of an int64 peak table.
   std::vector<uint8_t> slot_ok_;

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "moofa/aligned.hpp"
 #include "moofa/scorer.hpp"
 #include "moofa/space.hpp"
 
@@ -39,10 +40,15 @@ enum class Precision : int { kFloat32 = 0, kInt16 = 1 };
 std::string precision_name(Precision p);
 Precision precision_from_name(const std::string& name);  // "fp32", "int16"
 
+// The widest kernel set this CPU runs.
 Isa best_isa();
+// The kernel set "auto" means: the environment variable MOOFA_ISA ("avx512", "avx2",
+// "generic"; unset, empty or "auto": best_isa()), read at the first call. Throws
+// std::invalid_argument naming the variable for another value or one this CPU lacks.
+Isa default_isa();
 bool isa_supported(Isa isa);
 std::string isa_name(Isa isa);
-Isa isa_from_name(const std::string& name);  // "auto", "generic", "avx2", "avx512"
+Isa isa_from_name(const std::string& name);  // "auto" (default_isa()), "generic", "avx2", "avx512"
 
 class MlpPredictor : public Scorer {
  public:
@@ -50,7 +56,7 @@ class MlpPredictor : public Scorer {
   // skip: empty, or one weight per one-hot feature. Throws std::invalid_argument
   // naming the field on bad shapes or non-finite values.
   MlpPredictor(const SpaceSpec& space, std::vector<DenseLayer> layers, std::vector<float> skip = {},
-               float scale = 1.0f, float offset = 0.0f, Isa isa = best_isa(),
+               float scale = 1.0f, float offset = 0.0f, Isa isa = default_isa(),
                Precision precision = Precision::kFloat32);
 
   void score(const uint8_t* rows, std::size_t n, float* out, int threads) const override;
@@ -76,13 +82,15 @@ class MlpPredictor : public Scorer {
   int features(const uint8_t* row, int32_t* out) const;
 
  private:
-  // Weights padded to whole vector blocks so the kernels need no edge cases.
+  // Weights padded to whole vector blocks so the kernels need no edge cases; 64-byte
+  // aligned, and ld is a multiple of 16 floats (but 1 in the last layer, a single
+  // column), so every weight row starts a cache line.
   struct PaddedLayer {
     int in = 0, out = 0;          // true sizes
     int in_pad = 0, out_pad = 0;  // padded sizes (zeros in the padding)
     int ld = 0;                   // row stride of weight (floats)
-    std::vector<float> weight;    // in_pad rows of ld floats (first layer: in rows)
-    std::vector<float> bias;      // out_pad
+    AlignedVector<float> weight;  // in_pad rows of ld floats (first layer: in rows)
+    AlignedVector<float> bias;    // out_pad
   };
   void score_range(const uint8_t* rows, std::size_t begin, std::size_t end, float* out) const;
   void build_gather_table();
@@ -95,8 +103,11 @@ class MlpPredictor : public Scorer {
   SpaceSpec space_;
   RowCheck check_;
   int n_features_ = 0;
-  int n_res_ = 0, n_k_ = 0, n_e_ = 0, n_slots_ = 0, n_stages_ = 0;
-  std::vector<int> slot_stage_, slot_pos_, depth_value_;
+  int n_res_ = 0, n_k_ = 0, n_e_ = 0, n_slots_ = 0;
+  ColumnOffsets col_;  // the space's column layout
+  // Per slot: the column of its stage's depth and its position in the stage (the slot
+  // is active when that position is below the depth).
+  std::vector<int> slot_depth_col_, slot_pos_, depth_value_;
   std::vector<PaddedLayer> layers_;
   std::vector<float> skip_;
   float scale_ = 1.0f, offset_ = 0.0f;
@@ -107,12 +118,14 @@ class MlpPredictor : public Scorer {
   // W_0[expand e of j]; slot 0 (always active) also folds in the resolution row and
   // the bias. A config then adds one row per active slot instead of two plus one.
   int gather_rows_ = 0;
-  std::vector<float> gather_table_;  // chunk-major, see predictor_kernels.hpp
-  std::vector<float> gather_skip_;   // rows (empty without a skip)
-  std::vector<int16_t> gather_i16_;  // the same table quantised (Precision::kInt16 only)
-  std::vector<float> column_scale_;  // its per-output scale
-  std::vector<float> zero_bias_;     // layers_[0].out_pad zeros (the bias is folded in)
-  std::vector<int> slot_row_base_;   // first gather row of each slot
+  // The tables are 64-byte aligned: a chunk row (32 floats, or 32 int16) then spans whole
+  // cache lines, which the AVX-512 kernel's 64-byte loads need to run at full speed.
+  AlignedVector<float> gather_table_;  // chunk-major, see predictor_kernels.hpp
+  std::vector<float> gather_skip_;     // rows (empty without a skip)
+  AlignedVector<int16_t> gather_i16_;  // the same table quantised (Precision::kInt16 only)
+  std::vector<float> column_scale_;    // its per-output scale
+  std::vector<float> zero_bias_;       // layers_[0].out_pad zeros (the bias is folded in)
+  std::vector<int> slot_row_base_;     // first gather row of each slot
 };
 
 }  // namespace moofa

@@ -1,6 +1,6 @@
 // What the search asks of an accuracy predictor: a batch of encoded configs in,
-// one score per config out (higher is better). The MLP predictor implements it;
-// the binding layer wraps Python callables in it.
+// one score per config out (higher is better). MlpPredictor and LinearScorer implement
+// it; the binding layer wraps Python callables in it.
 #pragma once
 
 #include <cstddef>

@@ -107,7 +107,7 @@ class RowCheck {
   bool coupled_ = false;
   std::vector<uint8_t> limit_;  // per column (a column's limit is at most 250)
   std::vector<int> stage_first_slot_, depth_value_, expand_by_depth_;
-  int expand_col_ = 0;
+  int depth_col_ = 0, expand_col_ = 0;
 };
 
 // Thrown (as std::overflow_error) when a figure of a space does not fit int64.
