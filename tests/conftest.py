@@ -69,3 +69,17 @@ def ctrl_c():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_outside_the_source_tree(tmp_path_factory):
+    """Work from a folder outside the checkout.
+
+    ``python -c`` puts its working folder first on ``sys.path``; started from the clone's
+    root, a test's subprocess would import the source tree (no built extension) instead of
+    the installed moofa.
+    """
+    previous = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(previous)
