@@ -49,7 +49,9 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "resolution_niche": 1,  # parents kept per input resolution first (0: plain OFA selection)
     "max_mflops": None,  # optional constraint
     "max_params": None,  # optional constraint
-    "memory_model": "full",  # "full" (paper: inputs + outputs + weights) or "activations" (MCU)
+    # "full" (paper: inputs + outputs + weights), "activations" (MCU) or "tflm" (TFLM's arena
+    # head of the int8 graph, bytes: use bytes_per_item=1)
+    "memory_model": "full",
     "bytes_per_item": 4,  # to read byte budgets such as "1.3MB" (4: float32, 1: int8)
     "threads": 0,  # 0: auto (all cores from population 512, else 1); same results
     "max_tries": 100,  # candidates drawn per child before it is given up
@@ -349,6 +351,10 @@ def linear_scorer(weights, bias: float = 0.0, space: str | Space = "moofa"):
 
 
 def _budget_items(budget, sp: Space, model: str, bytes_per_item) -> int:
+    if model == "tflm" and bytes_per_item != 1:
+        raise ValueError(
+            f"memory_model='tflm' counts bytes of the int8 graph: pass bytes_per_item=1, got {bytes_per_item!r}"
+        )
     items = parse_budget(budget, bytes_per_item)
     smallest, _ = min_peak(sp, memory_model=model)
     if items < smallest:

@@ -157,3 +157,77 @@ def test_bad_input():
     with pytest.raises(ValueError, match="final_expand: activation 'swish' is not supported"):
         tflm.head(net, swish)
     assert tflm.head(net, "moofa") == tflm.head(net.to_dict(), "moofa")
+
+
+# --- the C++ evaluator (memory_model="tflm") ------------------------------------------------
+
+
+def test_cpp_head_is_python_head_is_tflm_head(measured):
+    by_space: dict[str, list] = {}
+    for sp, net, _, head, _ in measured:
+        by_space.setdefault(sp.name, []).append((sp, net, head))
+    for cases in by_space.values():
+        sp = cases[0][0]
+        nets = [net for _, net, _ in cases]
+        cpp = moofa.peak_memory(nets, sp, memory_model="tflm")
+        assert cpp.tolist() == [head for _, _, head in cases]
+        assert cpp.tolist() == [tflm.head(net, sp) for net in nets]
+        one = moofa.profile(nets[0], sp, memory_model="tflm")
+        assert one.peak == cases[0][2] and one.unit == "bytes" and one.memory_model == "tflm"
+
+
+@pytest.mark.parametrize("name", ["moofa-e1-2", "moofa", "ofa", "compofa", "moofa-e346"])
+def test_cpp_head_matches_the_reference_on_random_rows(name):
+    rows = moofa.random_subnets(300, name, seed=11)
+    nets = moofa.decode(rows, name)
+    cpp = moofa.peak_memory(rows, name, memory_model="tflm", threads=2)
+    assert cpp.tolist() == [tflm.head(net, name) for net in nets]
+    # Batched profiles agree; the mcu histogram is what profiles carry besides the head.
+    prof = moofa.profiles(rows, name, memory_model="tflm")
+    assert prof["peak"].tolist() == cpp.tolist()
+    mcu = moofa.profiles(rows, name, memory_model="mcu")
+    assert prof["mflops"].tolist() == mcu["mflops"].tolist()
+    assert moofa.profiles(rows, name, memory_model="tflm", with_hist=True)["peak"].tolist() == cpp.tolist()
+
+
+def test_search_winner_fits_in_tflm():
+    """The winner under a tflm budget allocates in TFLM with a head within the budget (its
+    exported model, random weights: the head depends on shapes only)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("tflite_micro", reason="tflite-micro has wheels for CPython 3.10-3.12 only (moofa[mcu])")
+    import moofa.nn as mnn
+    from moofa.export import tflite
+
+    sup = mnn.Supernet("moofa-e1-2")
+    models, results = [], []
+    for budget in ("96KiB", "128KiB", "256KiB"):
+        r = moofa.search(budget, space="moofa-e1-2", memory_model="tflm", bytes_per_item=1, seed=0)
+        assert r.peak <= r.budget == moofa.units.parse_budget(budget, 1)
+        size = r.subnet.image_size
+        models.append(tflite(sup.extract(r.subnet).eval(), torch.randn(1, 3, size, size)))
+        results.append(r)
+        # A search under the mcu model at the same byte budget picks a winner TFLM cannot fit.
+        mcu = moofa.search(budget, space="moofa-e1-2", memory_model="mcu", bytes_per_item=1, seed=0)
+        print(f"{budget}: tflm winner head {r.peak}, mcu winner head {tflm.head(mcu.subnet, 'moofa-e1-2')}")
+    for r, row in zip(results, tflm_allocations(models)):
+        assert row["head"] == r.peak <= r.budget
+
+
+def test_tflm_model_refuses_what_it_cannot_count():
+    net = moofa.Subnet.from_dict({"ks": [3] * 20, "e": [2] * 20, "d": [2] * 5, "image_size": 128}, "moofa")
+    with pytest.raises(ValueError, match="bytes_per_item must be 1"):
+        moofa.profile(net, "moofa", memory_model="tflm", bytes_per_item=4)
+    with pytest.raises(ValueError, match="bytes_per_item must be 1"):
+        moofa.peak_memory([net], "moofa", memory_model="tflm", bytes_per_item=2)
+    assert moofa.peak_memory([net], "moofa", memory_model="tflm", bytes_per_item=1)[0] == tflm.head(net, "moofa")
+    with pytest.raises(ValueError, match="pass bytes_per_item=1"):
+        moofa.search("256KiB", space="moofa", memory_model="tflm")
+    swish = dataclasses.replace(
+        moofa.get_space("moofa"),
+        name="moofa-swish",
+        stages=tuple(dataclasses.replace(s, act="swish") for s in moofa.get_space("moofa").stages),
+    )
+    with pytest.raises(ValueError, match=r"stages\[0\].act='swish'"):
+        moofa.peak_memory([net], swish, memory_model="tflm")
+    with pytest.raises(ValueError, match="memory_model must be one of"):
+        moofa.peak_memory([net], "moofa", memory_model="tflite")
