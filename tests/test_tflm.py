@@ -231,3 +231,22 @@ def test_tflm_model_refuses_what_it_cannot_count():
         moofa.peak_memory([net], swish, memory_model="tflm")
     with pytest.raises(ValueError, match="memory_model must be one of"):
         moofa.peak_memory([net], "moofa", memory_model="tflite")
+
+
+@pytest.mark.parametrize("name", ["moofa-e1-2", "moofa", "ofa"])
+def test_search_and_pareto_never_exceed_a_tflm_budget(name):
+    """The search's operators prune with lower bounds of the head; what it returns must fit
+    the exact head (checked with the Python reference)."""
+    smallest, _ = moofa.min_peak(name, memory_model="tflm")
+    for factor in (1.05, 1.5, 3.0):
+        budget = int(smallest * factor)
+        for seed in (0, 1):
+            r = moofa.search(
+                budget, space=name, memory_model="tflm", bytes_per_item=1, seed=seed, population=40, generations=40
+            )
+            assert r.peak == tflm.head(r.subnet, name) <= budget
+    front = moofa.pareto(
+        space=name, memory_model="tflm", bytes_per_item=1, seed=0, generations=30, max_peak=int(smallest * 2)
+    )
+    heads = [tflm.head(net, name) for net in front.subnets]
+    assert list(front.peak) == heads and max(heads) <= int(smallest * 2)
