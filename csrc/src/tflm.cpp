@@ -62,7 +62,10 @@ class SegmentBuilder {
     if (stride == 1 && c_in == c_out) return op({p, x}, hw(p), c_out);
     return p;
   }
-  TflmSegment take() { return std::move(seg_); }
+  TflmSegment take() {
+    seg_.finish();
+    return std::move(seg_);
+  }
 
  private:
   int64_t in_hw_, in_c_;
@@ -71,6 +74,17 @@ class SegmentBuilder {
 };
 
 }  // namespace
+
+void TflmSegment::finish() {
+  const int n_t = static_cast<int>(tensors.size());
+  const int n = n_t + static_cast<int>(scratch.size());
+  order.resize(n);
+  for (int i = 0; i < n; ++i) order[i] = i;
+  // Scratch buffers come after every tensor in TFLM's order, so locally too.
+  auto size = [&](int i) { return i < n_t ? tensors[i].size : scratch[i - n_t].size; };
+  std::sort(order.begin(), order.end(),
+            [&](int a, int b) { return size(a) != size(b) ? size(a) > size(b) : a > b; });
+}
 
 int64_t TflmSegment::live_peak() const {
   int64_t best = 0;
@@ -85,6 +99,80 @@ int64_t TflmSegment::live_peak() const {
   return best;
 }
 
+namespace {
+
+// The placement, buffers in placement order given by keys (size << 20 | id, descending).
+// TFLM walks the placed buffers by offset, skipping those not alive with the new one: only
+// the placed buffers alive at one of its scopes matter, so they are listed per scope (graph
+// lifetimes are short: each buffer touches few entries).
+int64_t plan_by_scope(const std::vector<TflmBuffer>& buffers, const std::vector<uint64_t>& keys,
+                      TflmWork* work, std::vector<int64_t>* offsets_out) {
+  const int n = static_cast<int>(buffers.size());
+  int32_t n_scopes = 0;
+  for (const TflmBuffer& b : buffers) n_scopes = std::max(n_scopes, b.last + 1);
+  std::vector<int32_t>& count = work->count;
+  count.assign(static_cast<std::size_t>(n_scopes) + 1, 0);
+  for (const TflmBuffer& b : buffers) {
+    ++count[b.first];
+    --count[b.last + 1];
+  }
+  int32_t alive = 0, capacity = 1;  // most buffers alive at one scope
+  for (int32_t t = 0; t < n_scopes; ++t) {
+    alive += count[t];
+    capacity = std::max(capacity, alive);
+  }
+  count.assign(static_cast<std::size_t>(n_scopes), 0);
+  std::vector<int32_t>& at = work->adj;  // [scope][capacity] placed buffers
+  at.resize(static_cast<std::size_t>(n_scopes) * capacity);
+  std::vector<int32_t>& stamp = work->placed;
+  stamp.assign(n, -1);
+  std::vector<int64_t>& offsets = work->offsets;
+  offsets.assign(n, 0);
+  std::vector<uint64_t>& near = work->near;
+  const std::vector<int32_t>& rank = work->rank;
+  int64_t head = 0;
+  for (int p = 0; p < n; ++p) {
+    const int32_t id = static_cast<int32_t>(keys[p] & 0xFFFFF);
+    const TflmBuffer& b = buffers[id];
+    near.clear();
+    for (int32_t t = b.first; t <= b.last; ++t) {
+      const int32_t* list = &at[static_cast<std::size_t>(t) * capacity];
+      for (int32_t q = 0; q < count[t]; ++q) {
+        const int32_t j = list[q];
+        if (stamp[j] == p) continue;
+        stamp[j] = p;
+        near.push_back((static_cast<uint64_t>(offsets[j]) << 20) | static_cast<uint64_t>(rank[j]));
+      }
+    }
+    std::sort(near.begin(), near.end());
+    int64_t candidate = 0;
+    for (uint64_t v : near) {
+      const int64_t off = static_cast<int64_t>(v >> 20);
+      if (off - candidate >= b.size) break;
+      const int32_t j = static_cast<int32_t>(keys[v & 0xFFFFF] & 0xFFFFF);
+      candidate = std::max(candidate, off + buffers[j].size);
+    }
+    offsets[id] = candidate;
+    head = std::max(head, candidate + b.size);
+    for (int32_t t = b.first; t <= b.last; ++t)
+      at[static_cast<std::size_t>(t) * capacity + count[t]++] = id;
+  }
+  if (offsets_out) *offsets_out = offsets;
+  return head;
+}
+
+// The placement itself, buffers in placement order given by keys (size << 20 | id, descending).
+int64_t plan_sorted(const std::vector<TflmBuffer>& buffers, const std::vector<uint64_t>& keys,
+                    TflmWork* work, std::vector<int64_t>* offsets_out) {
+  const int n = static_cast<int>(buffers.size());
+  std::vector<int32_t>& rank = work->rank;
+  rank.resize(n);
+  for (int p = 0; p < n; ++p) rank[keys[p] & 0xFFFFF] = p;
+  return plan_by_scope(buffers, keys, work, offsets_out);
+}
+
+}  // namespace
+
 int64_t tflm_plan(const std::vector<TflmBuffer>& buffers, TflmWork* work,
                   std::vector<int64_t>* offsets_out) {
   const int n = static_cast<int>(buffers.size());
@@ -97,78 +185,7 @@ int64_t tflm_plan(const std::vector<TflmBuffer>& buffers, TflmWork* work,
   for (int i = 0; i < n; ++i)
     keys[i] = (static_cast<uint64_t>(buffers[i].size) << 20) | static_cast<uint64_t>(i);
   std::sort(keys.begin(), keys.end(), std::greater<uint64_t>());
-  std::vector<int32_t>& rank = work->rank;
-  rank.resize(n);
-  for (int p = 0; p < n; ++p) rank[keys[p] & 0xFFFFF] = p;
-
-  // Buffers whose lifetimes overlap, as adjacency lists (CSR): TFLM walks the placed
-  // buffers by offset and skips those not alive with the new one, so only these matter.
-  std::vector<int32_t>& by_first = work->order;
-  by_first.resize(n);
-  // Graph buffers come in runs whose first scopes ascend (tensors, then scratch buffers):
-  // merge the runs; any other order falls back to a sort.
-  int split = 1;
-  while (split < n && buffers[split - 1].first <= buffers[split].first) ++split;
-  int rest = split;
-  while (rest + 1 < n && buffers[rest].first <= buffers[rest + 1].first) ++rest;
-  if (split == n || rest + 1 == n) {
-    int a = 0, b = split, o = 0;
-    while (a < split && b < n) by_first[o++] = buffers[b].first < buffers[a].first ? b++ : a++;
-    while (a < split) by_first[o++] = a++;
-    while (b < n) by_first[o++] = b++;
-  } else {
-    for (int i = 0; i < n; ++i) by_first[i] = i;
-    std::stable_sort(by_first.begin(), by_first.end(),
-                     [&](int32_t x, int32_t y) { return buffers[x].first < buffers[y].first; });
-  }
-  std::vector<int32_t>& begin = work->begin;
-  std::vector<int32_t>& adj = work->adj;
-  begin.assign(n + 1, 0);
-  for (int p = 0; p < n; ++p) {
-    const int32_t i = by_first[p];
-    for (int q = p + 1; q < n && buffers[by_first[q]].first <= buffers[i].last; ++q) {
-      ++begin[i + 1];
-      ++begin[by_first[q] + 1];
-    }
-  }
-  for (int i = 0; i < n; ++i) begin[i + 1] += begin[i];
-  adj.resize(begin[n]);
-  std::vector<int32_t>& fill = work->placed;
-  fill.assign(begin.begin(), begin.end() - 1);
-  for (int p = 0; p < n; ++p) {
-    const int32_t i = by_first[p];
-    for (int q = p + 1; q < n && buffers[by_first[q]].first <= buffers[i].last; ++q) {
-      adj[fill[i]++] = by_first[q];
-      adj[fill[by_first[q]]++] = i;
-    }
-  }
-
-  std::vector<int64_t>& offsets = work->offsets;
-  offsets.assign(n, 0);
-  std::vector<uint64_t>& near = work->near;  // placed neighbours: (offset, rank) packed
-  int64_t head = 0;
-  for (int p = 0; p < n; ++p) {
-    const int32_t id = static_cast<int32_t>(keys[p] & 0xFFFFF);
-    const int64_t size = buffers[id].size;
-    near.clear();
-    for (int32_t a = begin[id]; a < begin[id + 1]; ++a) {
-      const int32_t j = adj[a];
-      if (rank[j] < p)
-        near.push_back((static_cast<uint64_t>(offsets[j]) << 20) | static_cast<uint64_t>(rank[j]));
-    }
-    std::sort(near.begin(), near.end());
-    int64_t candidate = 0;
-    for (uint64_t v : near) {
-      const int64_t off = static_cast<int64_t>(v >> 20);
-      if (off - candidate >= size) break;
-      const int32_t j = static_cast<int32_t>(keys[v & 0xFFFFF] & 0xFFFFF);
-      candidate = std::max(candidate, off + buffers[j].size);
-    }
-    offsets[id] = candidate;
-    head = std::max(head, candidate + size);
-  }
-  if (offsets_out) *offsets_out = offsets;
-  return head;
+  return plan_sorted(buffers, keys, work, offsets_out);
 }
 
 TflmGraph::TflmGraph(const SpaceSpec& space) : space_(space) {
@@ -222,16 +239,19 @@ TflmGraph::TflmGraph(const SpaceSpec& space) : space_(space) {
   }
 }
 
-void TflmGraph::buffers(const uint8_t* row, std::vector<TflmBuffer>* out, TflmWork* work) const {
+void TflmGraph::assemble(const uint8_t* row, std::vector<TflmBuffer>* out, TflmWork* work) const {
   const int r = row[0];
   std::vector<TflmBuffer>& bufs = *out;
   std::vector<TflmBuffer>& scratch = work->scratch;
   bufs.clear();
   scratch.clear();
+  work->segments.clear();
   bufs.push_back({input_size_[r], 0, 0});
   int32_t base = 0;
   std::size_t x = 0;
   auto append = [&](const TflmSegment& seg) {
+    work->segments.push_back(
+        {&seg, static_cast<int32_t>(bufs.size()), static_cast<int32_t>(scratch.size())});
     if (seg.input_last >= 0) bufs[x].last = std::max(bufs[x].last, base + seg.input_last + 1);
     for (const TflmSegment::Tensor& t : seg.tensors)
       bufs.push_back({t.size, base + t.first + 1, base + t.last + 1});
@@ -256,9 +276,50 @@ void TflmGraph::buffers(const uint8_t* row, std::vector<TflmBuffer>* out, TflmWo
   bufs.insert(bufs.end(), scratch.begin(), scratch.end());
 }
 
+void TflmGraph::buffers(const uint8_t* row, std::vector<TflmBuffer>* out, TflmWork* work) const {
+  assemble(row, out, work);
+}
+
 int64_t TflmGraph::head(const uint8_t* row, TflmWork* work) const {
-  buffers(row, &work->buffers, work);
-  return tflm_plan(work->buffers, work);
+  std::vector<TflmBuffer>& bufs = work->buffers;
+  assemble(row, &bufs, work);
+  const int n = static_cast<int>(bufs.size());
+  const int32_t n_tensors = n - static_cast<int32_t>(work->scratch.size());
+  // Each segment's buffers are already in placement order (ids ascend with the segment's
+  // position in both the tensor and the scratch part): merge the runs instead of sorting.
+  std::vector<uint64_t>& a = work->keys;
+  std::vector<uint64_t>& b = work->near;
+  std::vector<int32_t>& bounds = work->begin;
+  a.resize(n);
+  bounds.clear();
+  a[0] = static_cast<uint64_t>(bufs[0].size) << 20;  // the graph input, id 0
+  bounds.push_back(0);
+  int o = 1;
+  for (const TflmWork::Run& run : work->segments) {
+    bounds.push_back(o);
+    const int32_t n_t = static_cast<int32_t>(run.segment->tensors.size());
+    for (int32_t local : run.segment->order) {
+      const int32_t id =
+          local < n_t ? run.tensor_base + local : n_tensors + run.scratch_base + (local - n_t);
+      a[o++] = (static_cast<uint64_t>(bufs[id].size) << 20) | static_cast<uint64_t>(id);
+    }
+  }
+  bounds.push_back(n);
+  b.resize(n);
+  while (bounds.size() > 2) {
+    std::size_t w = 0;
+    for (std::size_t i = 0; i + 1 < bounds.size(); i += 2) {
+      const int lo = bounds[i], mid = bounds[i + 1];
+      const int hi = i + 2 < bounds.size() ? bounds[i + 2] : mid;
+      std::merge(a.begin() + lo, a.begin() + mid, a.begin() + mid, a.begin() + hi, b.begin() + lo,
+                 std::greater<uint64_t>());
+      bounds[w++] = lo;
+    }
+    bounds[w++] = n;
+    bounds.resize(w);
+    a.swap(b);
+  }
+  return plan_sorted(bufs, a, work, nullptr);
 }
 
 }  // namespace moofa

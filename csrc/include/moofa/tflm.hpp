@@ -31,13 +31,21 @@ struct TflmBuffer {
   int32_t last = 0;
 };
 
+struct TflmSegment;
+
 // Reusable work arrays of the planner (one per thread).
 struct TflmWork {
+  struct Run {
+    const TflmSegment* segment;
+    int32_t tensor_base, scratch_base;
+  };
+  std::vector<Run> segments;
   std::vector<TflmBuffer> buffers;
   std::vector<TflmBuffer> scratch;
   std::vector<uint64_t> keys, near;
-  std::vector<int32_t> rank, order, begin, adj, placed;
+  std::vector<int32_t> rank, begin, adj, placed;
   std::vector<int64_t> offsets;
+  std::vector<int32_t> count;
 };
 
 // TFLM's greedy placement of buffers (in the order they were added); the head in bytes.
@@ -62,6 +70,10 @@ struct TflmSegment {
   int64_t input_size = 0;   // aligned bytes of the input
   std::vector<Tensor> tensors;
   std::vector<Scratch> scratch;
+  // Local buffers (tensors, then scratch) in placement order: size descending, then
+  // scratch before tensors, later before earlier (see tflm_plan).
+  std::vector<int32_t> order;
+  void finish();
   // Most bytes alive at once during the segment (its input included): a lower bound of
   // the head of any graph that contains the segment.
   int64_t live_peak() const;
@@ -79,6 +91,7 @@ class TflmGraph {
   int64_t slot_bound(std::size_t cell) const { return slots_[cell].live_peak_; }
 
  private:
+  void assemble(const uint8_t* row, std::vector<TflmBuffer>* out, TflmWork* work) const;
   struct Cell {
     TflmSegment segment;
     int64_t live_peak_ = 0;
