@@ -357,6 +357,11 @@ def _budget_items(budget, sp: Space, model: str, bytes_per_item) -> int:
         )
     items = parse_budget(budget, bytes_per_item)
     smallest, _ = min_peak(sp, memory_model=model)
+    if items < smallest and model == "tflm":
+        raise ValueError(
+            f"budget {budget!r} ({items:,} bytes) is below the smallest TFLM arena head found for space "
+            f"{sp.name!r}: {smallest:,} bytes; use a budget of at least {smallest}"
+        )
     if items < smallest:
         raise ValueError(
             f"budget {budget!r} ({items:,} items) is below the smallest peak any subnet of space {sp.name!r} "

@@ -222,6 +222,9 @@ def test_tflm_model_refuses_what_it_cannot_count():
     assert moofa.peak_memory([net], "moofa", memory_model="tflm", bytes_per_item=1)[0] == tflm.head(net, "moofa")
     with pytest.raises(ValueError, match="pass bytes_per_item=1"):
         moofa.search("256KiB", space="moofa", memory_model="tflm")
+    smallest, _ = moofa.min_peak("moofa-e1-2", memory_model="tflm")
+    with pytest.raises(ValueError, match=f"below the smallest TFLM arena head .* {smallest:,} bytes"):
+        moofa.search(smallest - 1, space="moofa-e1-2", memory_model="tflm", bytes_per_item=1)
     swish = dataclasses.replace(
         moofa.get_space("moofa"),
         name="moofa-swish",
