@@ -19,7 +19,7 @@ from moofa import tflm
 # Small resolutions (and the spaces' 128 and 160) keep the exports fast; odd feature sizes
 # and every stride/padding case are among them.
 RESOLUTIONS = (32, 40, 48, 56, 64, 96, 128, 160)
-COUNTS = {"moofa-e1-2": 200, "moofa": 50, "ofa": 50}
+COUNTS = {"moofa-e1-2": 200, "moofa": 50, "ofa": 50, "compofa": 10, "no-mix": 10}
 
 # Child: reads length-prefixed models from stdin, allocates each in TFLM, prints one JSON line
 # per model with TFLM's arena head and tail (print_allocations writes from C: fds 1 and 2
@@ -69,6 +69,16 @@ def tflm_allocations(models: list[bytes]) -> list[dict]:
 
 
 def small_space(name: str) -> moofa.Space:
+    if name == "no-mix":  # no feature mix, an identity first block, one input channel
+        return dataclasses.replace(
+            moofa.get_space("moofa-e1-2"),
+            name=name,
+            resolutions=RESOLUTIONS,
+            feature_mix_width=0,
+            first_conv_width=8,
+            first_block_width=8,
+            in_channels=1,
+        )
     return dataclasses.replace(moofa.get_space(name), resolutions=RESOLUTIONS)
 
 
@@ -90,7 +100,7 @@ def measured():
             sup = mnn.Supernet(sp)
             for net in sup.random_subnets(count, seed=seed):
                 r = net.image_size
-                model = tflite(sup.extract(net).eval(), torch.randn(1, 3, r, r, generator=gen))
+                model = tflite(sup.extract(net).eval(), torch.randn(1, sp.in_channels, r, r, generator=gen))
                 cases.append((sp, net, model))
     finally:
         torch.set_num_threads(threads)
