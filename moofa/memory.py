@@ -110,6 +110,9 @@ class Profile:
     ``peak``, ``hist``, ``avg`` and ``std`` are in items (numbers held in RAM), or in
     bytes when ``bytes_per_item`` was given. ``hist`` lists each conv layer's
     input + output (+ weights, model "full") in forward order; ``layers`` names them.
+    With model "tflm" everything is bytes of the int8 graph: ``peak`` is TFLM's arena head
+    (:mod:`moofa.tflm`), ``hist``/``avg``/``std`` are those of "activations" (so ``peak`` may
+    exceed every histogram entry).
     """
 
     peak: int
@@ -221,7 +224,8 @@ def peak_memory(
     bytes_per_item: float | None = None,
     threads: int = 0,
 ) -> np.ndarray:
-    """Peak memory of many subnets: int64 array in items (or bytes with ``bytes_per_item``).
+    """Peak memory of many subnets: int64 array in items (or bytes with ``bytes_per_item``;
+    always bytes with ``memory_model="tflm"``, TFLM's arena head of the int8 graph).
 
     ``nets``: a list of Subnet/dicts, or an array from :func:`moofa.encode`
     (the fast path: tens of millions of configs per second).
