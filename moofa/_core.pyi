@@ -4,7 +4,7 @@ import numpy as np
 import numpy.typing as npt
 
 class StageSpec:
-    def __init__(self, width: int, stride: int, se: bool, max_depth: int) -> None: ...
+    def __init__(self, width: int, stride: int, se: bool, max_depth: int, hard_swish: bool = False) -> None: ...
     @property
     def width(self) -> int: ...
     @property
@@ -13,6 +13,8 @@ class StageSpec:
     def se(self) -> bool: ...
     @property
     def max_depth(self) -> int: ...
+    @property
+    def hard_swish(self) -> bool: ...
 
 class SpaceSpec:
     def __init__(
@@ -33,6 +35,9 @@ class SpaceSpec:
         n_classes: int,
         expand_by_depth: list[int],
         name: str = "",
+        first_conv_hard_swish: bool = False,
+        first_block_hard_swish: bool = False,
+        head_hard_swish: bool = False,
     ) -> None: ...
     @property
     def name(self) -> str: ...

@@ -20,7 +20,12 @@ from .spaces import Space
 def spec(space: Space):
     """The C++ description of a space (cached)."""
     return core.SpaceSpec(
-        stages=[core.StageSpec(width=s.width, stride=s.stride, se=s.se, max_depth=s.max_depth) for s in space.stages],
+        stages=[
+            core.StageSpec(
+                width=s.width, stride=s.stride, se=s.se, max_depth=s.max_depth, hard_swish=s.act == "h_swish"
+            )
+            for s in space.stages
+        ],
         kernels=list(space.kernels),
         expands=list(space.expands),
         depths=list(space.depths),
@@ -37,6 +42,9 @@ def spec(space: Space):
         if not space.expand_by_depth
         else [space.expands.index(space.expand_by_depth[d]) for d in space.depths],
         name=space.name,
+        first_conv_hard_swish=space.first_conv_act == "h_swish",
+        first_block_hard_swish=space.first_block_act == "h_swish",
+        head_hard_swish=space.head_act == "h_swish",
     )
 
 

@@ -28,8 +28,12 @@ __all__ = [
 
 # "full": inputs + outputs + weights of each conv layer (the paper's memory peak).
 # "activations": inputs + outputs only, weights read from flash (MCUNet's convention).
-MEMORY_MODELS = ("full", "activations")
-_MODEL_ALIASES = {"full": "full", "paper": "full", "activations": "activations", "mcu": "activations"}
+# "tflm": TensorFlow Lite Micro's arena head, in bytes, of the int8 graph moofa.export.tflite
+# writes (moofa.tflm); histogram, avg, std, MFLOPs and params as for "activations" (int8).
+MEMORY_MODELS = ("full", "activations", "tflm")
+_MODEL_ALIASES = {"full": "full", "paper": "full", "activations": "activations", "mcu": "activations", "tflm": "tflm"}
+# Activations the int8 TFLite graph (and so the "tflm" model) supports.
+_TFLM_ACTIVATIONS = ("relu", "relu6", "h_swish", "none")
 
 
 def _model_name(memory_model: str) -> str:
@@ -41,8 +45,33 @@ def _model_name(memory_model: str) -> str:
     return _MODEL_ALIASES[memory_model]
 
 
+def _check_tflm(sp: Space) -> None:
+    acts = {
+        "first_conv_act": sp.first_conv_act,
+        "first_block_act": sp.first_block_act,
+        "head_act": sp.head_act,
+        **{f"stages[{i}].act": s.act for i, s in enumerate(sp.stages)},
+    }
+    for where, act in acts.items():
+        if act not in _TFLM_ACTIVATIONS:
+            raise ValueError(
+                f"memory_model='tflm': space {sp.name!r} has {where}={act!r}, which the int8 TFLite graph "
+                f"does not support (allowed: {list(_TFLM_ACTIVATIONS)})"
+            )
+
+
+def _check_bytes_per_item_for(model: str, bytes_per_item) -> None:
+    if model == "tflm" and bytes_per_item is not None and bytes_per_item != 1:
+        raise ValueError(
+            f"memory_model='tflm' counts bytes of the int8 graph: bytes_per_item must be 1 (or None), "
+            f"got {bytes_per_item!r}"
+        )
+
+
 @functools.lru_cache(maxsize=64)
 def _evaluator(space: Space, model: str):
+    if model == "tflm":
+        _check_tflm(space)
     return core.Evaluator(spec(space), model)
 
 
@@ -81,6 +110,9 @@ class Profile:
     ``peak``, ``hist``, ``avg`` and ``std`` are in items (numbers held in RAM), or in
     bytes when ``bytes_per_item`` was given. ``hist`` lists each conv layer's
     input + output (+ weights, model "full") in forward order; ``layers`` names them.
+    With model "tflm" everything is bytes of the int8 graph: ``peak`` is TFLM's arena head
+    (:mod:`moofa.tflm`), ``hist``/``avg``/``std`` are those of "activations" (so ``peak`` may
+    exceed every histogram entry).
     """
 
     peak: int
@@ -151,6 +183,7 @@ def profile(
     """Full profile of one subnet: peak, per-layer histogram, avg +- std, MFLOPs, params."""
     sp = get_space(space)
     model = _model_name(memory_model)
+    _check_bytes_per_item_for(model, bytes_per_item)
     if isinstance(net, np.ndarray):
         rows = _check_encoded(net, sp)
         if rows.shape[0] != 1:
@@ -163,7 +196,7 @@ def profile(
     n = int(out["n_layers"][0])
     hist = out["hist"][0, :n].tolist()
     scale = _scale(bytes_per_item)
-    unit = "items" if bytes_per_item is None else "bytes"
+    unit = "items" if bytes_per_item is None and model != "tflm" else "bytes"
 
     def conv(v):
         v = v * scale
@@ -191,13 +224,15 @@ def peak_memory(
     bytes_per_item: float | None = None,
     threads: int = 0,
 ) -> np.ndarray:
-    """Peak memory of many subnets: int64 array in items (or bytes with ``bytes_per_item``).
+    """Peak memory of many subnets: int64 array in items (or bytes with ``bytes_per_item``;
+    always bytes with ``memory_model="tflm"``, TFLM's arena head of the int8 graph).
 
     ``nets``: a list of Subnet/dicts, or an array from :func:`moofa.encode`
     (the fast path: tens of millions of configs per second).
     """
     sp = get_space(space)
     model, n_threads = _model_name(memory_model), _threads(threads)
+    _check_bytes_per_item_for(model, bytes_per_item)
     peaks = _evaluator(sp, model).peaks(_rows(nets, sp), threads=n_threads)
     if bytes_per_item is not None:
         scaled = peaks * _scale(bytes_per_item)

@@ -57,7 +57,9 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "resolution_niche": _EVOLUTION.resolution_niche,  # parents kept per input resolution first (0: plain OFA)
     "max_mflops": None,  # optional constraint
     "max_params": None,  # optional constraint
-    "memory_model": "full",  # "full" (paper: inputs + outputs + weights) or "activations" (MCU)
+    # "full" (paper: inputs + outputs + weights), "activations" (MCU) or "tflm" (TFLM's arena
+    # head of the int8 graph, bytes: use bytes_per_item=1)
+    "memory_model": "full",
     "bytes_per_item": 4,  # to read byte budgets such as "1.3MB" (4: float32, 1: int8)
     "threads": _EVOLUTION.threads,  # 0: auto (all cores from population 512, else 1); same results
     "max_tries": _EVOLUTION.max_tries,  # candidates drawn per child before it is given up
@@ -371,8 +373,17 @@ def linear_scorer(weights, bias: float = 0.0, space: str | Space = "moofa"):
 
 
 def _budget_items(budget, sp: Space, model: str, bytes_per_item) -> int:
+    if model == "tflm" and bytes_per_item != 1:
+        raise ValueError(
+            f"memory_model='tflm' counts bytes of the int8 graph: pass bytes_per_item=1, got {bytes_per_item!r}"
+        )
     items = parse_budget(budget, bytes_per_item)  # refuses budgets of 2**63 items or more
     smallest, _ = min_peak(sp, memory_model=model)
+    if items < smallest and model == "tflm":
+        raise ValueError(
+            f"budget {budget!r} ({items:,} bytes) is below the smallest TFLM arena head found for space "
+            f"{sp.name!r}: {smallest:,} bytes; use a budget of at least {smallest}"
+        )
     if items < smallest:
         raise ValueError(
             f"budget {budget!r} ({items:,} items) is below the smallest peak any subnet of space {sp.name!r} "

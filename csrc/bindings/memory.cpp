@@ -16,10 +16,12 @@ namespace moofa::bind {
 
 void memory(py::module_& m) {
   py::class_<StageSpec>(m, "StageSpec")
-      .def(py::init([](int width, int stride, bool se, int max_depth) {
-             return StageSpec{width, stride, se, max_depth};
+      .def(py::init([](int width, int stride, bool se, int max_depth, bool hard_swish) {
+             return StageSpec{width, stride, se, max_depth, hard_swish};
            }),
-           py::arg("width"), py::arg("stride"), py::arg("se"), py::arg("max_depth"))
+           py::arg("width"), py::arg("stride"), py::arg("se"), py::arg("max_depth"),
+           py::arg("hard_swish") = false)
+      .def_readonly("hard_swish", &StageSpec::hard_swish)
       .def_readonly("width", &StageSpec::width)
       .def_readonly("stride", &StageSpec::stride)
       .def_readonly("se", &StageSpec::se)
@@ -31,7 +33,9 @@ void memory(py::module_& m) {
                        std::vector<int> resolutions, int in_channels, int first_conv_width,
                        int first_conv_kernel, int first_conv_stride, int first_block_width,
                        int final_expand_width, int feature_mix_width, int n_classes,
-                       std::vector<int> expand_by_depth, std::string name) {
+                       std::vector<int> expand_by_depth, std::string name,
+                       bool first_conv_hard_swish, bool first_block_hard_swish,
+                       bool head_hard_swish) {
              SpaceSpec s;
              s.name = std::move(name);
              s.stages = std::move(stages);
@@ -48,6 +52,9 @@ void memory(py::module_& m) {
              s.feature_mix_width = feature_mix_width;
              s.n_classes = n_classes;
              s.expand_by_depth = std::move(expand_by_depth);
+             s.first_conv_hard_swish = first_conv_hard_swish;
+             s.first_block_hard_swish = first_block_hard_swish;
+             s.head_hard_swish = head_hard_swish;
              s.validate();
              return s;
            }),
@@ -56,7 +63,8 @@ void memory(py::module_& m) {
            py::arg("first_conv_width"), py::arg("first_conv_kernel"), py::arg("first_conv_stride"),
            py::arg("first_block_width"), py::arg("final_expand_width"),
            py::arg("feature_mix_width"), py::arg("n_classes"), py::arg("expand_by_depth"),
-           py::arg("name") = "")
+           py::arg("name") = "", py::arg("first_conv_hard_swish") = false,
+           py::arg("first_block_hard_swish") = false, py::arg("head_hard_swish") = false)
       .def_readonly("name", &SpaceSpec::name)
       .def_property_readonly("n_columns", &SpaceSpec::n_columns)
       .def_property_readonly("n_slots", &SpaceSpec::n_slots)

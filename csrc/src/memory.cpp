@@ -82,7 +82,9 @@ class FirstBad {
 MemoryModel memory_model_from_name(const std::string& name) {
   if (name == "full") return MemoryModel::kFull;
   if (name == "activations") return MemoryModel::kActivations;
-  throw std::invalid_argument("memory_model must be 'full' or 'activations', got '" + name + "'");
+  if (name == "tflm") return MemoryModel::kTflm;
+  throw std::invalid_argument("memory_model must be 'full', 'activations' or 'tflm', got '" + name +
+                              "'");
 }
 
 Evaluator::Evaluator(const SpaceSpec& space, MemoryModel model)
@@ -165,6 +167,12 @@ Evaluator::Evaluator(const SpaceSpec& space, MemoryModel model)
     fixed_peak_[r] = std::max(*std::max_element(head.begin(), head.end()), tail_layer_[r]);
   }
   max_layers_ = static_cast<int>(head_layers_[0].size()) + 3 * n_slots_ + 1;
+  if (model_ == MemoryModel::kTflm) {
+    // Peaks are the planner's; the separable figures become its lower bounds.
+    tflm_ = std::make_shared<const TflmGraph>(space_);
+    for (std::size_t i = 0; i < cells; ++i) slot_peak_[i] = tflm_->slot_bound(i);
+    for (int r = 0; r < n_res_; ++r) fixed_peak_[r] = tflm_->fixed_bound(r);
+  }
 
   // MACs and params of a subnet are sums over its active slots: refuse a space whose
   // largest subnet would not fit int64, so evaluating never overflows.
@@ -260,7 +268,13 @@ int64_t Evaluator::peak_impl(const uint8_t* row) const {
   return best;
 }
 
+int64_t Evaluator::tflm_head(const uint8_t* row) const {
+  thread_local TflmWork work;
+  return tflm_->head(row, &work);
+}
+
 int64_t Evaluator::peak(const uint8_t* row) const {
+  if (tflm_) return tflm_head(row);
   return space_.coupled() ? peak_impl<true>(row) : peak_impl<false>(row);
 }
 
@@ -345,7 +359,7 @@ Profile Evaluator::profile(const uint8_t* row) const {
   p.hist.resize(max_layers_);
   const int n = histogram(row, p.hist.data());
   p.hist.resize(n);
-  p.peak = *std::max_element(p.hist.begin(), p.hist.end());
+  p.peak = tflm_ ? tflm_head(row) : *std::max_element(p.hist.begin(), p.hist.end());
   mean_std(p.hist.data(), n, &p.avg, &p.std);
   p.mflops = mflops(row);
   p.params = params(row);
@@ -362,7 +376,8 @@ std::ptrdiff_t Evaluator::peaks(const uint8_t* rows, std::size_t n, int64_t* out
       const uint8_t* row = rows + i * cols;
       const int c = check_.invalid_column(row);
       if (c >= 0) return bad.record(i, c);
-      out[i] = space_.coupled() ? peak_impl<true>(row) : peak_impl<false>(row);
+      out[i] = tflm_ ? tflm_head(row)
+                     : (space_.coupled() ? peak_impl<true>(row) : peak_impl<false>(row));
     }
   });
   return bad.result(column);
@@ -417,6 +432,7 @@ std::ptrdiff_t Evaluator::profiles(const uint8_t* rows, std::size_t n, int64_t* 
         summary(row, peak_out ? peak_out + i : nullptr, avg ? avg + i : nullptr,
                 std_out ? std_out + i : nullptr, mflops_out ? mflops_out + i : nullptr,
                 params_out ? params_out + i : nullptr, n_layers ? n_layers + i : nullptr);
+        if (peak_out && tflm_) peak_out[i] = tflm_head(row);
       }
     });
     return bad.result(column);
@@ -432,7 +448,7 @@ std::ptrdiff_t Evaluator::profiles(const uint8_t* rows, std::size_t n, int64_t* 
           int64_t* h = hist ? hist + i * width : scratch.data();
           const int len = histogram(row, h);
           if (n_layers) n_layers[i] = len;
-          if (peak_out) peak_out[i] = *std::max_element(h, h + len);
+          if (peak_out) peak_out[i] = tflm_ ? tflm_head(row) : *std::max_element(h, h + len);
           if (avg || std_out) {
             double a, s;
             mean_std(h, len, &a, &s);
@@ -449,7 +465,7 @@ std::ptrdiff_t Evaluator::profiles(const uint8_t* rows, std::size_t n, int64_t* 
 
 int64_t Evaluator::min_peak(std::vector<uint8_t>* best_row) const {
   int64_t best = std::numeric_limits<int64_t>::max();
-  std::vector<uint8_t> row(n_columns(), 0);
+  std::vector<uint8_t> row(n_columns(), 0), best_tflm;
   const int n_d = static_cast<int>(space_.depths.size());
   for (int r = 0; r < n_res_; ++r) {
     row[0] = static_cast<uint8_t>(r);
@@ -498,9 +514,11 @@ int64_t Evaluator::min_peak(std::vector<uint8_t>* best_row) const {
     }
     if (peak_r < best) {
       best = peak_r;
+      best_tflm = row;
       if (best_row) *best_row = row;
     }
   }
+  if (tflm_) return tflm_head(best_tflm.data());
   return best;
 }
 

@@ -8,10 +8,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "moofa/space.hpp"
+#include "moofa/tflm.hpp"
 
 namespace moofa {
 
@@ -25,6 +27,9 @@ typedef long double Wide;
 enum class MemoryModel : int {
   kFull = 0,         // input + output + weights of each conv layer (the paper)
   kActivations = 1,  // input + output only; weights stay in flash (MCUNet)
+  // TensorFlow Lite Micro's arena head (bytes) for the int8 graph moofa.export.tflite
+  // writes (see tflm.hpp); the histogram, MFLOPs and params are those of kActivations.
+  kTflm = 2,
 };
 
 struct Profile {
@@ -69,11 +74,15 @@ class Evaluator {
                           double* std, double* mflops, int64_t* params, int64_t* hist,
                           int32_t* n_layers, int threads, int* column) const;
 
-  // Smallest peak any subnet of the space can have, and one subnet that has it.
+  // Smallest peak any subnet of the space can have, and one subnet that has it. With
+  // kTflm: the head of the subnet with the smallest lower bound (an achievable head, at
+  // least the smallest one).
   int64_t min_peak(std::vector<uint8_t>* row = nullptr) const;
 
   // The peak is separable: max(fixed_peak(r), slot_peak(...) of every active slot).
-  // The search uses these to keep its operators inside a peak budget.
+  // The search uses these to keep its operators inside a peak budget. With kTflm they are
+  // lower bounds (the most bytes alive at once in each part of the graph) and peak() is
+  // the exact head: the search's final check is peak() itself.
   int64_t fixed_peak(int r) const { return fixed_peak_[r]; }
   int64_t slot_peak(int slot, int r, int k, int e) const {
     return slot_peak_[slot_index(slot, r, k, e)];
@@ -92,8 +101,11 @@ class Evaluator {
   void summary(const uint8_t* row, int64_t* peak, double* avg, double* std, double* mflops,
                int64_t* params, int32_t* n_layers) const;
 
+  int64_t tflm_head(const uint8_t* row) const;
+
   SpaceSpec space_;
   MemoryModel model_;
+  std::shared_ptr<const TflmGraph> tflm_;  // kTflm only
   RowCheck check_;
   // Integer moments of the layer figures fit 128 bits (so avg and std come from tables).
   bool moments_exact_ = false;

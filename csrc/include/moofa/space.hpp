@@ -15,6 +15,9 @@ struct StageSpec {
   int stride = 1;
   bool se = false;
   int max_depth = 4;
+  // h-swish activations (a separate op in the int8 graph): only the "tflm" memory model
+  // reads them; they change neither the encoding nor the other figures.
+  bool hard_swish = false;
 };
 
 // Where a column block of the encoding starts: [resolution | depths | kernels | expands].
@@ -43,6 +46,11 @@ struct SpaceSpec {
   int n_classes = 1000;
   // Empty, or one expand index per depth choice (CompOFA couples e to depth).
   std::vector<int> expand_by_depth;
+  // h-swish after the first conv, the first block's depthwise, and the final expand and
+  // feature mix (see StageSpec::hard_swish).
+  bool first_conv_hard_swish = false;
+  bool first_block_hard_swish = false;
+  bool head_hard_swish = false;
 
   // Throws std::invalid_argument naming the offending field.
   void validate() const;
