@@ -398,7 +398,12 @@ def _add_search_args(p) -> None:
         choices=[*MEMORY_MODELS, "paper", "mcu"],
         help="full: in+out+weights per layer (paper); activations/mcu: weights in flash",
     )
-    p.add_argument("--bytes-per-item", type=float, default=4, help="to read byte budgets like 1.3MB")
+    p.add_argument(
+        "--bytes-per-item",
+        type=float,
+        default=None,
+        help="to read byte budgets like 1.3MB (default: 4, float32; 1 with --memory-model tflm)",
+    )
     p.add_argument("--max-mflops", type=float, help="also require MFLOPs <= this")
     p.add_argument("--max-params", type=int, help="also require parameters <= this")
     p.add_argument("--threads", type=int, default=0, help="0: automatic")

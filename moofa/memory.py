@@ -128,7 +128,10 @@ class Profile:
 
     @property
     def peak_layer(self) -> str:
-        return self.layers[int(np.argmax(self.hist))] if self.layers else ""
+        """The layer whose figure is the peak ("" under "tflm": its peak is a planned arena)."""
+        if self.memory_model == "tflm" or not self.layers:
+            return ""
+        return self.layers[int(np.argmax(self.hist))]
 
     def to_dict(self) -> dict:
         return {
@@ -151,11 +154,12 @@ class Profile:
         lines = [f"{'layer':<{name_w}}  {self.unit:>10}  "]
         for name, v in zip(self.layers, self.hist):
             bar = "#" * max(1, round(width * v / top))
-            mark = "  <- peak" if v == top else ""
+            mark = ("  <- largest layer" if self.memory_model == "tflm" else "  <- peak") if v == top else ""
             lines.append(f"{name:<{name_w}}  {v:>10,}  {bar}{mark}")
         lines.append("")
+        what = "TFLite Micro arena head" if self.memory_model == "tflm" else "peak"
         lines.append(
-            f"peak {self.peak:,} {self.unit} ({format_items(self.peak)}), "
+            f"{what} {self.peak:,} {self.unit} ({format_items(self.peak)}), "
             f"avg {self.avg:,.0f} +- {self.std:,.0f}, {self.mflops:.2f} MFLOPs, {self.params:,} params"
         )
         return "\n".join(lines)

@@ -83,14 +83,21 @@ def format_result(
     else:
         what = {"mflops": "MFLOPs", "params": "parameters"}.get(objective, objective)
         score = f"objective         the most {what} under the budget: a capacity proxy, not predicted accuracy"
+    if result.memory_model == "tflm":  # bytes of the int8 graph, a planned arena rather than one layer
+        budget = f"{result.budget:,} bytes ({result.budget / 1024:.1f} KiB) of TensorFlow Lite Micro arena head"
+        peak = f"arena head {result.peak:,} bytes = {share:.1f}% of the budget"
+        unit = "bytes"
+    else:
+        budget = f"{result.budget:,} items ({format_items(result.budget)}; {result.budget * 4 / 1e6:.2f} MB as float32)"
+        peak = f"peak {result.peak:,} items = {share:.1f}% of the budget, at {p.peak_layer}"
+        unit = "items"
     lines = [
-        f"best subnet of space {result.space!r} under {result.budget:,} items ({format_items(result.budget)}; "
-        f"{result.budget * 4 / 1e6:.2f} MB as float32), memory model {result.memory_model!r}{limits}",
-        f"fits              {fits}: peak {result.peak:,} items = {share:.1f}% of the budget, at {p.peak_layer}",
+        f"best subnet of space {result.space!r} under {budget}, memory model {result.memory_model!r}{limits}",
+        f"fits              {fits}: {peak}",
         score,
         f"compute           {result.mflops:.1f} MFLOPs, {result.params:,} parameters",
         f"config            {compact_config(result.subnet, result.space)}",
-        f"average memory    {result.avg:,.0f} +- {result.std:,.0f} items per layer",
+        f"average memory    {result.avg:,.0f} +- {result.std:,.0f} {unit} per layer",
         f"search            {result.evaluations:,} evaluations, {result.candidates:,} candidates "
         f"checked, {result.generations} generations in {result.seconds:.3f} s (seed {result.seed})",
         f"config as JSON    {json.dumps(result.config)}",

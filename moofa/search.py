@@ -58,9 +58,10 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "max_mflops": None,  # optional constraint
     "max_params": None,  # optional constraint
     # "full" (paper: inputs + outputs + weights), "activations" (MCU) or "tflm" (TFLM's arena
-    # head of the int8 graph, bytes: use bytes_per_item=1)
+    # head of the int8 graph, in bytes)
     "memory_model": "full",
-    "bytes_per_item": 4,  # to read byte budgets such as "1.3MB" (4: float32, 1: int8)
+    # to read byte budgets such as "1.3MB": None is 4 (float32), or 1 under "tflm" (int8)
+    "bytes_per_item": None,
     "threads": _EVOLUTION.threads,  # 0: auto (all cores from population 512, else 1); same results
     "max_tries": _EVOLUTION.max_tries,  # candidates drawn per child before it is given up
     "max_evaluations": None,  # stop after this many predictor evaluations
@@ -373,6 +374,8 @@ def linear_scorer(weights, bias: float = 0.0, space: str | Space = "moofa"):
 
 
 def _budget_items(budget, sp: Space, model: str, bytes_per_item) -> int:
+    if bytes_per_item is None:
+        bytes_per_item = 1 if model == "tflm" else 4
     if model == "tflm" and bytes_per_item != 1:
         raise ValueError(
             f"memory_model='tflm' counts bytes of the int8 graph: pass bytes_per_item=1, got {bytes_per_item!r}"

@@ -231,7 +231,7 @@ def test_tflm_model_refuses_what_it_cannot_count():
         moofa.peak_memory([net], "moofa", memory_model="tflm", bytes_per_item=2)
     assert moofa.peak_memory([net], "moofa", memory_model="tflm", bytes_per_item=1)[0] == tflm.head(net, "moofa")
     with pytest.raises(ValueError, match="pass bytes_per_item=1"):
-        moofa.search("256KiB", space="moofa", memory_model="tflm")
+        moofa.search("256KiB", space="moofa", memory_model="tflm", bytes_per_item=4)
     smallest, _ = moofa.min_peak("moofa-e1-2", memory_model="tflm")
     with pytest.raises(ValueError, match=f"below the smallest TFLM arena head .* {smallest:,} bytes"):
         moofa.search(smallest - 1, space="moofa-e1-2", memory_model="tflm", bytes_per_item=1)
@@ -263,3 +263,17 @@ def test_search_and_pareto_never_exceed_a_tflm_budget(name):
     )
     heads = [tflm.head(net, name) for net in front.subnets]
     assert list(front.peak) == heads and max(heads) <= int(smallest * 2)
+
+
+def test_tflm_budgets_are_bytes_by_default_and_reported_as_bytes():
+    from moofa.report import format_result
+
+    r = moofa.search("96KiB", space="moofa-e1-2", memory_model="tflm", generations=5)
+    assert r.budget == 96 * 1024 and r.peak <= r.budget
+    assert r.peak == tflm.head(r.subnet, "moofa-e1-2")
+    text = format_result(r, bars=True)
+    assert "98,304 bytes (96.0 KiB) of TensorFlow Lite Micro arena head" in text
+    assert f"arena head {r.peak:,} bytes" in text and "float32" not in text and "items" not in text
+    assert r.profile.peak_layer == "" and "<- largest layer" in text and "<- peak" not in text
+    # Other memory models keep items and float32 byte budgets.
+    assert moofa.search("1.3MB", space="moofa", generations=2).budget == 325_000
