@@ -57,19 +57,20 @@ def bin_edges(
     one includes its upper edge."""
     sp = get_space(space)
     model = _model_name(memory_model)
+    per_item = 1 if model == "tflm" else 4  # byte strings ("300kB"): int8 bytes under tflm, else float32
     if not isinstance(bins, (numbers.Integral, Sequence, np.ndarray)) or isinstance(bins, (bool, str)):
         raise TypeError(f"bins must be a number of bins or a list of edges, got {type(bins).__name__}")
     if isinstance(bins, numbers.Integral):
         if bins < 1:
             raise ValueError(f"bins must be >= 1, got {bins}")
-        lo = min_peak(sp, memory_model=model)[0] if low is None else parse_budget(low, 4)
-        hi = _max_peak(sp, model) if high is None else parse_budget(high, 4)
+        lo = min_peak(sp, memory_model=model)[0] if low is None else parse_budget(low, per_item)
+        hi = _max_peak(sp, model) if high is None else parse_budget(high, per_item)
         if not hi > lo:
             raise ValueError(f"high must be above low, got low={lo} and high={hi} items")
         return np.linspace(lo, hi, int(bins) + 1)
     if low is not None or high is not None:
         raise ValueError("give either bins as a list of edges, or a number of bins with low/high, not both")
-    edges = np.asarray([parse_budget(b, 4) if isinstance(b, str) else b for b in bins], dtype=np.float64)
+    edges = np.asarray([parse_budget(b, per_item) if isinstance(b, str) else b for b in bins], dtype=np.float64)
     if edges.ndim != 1 or len(edges) < 2 or not np.all(np.isfinite(edges)) or not np.all(np.diff(edges) > 0):
         raise ValueError(f"bin edges must be at least two finite, strictly increasing numbers, got {list(bins)}")
     return edges

@@ -277,3 +277,29 @@ def test_tflm_budgets_are_bytes_by_default_and_reported_as_bytes():
     assert r.profile.peak_layer == "" and "<- largest layer" in text and "<- peak" not in text
     # Other memory models keep items and float32 byte budgets.
     assert moofa.search("1.3MB", space="moofa", generations=2).budget == 325_000
+
+
+def test_balanced_dataset_bins_by_tflm_head(tmp_path):
+    import json
+
+    from moofa.dataset import bin_edges, build_dataset
+
+    edges = bin_edges("moofa-e1-2", 3, "80KiB", "300KiB", memory_model="tflm")
+    assert edges[0] == 80 * 1024 and edges[-1] == 300 * 1024  # byte strings are int8 bytes under tflm
+    out = tmp_path / "set.jsonl"
+    build_dataset(
+        "moofa-e1-2",
+        lambda config: float(config["image_size"]),
+        out,
+        n_per_bin=2,
+        bins=3,
+        low="80KiB",
+        high="300KiB",
+        memory_model="tflm",
+        progress=False,
+    )
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["bin"] for r in recs) == [0, 0, 1, 1, 2, 2]
+    for r in recs:
+        head = tflm.head(moofa.Subnet.from_dict(r), "moofa-e1-2")
+        assert edges[r["bin"]] <= head <= edges[r["bin"] + 1]
