@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,13 +245,37 @@ def read_model(model) -> ModelInfo:
     )
 
 
+def allocations_text(interp) -> str:
+    """What a TFLM interpreter's ``print_allocations()`` prints. It writes from C, so file
+    descriptors 1 and 2 point at a temporary file while it runs."""
+    import ctypes
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    libc = ctypes.CDLL(None)
+    with tempfile.TemporaryFile() as tmp:
+        saved = [os.dup(1), os.dup(2)]
+        os.dup2(tmp.fileno(), 1)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            interp.print_allocations()
+        finally:
+            libc.fflush(None)
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+        tmp.seek(0)
+        return tmp.read().decode(errors="replace")
+
+
 # The child process: reads the model from stdin, allocates it with the arena size of argv[1],
-# optionally invokes it once on zeros, prints one JSON line. print_allocations writes from C,
-# so fds 1 and 2 point at a temporary file while it runs.
+# optionally invokes it once on zeros, prints one JSON line.
 _CHILD = r"""
-import ctypes, json, os, sys, tempfile
+import json, sys
 import numpy as np
 from tflite_micro.python.tflite_micro import runtime
+from moofa.deploy import allocations_text
 model = sys.stdin.buffer.read()
 arena, run = int(sys.argv[1]), sys.argv[2] == "1"
 try:
@@ -258,23 +283,7 @@ try:
 except Exception as exc:
     print(json.dumps({"ok": False, "message": str(exc)}))
     sys.exit(0)
-sys.stdout.flush()
-sys.stderr.flush()
-libc = ctypes.CDLL(None)
-with tempfile.TemporaryFile() as tmp:
-    saved = [os.dup(1), os.dup(2)]
-    os.dup2(tmp.fileno(), 1)
-    os.dup2(tmp.fileno(), 2)
-    try:
-        interp.print_allocations()
-    finally:
-        libc.fflush(None)
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
-    tmp.seek(0)
-    text = tmp.read().decode(errors="replace")
+text = allocations_text(interp)
 if run:
     d = interp.get_input_details(0)
     interp.set_input(np.zeros(d["shape"], dtype=d["dtype"]), 0)
@@ -304,6 +313,7 @@ def allocate(model, arena_size: int, invoke: bool = False, timeout: float = 300)
         input=data,
         capture_output=True,
         timeout=timeout,
+        cwd=tempfile.gettempdir(),  # python -c puts its folder first on sys.path: not a source tree
     )
     stderr = proc.stderr.decode(errors="replace").strip()
     lines = proc.stdout.decode(errors="replace").strip().splitlines()

@@ -22,13 +22,11 @@ RESOLUTIONS = (32, 40, 48, 56, 64, 96, 128, 160)
 COUNTS = {"moofa-e1-2": 200, "moofa": 50, "ofa": 50, "compofa": 10, "no-mix": 10}
 
 # Child: reads length-prefixed models from stdin, allocates each in TFLM, prints one JSON line
-# per model with TFLM's arena head and tail (print_allocations writes from C: fds 1 and 2
-# point at a temporary file while it runs).
+# per model with TFLM's arena head and tail.
 _CHILD = r"""
-import ctypes, json, os, struct, sys, tempfile
+import json, os, struct, sys
 from tflite_micro.python.tflite_micro import runtime
-from moofa.deploy import _parse_allocations
-libc = ctypes.CDLL(None)
+from moofa.deploy import _parse_allocations, allocations_text
 out = os.fdopen(os.dup(1), "w")
 stdin = sys.stdin.buffer
 while True:
@@ -37,21 +35,7 @@ while True:
         break
     model = stdin.read(struct.unpack("<I", n)[0])
     interp = runtime.Interpreter.from_bytes(model, arena_size=1 << 26)
-    sys.stdout.flush()
-    with tempfile.TemporaryFile() as tmp:
-        saved = [os.dup(1), os.dup(2)]
-        os.dup2(tmp.fileno(), 1)
-        os.dup2(tmp.fileno(), 2)
-        try:
-            interp.print_allocations()
-        finally:
-            libc.fflush(None)
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-        tmp.seek(0)
-        head, tail = _parse_allocations(tmp.read().decode(errors="replace"))
+    head, tail = _parse_allocations(allocations_text(interp))
     del interp
     out.write(json.dumps({"head": head, "tail": tail}) + "\n")
     out.flush()

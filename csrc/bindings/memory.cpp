@@ -14,6 +14,26 @@ namespace py = pybind11;
 
 namespace moofa::bind {
 
+namespace {
+
+// (row, column) of the first invalid row, or None; `checker` (a SpaceSpec or an Evaluator,
+// which keeps its row check built) scans without the GIL.
+template <class Checker>
+py::object first_invalid_or_none(const Checker& checker, const SpaceSpec& space, const Rows& rows) {
+  std::size_t n;
+  const uint8_t* p = rows_of(rows, space, &n);
+  int col = -1;
+  std::ptrdiff_t i;
+  {
+    py::gil_scoped_release nogil;
+    i = checker.first_invalid(p, n, &col);
+  }
+  if (i < 0) return py::none();
+  return py::make_tuple(i, col);
+}
+
+}  // namespace
+
 void memory(py::module_& m) {
   py::class_<StageSpec>(m, "StageSpec")
       .def(py::init([](int width, int stride, bool se, int max_depth, bool hard_swish) {
@@ -100,18 +120,7 @@ void memory(py::module_& m) {
           "same search space (every field but the name; optionally but the class count)")
       .def(
           "first_invalid",
-          [](const SpaceSpec& s, const Rows& rows) -> py::object {
-            std::size_t n;
-            const uint8_t* p = rows_of(rows, s, &n);
-            int col = -1;
-            std::ptrdiff_t i;
-            {
-              py::gil_scoped_release nogil;
-              i = s.first_invalid(p, n, &col);
-            }
-            if (i < 0) return py::none();
-            return py::make_tuple(i, col);
-          },
+          [](const SpaceSpec& s, const Rows& rows) { return first_invalid_or_none(s, s, rows); },
           py::arg("rows"), "(row, column) of the first invalid encoded config, or None")
       .def(
           "check_rows",
@@ -139,17 +148,8 @@ void memory(py::module_& m) {
       .def_property_readonly("max_layers", &Evaluator::max_layers)
       .def(
           "first_invalid",
-          [](const Evaluator& ev, const Rows& rows) -> py::object {
-            std::size_t n;
-            const uint8_t* p = rows_of(rows, ev.space(), &n);
-            int col = -1;
-            std::ptrdiff_t i;
-            {
-              py::gil_scoped_release nogil;
-              i = ev.first_invalid(p, n, &col);
-            }
-            if (i < 0) return py::none();
-            return py::make_tuple(i, col);
+          [](const Evaluator& ev, const Rows& rows) {
+            return first_invalid_or_none(ev, ev.space(), rows);
           },
           py::arg("rows"), "(row, column) of the first invalid encoded config, or None")
       .def(
