@@ -14,6 +14,16 @@ from .spaces import Space, design_widths, get_space, names
 from .subnet import Subnet
 
 
+def _add_memory_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--memory-model",
+        default="full",
+        choices=[*MEMORY_MODELS, "paper", "mcu"],
+        help="full: in+out+weights per layer (paper); activations/mcu: weights in flash; "
+        "tflm: TensorFlow Lite Micro's arena head of the int8 graph, bytes",
+    )
+
+
 def _int_list(text: str) -> list[int]:
     try:
         return [int(v) for v in text.replace(",", " ").split()]
@@ -392,12 +402,7 @@ def _add_search_args(p) -> None:
         "(unset: the space's shipped one)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument(
-        "--memory-model",
-        default="full",
-        choices=[*MEMORY_MODELS, "paper", "mcu"],
-        help="full: in+out+weights per layer (paper); activations/mcu: weights in flash",
-    )
+    _add_memory_model(p)
     p.add_argument(
         "--bytes-per-item",
         type=float,
@@ -475,12 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--e", type=_num_list, help="expand ratio per block slot (unset: the largest)")
     p.add_argument("--d", type=_int_list, help="depth per stage (unset: the largest)")
     p.add_argument("--image-size", type=int, help="input resolution (unset: the largest)")
-    p.add_argument(
-        "--memory-model",
-        default="full",
-        choices=[*MEMORY_MODELS, "paper", "mcu"],
-        help="full: in+out+weights per layer (paper); activations/mcu: weights in flash",
-    )
+    _add_memory_model(p)
     p.add_argument(
         "--bytes-per-item", type=float, default=None, help="report bytes instead of items (4: float32, 1: int8)"
     )
