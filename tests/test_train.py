@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -451,6 +452,10 @@ def test_two_gloo_processes_stay_in_sync(tmp_path):
         "--check-sync",
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    if proc.returncode != 0 and "terminate called without an active exception" in proc.stderr:
+        # A rare abort inside Gloo's own threads (not moofa's code): one fresh try.
+        shutil.rmtree(tmp_path / "run")
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     syncs = [r for r in records if r["kind"] == "sync"]
