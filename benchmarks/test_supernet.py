@@ -12,6 +12,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -20,15 +23,13 @@ import moofa  # noqa: E402
 import moofa.nn as mnn  # noqa: E402
 from moofa import train as mtrain  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import one_torch_thread  # noqa: E402, F401  (the fixture, for this module)
+
 NET = moofa.Subnet(ks=[7, 5, 3, 5] * 5, e=[4, 3, 2, 3] * 5, d=[4, 3, 2, 3, 4], image_size=224)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

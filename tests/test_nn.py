@@ -23,13 +23,7 @@ from moofa.nn.elastic import ElasticDepthwise  # noqa: E402
 N_CONFIGS = 50
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Batch-1 forwards of small nets: extra threads only add contention on a 2-core CI machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_space(name="tiny-test", **changes) -> moofa.Space:

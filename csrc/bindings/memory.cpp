@@ -16,20 +16,28 @@ namespace moofa::bind {
 
 namespace {
 
-// (row, column) of the first invalid row, or None; `checker` (a SpaceSpec or an Evaluator,
-// which keeps its row check built) scans without the GIL.
+// The first invalid row of `rows` (row -1: none) and its column; `checker` (a SpaceSpec, or
+// an Evaluator, which keeps its row check built) scans without the GIL.
+struct Scan {
+  const uint8_t* data;
+  std::ptrdiff_t row;
+  int column;
+};
+
+template <class Checker>
+Scan scan_rows(const Checker& checker, const SpaceSpec& space, const Rows& rows) {
+  std::size_t n;
+  Scan s{rows_of(rows, space, &n), -1, -1};
+  py::gil_scoped_release nogil;
+  s.row = checker.first_invalid(s.data, n, &s.column);
+  return s;
+}
+
 template <class Checker>
 py::object first_invalid_or_none(const Checker& checker, const SpaceSpec& space, const Rows& rows) {
-  std::size_t n;
-  const uint8_t* p = rows_of(rows, space, &n);
-  int col = -1;
-  std::ptrdiff_t i;
-  {
-    py::gil_scoped_release nogil;
-    i = checker.first_invalid(p, n, &col);
-  }
-  if (i < 0) return py::none();
-  return py::make_tuple(i, col);
+  const Scan s = scan_rows(checker, space, rows);
+  if (s.row < 0) return py::none();
+  return py::make_tuple(s.row, s.column);
 }
 
 }  // namespace
@@ -125,15 +133,8 @@ void memory(py::module_& m) {
       .def(
           "check_rows",
           [](const SpaceSpec& s, const Rows& rows) {
-            std::size_t n;
-            const uint8_t* p = rows_of(rows, s, &n);
-            int col = -1;
-            std::ptrdiff_t i;
-            {
-              py::gil_scoped_release nogil;
-              i = s.first_invalid(p, n, &col);
-            }
-            raise_if_invalid(i, col, p, s);
+            const Scan scan = scan_rows(s, s, rows);
+            raise_if_invalid(scan.row, scan.column, scan.data, s);
           },
           py::arg("rows"),
           "ValueError naming row, column and allowed indices of the first bad row");
