@@ -62,10 +62,7 @@ class SegmentBuilder {
     if (stride == 1 && c_in == c_out) return op({p, x}, hw(p), c_out);
     return p;
   }
-  TflmSegment take() {
-    seg_.finish();
-    return std::move(seg_);
-  }
+  TflmSegment take() { return std::move(seg_); }
 
  private:
   int64_t in_hw_, in_c_;
@@ -74,17 +71,6 @@ class SegmentBuilder {
 };
 
 }  // namespace
-
-void TflmSegment::finish() {
-  const int n_t = static_cast<int>(tensors.size());
-  const int n = n_t + static_cast<int>(scratch.size());
-  order.resize(n);
-  for (int i = 0; i < n; ++i) order[i] = i;
-  // Scratch buffers come after every tensor in TFLM's order, so locally too.
-  auto size = [&](int i) { return i < n_t ? tensors[i].size : scratch[i - n_t].size; };
-  std::sort(order.begin(), order.end(),
-            [&](int a, int b) { return size(a) != size(b) ? size(a) > size(b) : a > b; });
-}
 
 int64_t TflmSegment::live_peak() const {
   int64_t best = 0;
@@ -129,7 +115,6 @@ int64_t plan_by_scope(const std::vector<TflmBuffer>& buffers, const std::vector<
   std::vector<int64_t>& offsets = work->offsets;
   offsets.assign(n, 0);
   std::vector<uint64_t>& near = work->near;
-  const std::vector<int32_t>& rank = work->rank;
   int64_t head = 0;
   for (int p = 0; p < n; ++p) {
     const int32_t id = static_cast<int32_t>(keys[p] & 0xFFFFF);
@@ -141,16 +126,19 @@ int64_t plan_by_scope(const std::vector<TflmBuffer>& buffers, const std::vector<
         const int32_t j = list[q];
         if (stamp[j] == p) continue;
         stamp[j] = p;
-        near.push_back((static_cast<uint64_t>(offsets[j]) << 20) | static_cast<uint64_t>(rank[j]));
+        // Insertion keeps near sorted: it holds few entries.
+        const uint64_t v = (static_cast<uint64_t>(offsets[j]) << 20) | static_cast<uint64_t>(j);
+        near.push_back(v);
+        std::size_t i = near.size() - 1;
+        for (; i > 0 && near[i - 1] > v; --i) near[i] = near[i - 1];
+        near[i] = v;
       }
     }
-    std::sort(near.begin(), near.end());
     int64_t candidate = 0;
     for (uint64_t v : near) {
       const int64_t off = static_cast<int64_t>(v >> 20);
       if (off - candidate >= b.size) break;
-      const int32_t j = static_cast<int32_t>(keys[v & 0xFFFFF] & 0xFFFFF);
-      candidate = std::max(candidate, off + buffers[j].size);
+      candidate = std::max(candidate, off + buffers[v & 0xFFFFF].size);
     }
     offsets[id] = candidate;
     head = std::max(head, candidate + b.size);
@@ -159,16 +147,6 @@ int64_t plan_by_scope(const std::vector<TflmBuffer>& buffers, const std::vector<
   }
   if (offsets_out) *offsets_out = offsets;
   return head;
-}
-
-// The placement itself, buffers in placement order given by keys (size << 20 | id, descending).
-int64_t plan_sorted(const std::vector<TflmBuffer>& buffers, const std::vector<uint64_t>& keys,
-                    TflmWork* work, std::vector<int64_t>* offsets_out) {
-  const int n = static_cast<int>(buffers.size());
-  std::vector<int32_t>& rank = work->rank;
-  rank.resize(n);
-  for (int p = 0; p < n; ++p) rank[keys[p] & 0xFFFFF] = p;
-  return plan_by_scope(buffers, keys, work, offsets_out);
 }
 
 }  // namespace
@@ -185,7 +163,7 @@ int64_t tflm_plan(const std::vector<TflmBuffer>& buffers, TflmWork* work,
   for (int i = 0; i < n; ++i)
     keys[i] = (static_cast<uint64_t>(buffers[i].size) << 20) | static_cast<uint64_t>(i);
   std::sort(keys.begin(), keys.end(), std::greater<uint64_t>());
-  return plan_sorted(buffers, keys, work, offsets_out);
+  return plan_by_scope(buffers, keys, work, offsets_out);
 }
 
 TflmGraph::TflmGraph(const SpaceSpec& space) : space_(space) {
@@ -237,6 +215,45 @@ TflmGraph::TflmGraph(const SpaceSpec& space) : space_(space) {
     // The stem's bound with the graph input alive at scope 0 too.
     fixed_bound_.push_back(std::max({stem_[r].live_peak(), tail_[r].live_peak(), input_size_[r]}));
   }
+  for (int r = 0; r < n_res_; ++r) rank_buffers(r);
+}
+
+void TflmGraph::rank_buffers(int r) {
+  // TFLM places largest first; among equal sizes, later-added first: scratch (added after
+  // every tensor), then the later segment, then the later local buffer. Cells of one slot
+  // never meet in a row; the cell index only makes the order total.
+  struct Entry {
+    int64_t size;
+    int32_t scratch, segment, cell, local;
+    int32_t* rank;
+  };
+  std::vector<Entry> entries;
+  int32_t input_rank = 0;
+  entries.push_back({input_size_[r], 0, -1, 0, 0, &input_rank});
+  auto add = [&](TflmSegment& seg, int32_t segment, int32_t cell) {
+    const int32_t n_t = static_cast<int32_t>(seg.tensors.size());
+    seg.rank.assign(seg.tensors.size() + seg.scratch.size(), 0);
+    for (int32_t i = 0; i < static_cast<int32_t>(seg.rank.size()); ++i) {
+      const int64_t size = i < n_t ? seg.tensors[i].size : seg.scratch[i - n_t].size;
+      entries.push_back({size, i < n_t ? 0 : 1, segment, cell, i, &seg.rank[i]});
+    }
+  };
+  add(stem_[r], 0, 0);
+  for (int slot = 0; slot < n_slots_; ++slot)
+    for (int c = 0; c < n_k_ * n_e_; ++c)
+      add(slots_[(static_cast<std::size_t>(slot) * n_res_ + r) * n_k_ * n_e_ + c].segment, 1 + slot,
+          c);
+  add(tail_[r], 1 + n_slots_, 0);
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    if (a.size != b.size) return a.size > b.size;
+    if (a.scratch != b.scratch) return a.scratch > b.scratch;
+    if (a.segment != b.segment) return a.segment > b.segment;
+    if (a.cell != b.cell) return a.cell > b.cell;
+    return a.local > b.local;
+  });
+  for (std::size_t i = 0; i < entries.size(); ++i) *entries[i].rank = static_cast<int32_t>(i);
+  input_rank_.push_back(input_rank);
+  n_ranks_.push_back(static_cast<int32_t>(entries.size()));
 }
 
 void TflmGraph::assemble(const uint8_t* row, std::vector<TflmBuffer>* out, TflmWork* work) const {
@@ -285,41 +302,35 @@ int64_t TflmGraph::head(const uint8_t* row, TflmWork* work) const {
   assemble(row, &bufs, work);
   const int n = static_cast<int>(bufs.size());
   const int32_t n_tensors = n - static_cast<int32_t>(work->scratch.size());
-  // Each segment's buffers are already in placement order (ids ascend with the segment's
-  // position in both the tensor and the scratch part): merge the runs instead of sorting.
-  std::vector<uint64_t>& a = work->keys;
-  std::vector<uint64_t>& b = work->near;
-  std::vector<int32_t>& bounds = work->begin;
-  a.resize(n);
-  bounds.clear();
-  a[0] = static_cast<uint64_t>(bufs[0].size) << 20;  // the graph input, id 0
-  bounds.push_back(0);
-  int o = 1;
+  // Mark the ranks the row's buffers hold, then read them in rank order.
+  const int r = row[0];
+  const std::size_t words = (static_cast<std::size_t>(n_ranks_[r]) + 63) / 64;
+  std::vector<uint64_t>& present = work->present;
+  std::vector<int32_t>& by_rank = work->by_rank;
+  present.assign(words, 0);
+  by_rank.resize(static_cast<std::size_t>(n_ranks_[r]));
+  auto mark = [&](int32_t rank, int32_t id) {
+    present[static_cast<std::size_t>(rank) >> 6] |= uint64_t{1} << (rank & 63);
+    by_rank[rank] = id;
+  };
+  mark(input_rank_[r], 0);
   for (const TflmWork::Run& run : work->segments) {
-    bounds.push_back(o);
-    const int32_t n_t = static_cast<int32_t>(run.segment->tensors.size());
-    for (int32_t local : run.segment->order) {
-      const int32_t id =
-          local < n_t ? run.tensor_base + local : n_tensors + run.scratch_base + (local - n_t);
+    const TflmSegment& seg = *run.segment;
+    const int32_t n_t = static_cast<int32_t>(seg.tensors.size());
+    for (int32_t local = 0; local < static_cast<int32_t>(seg.rank.size()); ++local)
+      mark(seg.rank[local],
+           local < n_t ? run.tensor_base + local : n_tensors + run.scratch_base + (local - n_t));
+  }
+  std::vector<uint64_t>& a = work->keys;
+  a.resize(n);
+  int o = 0;
+  for (std::size_t w = 0; w < words; ++w) {
+    for (uint64_t bits = present[w]; bits != 0; bits &= bits - 1) {
+      const int32_t id = by_rank[w * 64 + static_cast<std::size_t>(__builtin_ctzll(bits))];
       a[o++] = (static_cast<uint64_t>(bufs[id].size) << 20) | static_cast<uint64_t>(id);
     }
   }
-  bounds.push_back(n);
-  b.resize(n);
-  while (bounds.size() > 2) {
-    std::size_t w = 0;
-    for (std::size_t i = 0; i + 1 < bounds.size(); i += 2) {
-      const int lo = bounds[i], mid = bounds[i + 1];
-      const int hi = i + 2 < bounds.size() ? bounds[i + 2] : mid;
-      std::merge(a.begin() + lo, a.begin() + mid, a.begin() + mid, a.begin() + hi, b.begin() + lo,
-                 std::greater<uint64_t>());
-      bounds[w++] = lo;
-    }
-    bounds[w++] = n;
-    bounds.resize(w);
-    a.swap(b);
-  }
-  return plan_sorted(bufs, a, work, nullptr);
+  return plan_by_scope(bufs, a, work, nullptr);
 }
 
 }  // namespace moofa

@@ -12,7 +12,11 @@
 // The graph is a chain of segments: the stem (graph input, first conv, first block), one
 // per active block slot, and the tail (final expand, pooling, feature mix, classifier).
 // A slot's segment depends only on (slot, resolution, kernel, expand), so the tables hold
-// every segment once; a row concatenates its segments and runs the planner.
+// every segment once; a row concatenates its segments and runs the planner. The placement
+// order of a row's buffers does not depend on the row either: equal sizes are broken by
+// the buffer's place in the graph (scratch after tensors, then segment, then local index),
+// and a row's segments keep their relative order. So every buffer a resolution's segments
+// hold is ranked once, and a row's order is a scan of the ranks it uses.
 #pragma once
 
 #include <cstdint>
@@ -42,8 +46,8 @@ struct TflmWork {
   std::vector<Run> segments;
   std::vector<TflmBuffer> buffers;
   std::vector<TflmBuffer> scratch;
-  std::vector<uint64_t> keys, near;
-  std::vector<int32_t> rank, begin, adj, placed;
+  std::vector<uint64_t> keys, near, present;
+  std::vector<int32_t> by_rank, adj, placed;
   std::vector<int64_t> offsets;
   std::vector<int32_t> count;
 };
@@ -70,10 +74,9 @@ struct TflmSegment {
   int64_t input_size = 0;   // aligned bytes of the input
   std::vector<Tensor> tensors;
   std::vector<Scratch> scratch;
-  // Local buffers (tensors, then scratch) in placement order: size descending, then
-  // scratch before tensors, later before earlier (see tflm_plan).
-  std::vector<int32_t> order;
-  void finish();
+  // Each local buffer's (tensors, then scratch) place in the placement order of all the
+  // buffers its resolution's segments can hold (TflmGraph fills it).
+  std::vector<int32_t> rank;
   // Most bytes alive at once during the segment (its input included): a lower bound of
   // the head of any graph that contains the segment.
   int64_t live_peak() const;
@@ -103,6 +106,9 @@ class TflmGraph {
   std::vector<TflmSegment> stem_, tail_;  // [r]
   std::vector<Cell> slots_;               // [slot][r][k][e]
   std::vector<int64_t> fixed_bound_;      // [r]
+  std::vector<int32_t> input_rank_;       // [r] the graph input's place in the order
+  std::vector<int32_t> n_ranks_;          // [r] buffers the segments of resolution r hold
+  void rank_buffers(int r);
 };
 
 }  // namespace moofa
