@@ -102,7 +102,9 @@ def load_ofa_state_dict(source: str | os.PathLike | Mapping) -> dict[str, torch.
         except Exception as exc:  # a damaged file, or one that needs unpickling beyond tensors
             raise ValueError(f"{where} is not a readable PyTorch checkpoint of tensors: {exc}") from None
     if not isinstance(source, Mapping):
-        raise TypeError(f"{where} must hold a dict (a state dict or {{'state_dict': ...}}), got {type(source).__name__}")
+        raise TypeError(
+            f"{where} must hold a dict (a state dict or {{'state_dict': ...}}), got {type(source).__name__}"
+        )
     state = source.get("state_dict", source)
     if not isinstance(state, Mapping):
         raise TypeError(f"{where}: 'state_dict' must be a dict of tensors, got {type(state).__name__}")
