@@ -262,3 +262,11 @@ def test_cli_ofa_import_writes_moofa_weights_and_a_subnet(ref, expected, tmp_pat
     assert "as space 'ofa' does not fit" in capsys.readouterr().err
     assert main(["ofa-import", str(ref / W10), "--out", str(out), "--export", str(tmp_path / "s.tflite")]) == 2
     assert "--export: the file must end in .pt, .pt2 or .onnx" in capsys.readouterr().err
+
+
+def test_cli_ofa_import_without_torch(tmp_path):
+    from test_cli_deps import _moofa_without
+
+    out = _moofa_without("torch", "ofa-import", str(tmp_path / "x.pth.tar"), "--out", str(tmp_path))
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == 'moofa ofa-import needs PyTorch: pip install "moofa[torch]"'

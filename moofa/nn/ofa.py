@@ -40,7 +40,7 @@ import torch
 
 from ..spaces import Space, get_space
 
-__all__ = ["OFA_SPACES", "from_ofa", "load_ofa_state_dict", "ofa_key", "ofa_to_moofa_state_dict"]
+__all__ = ["OFA_SPACES", "load_ofa_state_dict", "ofa_key", "ofa_to_moofa_state_dict"]
 
 #: The built-in spaces an OFA MobileNetV3 checkpoint is tried against, in order.
 OFA_SPACES = ("ofa", "ofa-w1.2")
