@@ -119,6 +119,25 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_ofa_import(args) -> int:
+    from .nn import Supernet
+    from .nn import export as export_module
+
+    fmt = {".pt": "torchscript", ".pt2": "exported", ".onnx": "onnx"}.get(Path(args.export or "x.pt").suffix)
+    if fmt is None:
+        raise ValueError(f"--export: the file must end in .pt, .pt2 or .onnx, got {args.export!r}")
+    sup = Supernet.from_ofa(args.checkpoint, space=_load_space(args.space) if args.space else None)
+    net = _config_from_args(args, sup.space)
+    weights = sup.save(Path(args.out) / "supernet")
+    print(f"{args.checkpoint}: space {sup.space.name!r}, {sum(p.numel() for p in sup.parameters()):,} parameters")
+    print(f"wrote {weights} and {weights.with_suffix('.json')}")
+    if args.export:
+        sub = sup.extract(net).eval()
+        export_module(sub, args.export, (1, sup.space.in_channels, net.image_size, net.image_size), format=fmt)
+        print(f"wrote {args.export} ({fmt}, subnet {json.dumps(net.to_dict())})")
+    return 0
+
+
 def cmd_deploy_check(args) -> int:
     from .deploy import deploy_check
 
@@ -343,6 +362,7 @@ _OPTIONAL = {
 }
 # The extra that a command needs as a whole (train-predictor only needs torch).
 _COMMAND_EXTRA = {"train-predictor": "torch"}
+_COMMAND_EXTRA["ofa-import"] = "torch"
 
 
 def _missing_dependency(command: str, exc: ImportError) -> str | None:
@@ -505,6 +525,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-batches", type=int, default=4, help="batches of 64 for BN and int8 calibration")
     p.add_argument("--out", required=True, help="output .tflite file")
     p.set_defaults(func=cmd_export)
+
+    p = command("ofa-import", "convert an OFA MobileNetV3 supernet checkpoint to moofa's format (moofa[torch])")
+    p.add_argument("checkpoint", help="OFA's ofa_mbv3_d234_e346_k357_w1.0 or _w1.2 file (.pth.tar)")
+    p.add_argument("--out", required=True, help="folder for supernet.npz + supernet.json")
+    p.add_argument("--space", help="the moofa space to map to (unset: ofa for w1.0, ofa-w1.2 for w1.2)")
+    p.add_argument("--export", metavar="FILE", help="also write a subnet: .pt (TorchScript), .pt2, .onnx")
+    p.add_argument("--config", help="that subnet as a JSON object or file (unset: the largest)")
+    p.add_argument("--ks", type=_int_list, help="or: kernel per block slot, e.g. 3,5,7,... (unset: the largest)")
+    p.add_argument("--e", type=_num_list, help="expand ratio per block slot (unset: the largest)")
+    p.add_argument("--d", type=_int_list, help="depth per stage (unset: the largest)")
+    p.add_argument("--image-size", type=int, help="input resolution (unset: the largest)")
+    p.set_defaults(func=cmd_ofa_import)
 
     p = command("deploy-check", "TFLite Micro arena of a .tflite model; exit 1 if over --budget (moofa[mcu])")
     p.add_argument("model", help=".tflite file")

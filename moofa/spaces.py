@@ -393,6 +393,24 @@ def _ofa_stages() -> tuple[Stage, ...]:
     return tuple(Stage(w, s, a, se) for w, s, a, se in zip(widths, strides, acts, ses))
 
 
+def _ofa_wide_space(name: str, width_mult: float, description: str) -> Space:
+    # OFA's wider MobileNetV3 supernets scale every width by ``width_mult`` with
+    # ``make_divisible(w * width_mult, 8)`` (w1.2: 24, 24, 32, 48, 96, 136, 192, 1152, 1536).
+    def wide(w: int) -> int:
+        return make_divisible(w * width_mult, 8)
+
+    base = Space(name="ofa", stages=_ofa_stages())
+    return Space(
+        name=name,
+        stages=tuple(replace(s, width=wide(s.width)) for s in base.stages),
+        first_conv_width=wide(base.first_conv_width),
+        first_block_width=wide(base.first_block_width),
+        final_expand_width=wide(base.final_expand_width),
+        feature_mix_width=wide(base.feature_mix_width),
+        description=description,
+    )
+
+
 def _moofa_space(name: str, expands: Sequence[float], n_classes: int, description: str) -> Space:
     # Widths after the 24-wide stage come from the paper's memory-balancing rule:
     # five stage widths, then the final-expand and feature-mix widths.
@@ -439,6 +457,7 @@ register(
 register(_moofa_space("moofa", (2, 3, 4), 1000, "MOOFA (memory-balanced widths), e in {2,3,4}"))
 register(_moofa_space("moofa-e346", (3, 4, 6), 10, "MOOFA ablation config 1, e in {3,4,6}, Imagenette"))
 register(_moofa_space("moofa-e1-2", (1, 1.5, 2), 10, "MOOFA ablation config 2, e in {1,1.5,2}, Imagenette"))
+register(_ofa_wide_space("ofa-w1.2", 1.2, "OFA MobileNetV3 w1.2 (OFA's wider published supernet), e in {3,4,6}"))
 
 
 def names() -> list[str]:

@@ -283,6 +283,23 @@ class Supernet(nn.Module):
         net.load_state_dict_checked(state, source=str(npz_path))
         return net
 
+    @classmethod
+    def from_ofa(
+        cls, checkpoint: str | os.PathLike | dict, space: str | Space | None = None, dropout: float = 0.1
+    ) -> Supernet:
+        """A supernet with the weights of one of OFA's published MobileNetV3 supernets.
+
+        ``checkpoint``: a path to an ``ofa_mbv3_d234_e346_k357_w1.0`` or ``..._w1.2`` file
+        (read with ``torch.load(weights_only=True)``), its ``{"state_dict": ...}`` dict or the
+        state dict itself. w1.0 maps to space ``ofa``, w1.2 to ``ofa-w1.2`` (``.space`` says
+        which); ``space`` picks one explicitly. The class count follows the classifier in the
+        file. ValueError naming every missing, unexpected or misshapen tensor (OFA's own loader
+        would silently keep initial values for missing ones). See :mod:`moofa.nn.ofa`.
+        """
+        from .ofa import from_ofa
+
+        return from_ofa(cls, checkpoint, space=space, dropout=dropout)
+
     def load_state_dict_checked(self, state: dict, source: str = "state dict") -> None:
         """``load_state_dict`` with an error naming what does not fit (another space, usually)."""
         own = self.state_dict()
