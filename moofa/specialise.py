@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ._encoding import columns
 from ._ext import core
 from ._io import atomic_write_text
 from .memory import _model_name, evaluator
@@ -62,13 +63,16 @@ SPECIALISE_OPTIONS: dict[str, Any] = {
     "threads": 0,  # 0: all cores; results never depend on it
     "predictor_input": "rows",  # what a callable predictor receives, as in moofa.search
     # quality knobs: the NSGA-II front ...
-    "population": 1500,
-    "generations": 150,
+    "population": 600,
+    "generations": 80,
     # ... then, per step of the front, an evolutionary search just below the next step
     "refine_population": 100,
-    "refine_generations": 40,
-    "refine_passes": 2,  # rounds of refinement (each round only visits steps not refined yet)
+    "refine_generations": 60,
+    "refine_passes": 3,  # rounds of refinement (each round only visits steps not refined yet)
     "max_knots": 256,  # at most this many refinement searches per round (spread over the front)
+    # then a Pareto local search: every subnet one gene (or one block's kernel and expand) away
+    # from a front point is scored, better ones join the front, until none does or this many rounds
+    "polish_rounds": 20,
     "cache": True,  # keep the front in memory for later calls with the same setting
 }
 
@@ -169,6 +173,9 @@ def _build_front(ev, scorer, sp: Space, constraints: dict, opts: dict, seed: int
         peak = np.concatenate([peak, ev.peaks(new_rows, threads=1).astype(np.int64)])
         keep = core.non_dominated(top1, peak, None)
         rows, top1, peak = rows[keep], top1[keep], peak[keep]
+    if opts["polish_rounds"] > 0 and (not isinstance(scorer, core.Scorer) or hasattr(scorer, "score")):
+        rows, top1, peak, spent = _polish(ev, scorer, sp, constraints, rows, top1, peak, opts["polish_rounds"])
+        evaluations += spent
     rows = np.ascontiguousarray(rows, dtype=np.uint8)
     prof = ev.profiles(rows, 1, False)
     return _Front(
@@ -180,6 +187,113 @@ def _build_front(ev, scorer, sp: Space, constraints: dict, opts: dict, seed: int
         evaluations=evaluations,
         seconds=time.perf_counter() - start,
     )
+
+
+class _Layout:
+    """Columns and choices of a space's compact encoding, for the local search."""
+
+    def __init__(self, sp: Space):
+        c = columns(sp)
+        self.res, self.depth, self.kernel, self.expand = c.resolution, c.depth, c.kernel, c.expand
+        self.n_res, self.n_k, self.n_e = len(sp.resolutions), len(sp.kernels), len(sp.expands)
+        self.depths = np.asarray(sp.depths, dtype=np.int64)
+        self.slot_stage = np.asarray(c.slot_stage, dtype=np.intp)
+        first = np.concatenate([[0], np.cumsum([st.max_depth for st in sp.stages])[:-1]]).astype(np.intp)
+        self.slot_pos = np.arange(len(self.slot_stage)) - first[self.slot_stage]  # position in its stage
+        # coupled expand (CompOFA): the expand index of each depth index, else None
+        self.coupled = (
+            None
+            if not sp.expand_by_depth
+            else np.asarray([sp.expands.index(sp.expand_by_depth[d]) for d in sp.depths], dtype=np.uint8)
+        )
+
+    def canonical(self, rows: np.ndarray) -> np.ndarray:
+        """Idle slots reset as the C++ search resets them (kernel 0, expand 0 or the coupled one)."""
+        di = rows[:, self.depth.start + self.slot_stage]  # depth index of each slot's stage
+        idle = self.slot_pos[None, :] >= self.depths[di]
+        k = rows[:, self.kernel]
+        k[idle] = 0
+        e = rows[:, self.expand]
+        if self.coupled is None:
+            e[idle] = 0
+        else:
+            e[:] = self.coupled[di]
+        return rows
+
+    def neighbours(self, row: np.ndarray) -> np.ndarray:
+        """Every subnet one change away: the resolution, a stage's depth, or an active block's
+        kernel and/or expand (canonical rows)."""
+        out = []
+        for r in range(self.n_res):
+            if r != row[self.res]:
+                v = row.copy()
+                v[self.res] = r
+                out.append(v[None])
+        n_stages = self.depth.stop - self.depth.start
+        for st in range(n_stages):
+            for d in range(len(self.depths)):
+                if d != row[self.depth.start + st]:
+                    v = row.copy()
+                    v[self.depth.start + st] = d
+                    out.append(v[None])
+        di = row[self.depth.start + self.slot_stage]
+        active = np.flatnonzero(self.slot_pos < self.depths[di])
+        n_e = 1 if self.coupled is not None else self.n_e
+        grid_k, grid_e = np.meshgrid(np.arange(self.n_k), np.arange(n_e), indexing="ij")
+        ks, es = grid_k.ravel().astype(np.uint8), grid_e.ravel().astype(np.uint8)
+        for j in active:
+            v = np.repeat(row[None], len(ks), axis=0)
+            v[:, self.kernel.start + j] = ks
+            if self.coupled is None:
+                v[:, self.expand.start + j] = es
+            same = (ks == row[self.kernel.start + j]) & (
+                es == row[self.expand.start + j] if self.coupled is None else True
+            )
+            out.append(v[~same])
+        return self.canonical(np.concatenate(out)) if out else np.zeros((0, row.size), np.uint8)
+
+
+def _score_rows(scorer, rows: np.ndarray) -> np.ndarray:
+    score = getattr(scorer, "score", None)
+    if isinstance(scorer, core.Scorer):
+        out = np.asarray(score(rows, 1), dtype=np.float64)  # type: ignore[misc]
+    else:
+        out = np.asarray(scorer(rows), dtype=np.float64).reshape(-1)
+    if out.shape != (len(rows),) or not np.all(np.isfinite(out)):
+        raise ValueError(f"the predictor must return one finite number per config ({len(rows)}), got shape {out.shape}")
+    return out
+
+
+def _polish(ev, scorer, sp: Space, constraints: dict, rows, top1, peak, rounds: int):
+    """Pareto local search from the front's points; returns the new front and the scores spent."""
+    layout = _Layout(sp)
+    done: set[bytes] = set()
+    spent = 0
+    for _ in range(rounds):
+        todo = [i for i in range(len(rows)) if rows[i].tobytes() not in done]
+        if not todo:
+            break
+        done.update(rows[i].tobytes() for i in todo)
+        cand = np.unique(np.concatenate([layout.neighbours(rows[i]) for i in todo]), axis=0)
+        if constraints:
+            prof = ev.profiles(cand, 1, False)
+            ok = np.ones(len(cand), dtype=bool)
+            if "max_mflops" in constraints:
+                ok &= prof["mflops"] <= constraints["max_mflops"]
+            if "max_params" in constraints:
+                ok &= prof["params"] <= constraints["max_params"]
+            cand = cand[ok]
+        if len(cand) == 0:
+            break
+        cand_peak = ev.peaks(cand, threads=1).astype(np.int64)
+        cand_top1 = _score_rows(scorer, cand).astype(np.float32)
+        spent += len(cand)
+        rows = np.concatenate([rows, cand])
+        top1 = np.concatenate([top1, cand_top1])
+        peak = np.concatenate([peak, cand_peak])
+        keep = core.non_dominated(top1, peak, None)
+        rows, top1, peak = rows[keep], top1[keep], peak[keep]
+    return rows, top1, peak, spent
 
 
 def _predictor_key(predictor) -> tuple:
@@ -448,6 +562,7 @@ def specialise(budgets, space: str | Space = "moofa", predictor=None, *, seed: i
         "refine_generations": _int("refine_generations", opts["refine_generations"], 0, nsga.MAX_GENERATIONS),
         "refine_passes": _int("refine_passes", opts["refine_passes"], 0, 64),
         "max_knots": _int("max_knots", opts["max_knots"], 1),
+        "polish_rounds": _int("polish_rounds", opts["polish_rounds"], 0, 10_000),
         "threads": _int("threads", opts["threads"], 0, nsga.MAX_THREADS),
     }
     seed = _seed(seed)

@@ -309,3 +309,56 @@ def test_cli_errors(tmp_path, capsys):
     (tmp_path / "low.csv").write_text("1000\n")
     assert main(["specialise", "--budgets", str(tmp_path / "low.csv")]) == 2
     assert "every budget is below the smallest peak" in capsys.readouterr().err
+
+
+# --- the local search's moves -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space", ["moofa", "ofa", "compofa"])
+def test_local_search_neighbours_are_every_single_change(space):
+    """The moves of the local search, against the same moves made on moofa.Subnet objects."""
+    from moofa.specialise import _Layout
+
+    sp = moofa.get_space(space)
+    layout = _Layout(sp)
+    coupled = sp.expand_by_depth is not None
+
+    def canonical(ks, e, d, r):
+        ks, e, pos = list(ks), list(e), 0
+        for st, depth in zip(sp.stages, d):
+            for j in range(st.max_depth):
+                if j >= depth:
+                    ks[pos + j] = sp.kernels[0]
+                if coupled:
+                    e[pos + j] = sp.expand_by_depth[depth]
+                elif j >= depth:
+                    e[pos + j] = sp.expands[0]
+            pos += st.max_depth
+        return moofa.Subnet(ks, e, d, r)
+
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        net = moofa.decode(moofa.random_subnets(1, sp, seed=int(rng.integers(1000))), sp)[0]
+        net = canonical(net.ks, net.e, net.d, net.image_size)
+        row = moofa.encode([net], sp)[0]
+        want = set()
+        for r in sp.resolutions:
+            if r != net.image_size:
+                want.add(canonical(net.ks, net.e, net.d, r))
+        for s in range(sp.n_stages):
+            for depth in sp.depths:
+                if depth != net.d[s]:
+                    want.add(canonical(net.ks, net.e, [*net.d[:s], depth, *net.d[s + 1 :]], net.image_size))
+        pos = 0
+        for st, depth in zip(sp.stages, net.d):
+            for j in range(pos, pos + depth):
+                for k in sp.kernels:
+                    for x in [net.e[j]] if coupled else sp.expands:
+                        if (k, x) != (net.ks[j], net.e[j]):
+                            ks, e = list(net.ks), list(net.e)
+                            ks[j], e[j] = k, x
+                            want.add(canonical(ks, e, net.d, net.image_size))
+            pos += st.max_depth
+        got = layout.neighbours(row)
+        assert len(got) == len(want)
+        assert set(moofa.decode(got, sp)) == want
