@@ -69,7 +69,7 @@ SPECIALISE_OPTIONS: dict[str, Any] = {
     "refine_population": 100,
     "refine_generations": 60,
     "refine_passes": 3,  # rounds of refinement (each round only visits steps not refined yet)
-    "max_knots": 256,  # at most this many refinement searches per round (spread over the front)
+    "max_knots": 256,  # at most this many refinement searches (and local searches) per round
     # then a Pareto local search: every subnet one gene (or one block's kernel and expand) away
     # from a front point is scored, better ones join the front, until none does or this many rounds
     "polish_rounds": 20,
@@ -174,7 +174,9 @@ def _build_front(ev, scorer, sp: Space, constraints: dict, opts: dict, seed: int
         keep = core.non_dominated(top1, peak, None)
         rows, top1, peak = rows[keep], top1[keep], peak[keep]
     if opts["polish_rounds"] > 0 and (not isinstance(scorer, core.Scorer) or hasattr(scorer, "score")):
-        rows, top1, peak, spent = _polish(ev, scorer, sp, constraints, rows, top1, peak, opts["polish_rounds"])
+        rows, top1, peak, spent = _polish(
+            ev, scorer, sp, constraints, rows, top1, peak, opts["polish_rounds"], opts["max_knots"]
+        )
         evaluations += spent
     rows = np.ascontiguousarray(rows, dtype=np.uint8)
     prof = ev.profiles(rows, 1, False)
@@ -264,8 +266,9 @@ def _score_rows(scorer, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def _polish(ev, scorer, sp: Space, constraints: dict, rows, top1, peak, rounds: int):
-    """Pareto local search from the front's points; returns the new front and the scores spent."""
+def _polish(ev, scorer, sp: Space, constraints: dict, rows, top1, peak, rounds: int, max_points: int):
+    """Pareto local search from the front's points (at most ``max_points`` a round, spread
+    over the front); returns the new front and the scores spent."""
     layout = _Layout(sp)
     done: set[bytes] = set()
     spent = 0
@@ -273,6 +276,8 @@ def _polish(ev, scorer, sp: Space, constraints: dict, rows, top1, peak, rounds: 
         todo = [i for i in range(len(rows)) if rows[i].tobytes() not in done]
         if not todo:
             break
+        if len(todo) > max_points:
+            todo = [todo[i] for i in np.unique(np.linspace(0, len(todo) - 1, max_points).round().astype(int))]
         done.update(rows[i].tobytes() for i in todo)
         cand = np.unique(np.concatenate([layout.neighbours(rows[i]) for i in todo]), axis=0)
         if constraints:
