@@ -65,9 +65,9 @@ SPECIALISE_OPTIONS: dict[str, Any] = {
     # quality knobs: the NSGA-II front ...
     "population": 600,
     "generations": 80,
-    # ... then, per step of the front, an evolutionary search just below the next step
+    # ... then, at both ends of each step of the front, a short evolutionary search
     "refine_population": 100,
-    "refine_generations": 60,
+    "refine_generations": 40,
     "refine_passes": 3,  # rounds of refinement (each round only visits steps not refined yet)
     "max_knots": 256,  # at most this many refinement searches (and local searches) per round
     # then a Pareto local search: every subnet one gene (or one block's kernel and expand) away
@@ -129,17 +129,24 @@ def _build_front(ev, scorer, sp: Space, constraints: dict, opts: dict, seed: int
             "no subnet satisfying the constraints was found (max_mflops, max_params): loosen them"
         )  # pragma: no cover (nsga2 raises first)
 
-    def refine(knot: int):
-        out = core.evolve(
-            ev,
-            scorer,
-            max_peak=knot,
-            **constraints,
-            population=opts["refine_population"],
-            generations=opts["refine_generations"],
-            seed=seed,
-            threads=1,
-        )
+    def refine(knot: int) -> dict:
+        try:
+            out = core.evolve(
+                ev,
+                scorer,
+                max_peak=knot,
+                **constraints,
+                population=opts["refine_population"],
+                generations=opts["refine_generations"],
+                seed=seed,
+                threads=1,
+            )
+        except ValueError as exc:
+            # The evolution's random start found nothing that fits this knot and the
+            # constraints (the front's own point does): nothing to add here.
+            if "no subnet satisfying the constraints" not in str(exc):
+                raise
+            return {"best_row": np.zeros(0, np.uint8), "evaluations": 0}
         if out["interrupted"]:
             raise KeyboardInterrupt
         return out
@@ -147,11 +154,11 @@ def _build_front(ev, scorer, sp: Space, constraints: dict, opts: dict, seed: int
     refined: set[int] = set()
     workers = (threads or _cpu_count()) if native else 1
     for _ in range(opts["refine_passes"] if opts["refine_generations"] > 0 else 0):
-        # Just below each next step: the best subnet for budgets between two steps of the
-        # front; and no limit at all: the best subnet of the space.
-        knots = [int(p) - 1 for p in peak[1:] if int(p) - 1 not in refined] + (
-            [] if _INT64_MAX in refined else [_INT64_MAX]
-        )
+        # Both ends of each step of the front: its own peak (a search held tight at that
+        # level) and one item below the next step (the best for every budget in between);
+        # and no limit at all: the best subnet of the space.
+        ends = {int(p) for p in peak} | {int(p) - 1 for p in peak[1:]} | {_INT64_MAX}
+        knots = sorted(k for k in ends if k not in refined)
         if len(knots) > opts["max_knots"]:
             pick = np.unique(np.linspace(0, len(knots) - 1, opts["max_knots"]).round().astype(int))
             knots = [knots[i] for i in pick]
