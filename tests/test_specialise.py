@@ -176,7 +176,9 @@ def test_constraints_hold_for_every_answer():
 
 
 def test_tflm_budgets_are_bytes():
-    r = moofa.specialise(["128KiB", "200kB"], "moofa-e1-2", memory_model="tflm", population=300, generations=50)
+    r = moofa.specialise(
+        ["128KiB", "200kB"], "moofa-e1-2", memory_model="tflm", population=300, generations=50, refine_generations=10
+    )
     assert r.budget.tolist() == [131072, 200_000] and r.memory_model == "tflm"
     heads = moofa.peak_memory(r.subnets(), "moofa-e1-2", memory_model="tflm")
     np.testing.assert_array_equal(heads, r.peak)
@@ -362,3 +364,16 @@ def test_local_search_neighbours_are_every_single_change(space):
         got = layout.neighbours(row)
         assert len(got) == len(want)
         assert set(moofa.decode(got, sp)) == want
+
+
+def test_predictor_by_name_object_or_callable_agree():
+    budgets = [330_000, 450_000]
+    pred = moofa.load_predictor("moofa")
+    a = moofa.specialise(budgets, predictor=pred, cache=False)
+    b = moofa.specialise(budgets, predictor="moofa", cache=False)
+    np.testing.assert_array_equal(a.top1, b.top1)
+    np.testing.assert_array_equal(a.front.rows, moofa.specialise(budgets, cache=False).front.rows)
+    small = {"population": 50, "generations": 5, "refine_generations": 3, "polish_rounds": 2}
+    c = moofa.specialise(budgets, predictor=lambda nets: pred.predict(nets), predictor_input="dicts", **small)
+    np.testing.assert_allclose(pred.predict(c.subnets()), c.top1, rtol=0, atol=1e-4)
+    assert (c.peak <= budgets).all()
