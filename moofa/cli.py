@@ -321,7 +321,10 @@ def cmd_specialise(args) -> int:
 
     space = _load_space(args.space)
     predictor = _predictor(args, space, proxies=False)
-    budgets = read_budgets(args.budgets)
+    try:
+        budgets = read_budgets(args.budgets)
+    except OSError as exc:
+        raise ValueError(f"--budgets: cannot read {args.budgets!r} ({exc.strerror or exc})") from None
     r = specialise(budgets, space, predictor, seed=args.seed, **_search_options(args))
     if args.out:
         if args.out.lower().endswith(".json"):

@@ -308,6 +308,8 @@ def test_cli_errors(tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("budget\n325k\nlots\n")
     assert main(["specialise", "--budgets", str(tmp_path / "bad.csv")]) == 2
     assert "budgets[1]: budget 'lots' is not understood" in capsys.readouterr().err
+    assert main(["specialise", "--budgets", str(tmp_path / "missing.csv")]) == 2
+    assert "--budgets: cannot read" in capsys.readouterr().err
     (tmp_path / "low.csv").write_text("1000\n")
     assert main(["specialise", "--budgets", str(tmp_path / "low.csv")]) == 2
     assert "every budget is below the smallest peak" in capsys.readouterr().err
