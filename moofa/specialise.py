@@ -459,15 +459,16 @@ class SpecialiseResult:
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         """The table as JSON (a header and ``rows``, one per budget); written atomically to
         ``path`` when given."""
-        doc = {
+        head = {
             "space": self.space,
             "memory_model": self.memory_model,
             "unit": "bytes" if self.memory_model == "tflm" else "items",
             "constraints": dict(self.constraints),
             "seed": self.seed,
-            "rows": self.to_dicts(),
         }
-        text = json.dumps(doc, indent=1) + "\n"
+        # One row a line (json's C encoder; indent= would take its pure-Python path).
+        rows = ",\n".join(json.dumps(row) for row in self.to_dicts())
+        text = json.dumps(head)[:-1] + ', "rows": [\n' + rows + "\n]}\n"
         if path is not None:
             atomic_write_text(path, text)
         return text
