@@ -79,16 +79,28 @@ def fleet():
 # --- quality ------------------------------------------------------------------------------------
 
 
-def test_exact_optimum_of_a_small_space_at_every_budget(tiny_truth):
+def tiny_linear():
+    """A C++ scorer (runs the refinement searches on threads): a linear model, resolution first."""
+    n = moofa._core.LinearScorer.n_features(moofa.memory.spec(TINY))
+    w = np.random.default_rng(12).normal(size=n)
+    w[: len(TINY.resolutions)] = np.linspace(0, 2, len(TINY.resolutions))
+    return moofa.linear_scorer(w, 40.0, TINY)
+
+
+@pytest.mark.parametrize("which", ["callable", "cpp"])
+def test_exact_optimum_of_a_small_space_at_every_budget(tiny_truth, which):
     rows, peaks, scores = tiny_truth
+    predictor = tiny_score if which == "callable" else tiny_linear()
+    if which == "cpp":
+        scores = predictor.score(rows, 1).astype(np.float64)
     levels = np.unique(peaks)
     assert len(levels) == 25
     # every distinct peak, one item below it, and one beyond the largest
     budgets = np.unique(np.concatenate([levels, levels - 1, [levels[-1] * 2]]))
-    r = moofa.specialise(budgets, TINY, tiny_score, **TINY_OPTIONS)
+    r = moofa.specialise(budgets, TINY, predictor, **TINY_OPTIONS)
     want = np.array([brute_best(peaks, scores, int(b)) for b in budgets])
     steps = np.unique(want[~np.isnan(want)])
-    assert len(steps) >= 10 and len(r.front) == len(steps)  # the true front, point for point
+    assert len(steps) >= (10 if which == "callable" else 9) and len(r.front) == len(steps)  # the true front
     assert np.array_equal(np.isnan(want), ~r.feasible)
     np.testing.assert_allclose(r.top1[r.feasible], want[r.feasible], rtol=0, atol=1e-4)
     assert (r.peak[r.feasible] <= budgets[r.feasible]).all()
