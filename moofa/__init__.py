@@ -15,6 +15,7 @@ from .memory import MEMORY_MODELS, Profile, evaluator, layer_names, min_peak, pe
 from .predictor import Predictor, load_predictor
 from .search import ParetoFront, SearchResult, linear_scorer, pareto, search, sweep
 from .spaces import Space, Stage, design_widths, get_space, register
+from .specialise import SpecialiseResult, specialise
 from .subnet import Subnet, column_names, decode, encode, random_subnets
 from .units import format_items, parse_budget
 
@@ -26,6 +27,7 @@ __all__ = [
     "Predictor",
     "Profile",
     "SearchResult",
+    "SpecialiseResult",
     "Space",
     "Stage",
     "Subnet",
@@ -54,6 +56,7 @@ __all__ = [
     "report",
     "search",
     "spaces",
+    "specialise",
     "subnet",
     "sweep",
     "units",
@@ -73,6 +76,19 @@ def _expose_search_module() -> None:
 
 
 _expose_search_module()
+
+
+# ``moofa.specialise`` is the function too; the module's names are its attributes, as for search.
+def _expose_specialise_module() -> None:
+    import sys
+
+    module = sys.modules[f"{__name__}.specialise"]
+    for name in module.__all__:
+        if name != "specialise":
+            setattr(specialise, name, getattr(module, name))
+
+
+_expose_specialise_module()
 
 
 _LAZY = {"deploy_check": "deploy", "DeployReport": "deploy"}

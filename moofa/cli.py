@@ -335,6 +335,31 @@ def cmd_pareto(args) -> int:
     return 130 if front.interrupted else 0
 
 
+def cmd_specialise(args) -> int:
+    from .specialise import read_budgets, specialise
+
+    space = _load_space(args.space)
+    predictor = _predictor(args, space, proxies=False)
+    try:
+        budgets = read_budgets(args.budgets)
+    except OSError as exc:
+        raise ValueError(f"--budgets: cannot read {args.budgets!r} ({exc.strerror or exc})") from None
+    r = specialise(budgets, space, predictor, seed=args.seed, **_search_options(args))
+    if args.out:
+        if args.out.lower().endswith(".json"):
+            r.to_json(args.out)
+        else:
+            r.to_csv(args.out)
+        n_ok = int(r.feasible.sum())
+        print(
+            f"space {space.name!r}: {len(r):,} budgets, {n_ok:,} feasible, from a front of {len(r.front)} subnets "
+            f"({r.seconds:.2f} s); top-1 {_describe(predictor)}; table written to {args.out}"
+        )
+    else:
+        sys.stdout.write(r.to_json() if args.json else r.to_csv())
+    return 0
+
+
 # Subcommands whose parser lives in their (torch-only) module: the arguments are handed over as they are.
 _DELEGATED = {
     "train": ("train", "train_main", "train a supernet with progressive shrinking (moofa[train])"),
@@ -486,6 +511,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_search_args(p)
     p.set_defaults(func=cmd_pareto)
+
+    p = command("specialise", "the best subnet for each of many budgets (one front, then a lookup per budget)")
+    p.add_argument(
+        "--budgets",
+        required=True,
+        metavar="FILE.csv",
+        help="budgets: a CSV file with a 'budget' column, or one budget per line (325000, 325k, 256KiB)",
+    )
+    p.add_argument("--out", metavar="FILE.csv|FILE.json", help="write the table here (unset: CSV on stdout)")
+    p.add_argument("--space", default="moofa", help=f"space name ({', '.join(names())}) or a space JSON file")
+    p.add_argument(
+        "--predictor",
+        metavar="NAME_OR_PATH",
+        help="accuracy predictor: a shipped name, a moofa .json/.npz pair or a published .pth.tar "
+        "(unset: the space's shipped one)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    _add_memory_model(p)
+    p.add_argument(
+        "--bytes-per-item",
+        type=float,
+        default=None,
+        help="to read byte budgets like 1.3MB (default: 4, float32; 1 with --memory-model tflm)",
+    )
+    p.add_argument("--max-mflops", type=float, help="also require MFLOPs <= this")
+    p.add_argument("--max-params", type=int, help="also require parameters <= this")
+    p.add_argument("--threads", type=int, default=0, help="0: automatic")
+    p.add_argument("--json", action="store_true", help="print JSON instead of CSV (without --out)")
+    p.set_defaults(func=cmd_specialise)
 
     for name, (_, _, text) in _DELEGATED.items():
         sub.add_parser(name, help=f"{text}; see moofa {name} --help", add_help=False)
