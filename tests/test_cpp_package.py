@@ -250,3 +250,48 @@ def test_package_version_is_the_python_version(installed):
     assert f'set(PACKAGE_VERSION "{importlib.metadata.version("moofa")}")' in text
     headers = {p.name for p in (installed["prefix"] / "include" / "moofa").iterdir()}
     assert {"search.hpp", "predictor.hpp", "memory.hpp", "predictor_io.hpp", "space_io.hpp"} <= headers
+
+
+def test_damaged_archives_fail_cleanly(installed, tmp_path):
+    """Truncated or bit-flipped archives (no SHA-256 to catch them first): the C++ reader
+    either refuses them with a message or, where only a field it does not use was hit,
+    finds exactly what the intact file gives. It never crashes."""
+    json_path = _copy_shipped(tmp_path, "compofa")
+    doc = json.loads(json_path.read_text())
+    del doc["weights_sha256"]
+    json_path.write_text(json.dumps(doc))
+    npz = tmp_path / "compofa.npz"
+    intact = npz.read_bytes()
+    args = (json_path, 400_000, "--population", 20, "--generations", 3)
+    good = _example(installed, *args)
+    assert good.returncode == 0, good.stderr
+    n = len(intact)
+    rng = np.random.default_rng(0)
+    damaged = [intact[:cut] for cut in (0, 10, 21, 22, 100, n // 2, n - 23, n - 22, n - 1)]
+    # Flips in the headers and directory at both ends, and anywhere.
+    positions = [*range(0, 70, 3), *range(n - 200, n, 5), *rng.integers(0, n, 20).tolist()]
+    for pos in positions:
+        raw = bytearray(intact)
+        raw[pos] ^= int(rng.integers(1, 256))
+        damaged.append(bytes(raw))
+    refused = 0
+    for data in damaged:
+        npz.write_bytes(data)
+        proc = _example(installed, *args)
+        assert proc.returncode in (0, 1), (proc.returncode, proc.stderr)
+        if proc.returncode == 0:
+            assert proc.stdout == good.stdout
+        else:
+            assert str(npz) in proc.stderr, proc.stderr
+            refused += 1
+    assert refused >= len(damaged) // 2
+
+
+def test_truncated_json_is_refused(installed, tmp_path):
+    json_path = _copy_shipped(tmp_path, "moofa")
+    text = json_path.read_text()
+    for cut in (0, 1, 50, len(text) // 2, len(text) - 3):
+        json_path.write_text(text[:cut])
+        proc = _example(installed, json_path, 325_000)
+        assert proc.returncode == 1
+        assert f"{json_path}: not valid JSON" in proc.stderr, proc.stderr

@@ -321,7 +321,8 @@ ZipReader::ZipReader(const std::string& data, const std::string& where)
   if ((count == 0xFFFF || offset == 0xFFFFFFFFu) && eocd >= 20 &&
       le(data, eocd - 20, 4) == 0x07064b50u) {  // ZIP64
     const uint64_t at = le(data, eocd - 20 + 8, 8);
-    require(at + 56 <= n && le(data, static_cast<std::size_t>(at), 4) == 0x06064b50u, bad);
+    require(at <= n && n - at >= 56 && le(data, static_cast<std::size_t>(at), 4) == 0x06064b50u,
+            bad);
     count = le(data, static_cast<std::size_t>(at) + 32, 8);
     offset = le(data, static_cast<std::size_t>(at) + 48, 8);
   }
@@ -377,7 +378,8 @@ std::vector<uint8_t> ZipReader::read(const std::string& name) const {
   const Entry* e = find(name);
   require(e != nullptr, where_ + ": no member " + name);
   const std::size_t n = data_.size();
-  require(e->offset + 30 <= n && le(data_, static_cast<std::size_t>(e->offset), 4) == 0x04034b50u,
+  require(e->offset <= n && n - e->offset >= 30 &&
+              le(data_, static_cast<std::size_t>(e->offset), 4) == 0x04034b50u,
           bad);
   const std::size_t at = static_cast<std::size_t>(e->offset);
   const uint64_t start = at + 30 + le(data_, at + 26, 2) + le(data_, at + 28, 2);
@@ -388,6 +390,9 @@ std::vector<uint8_t> ZipReader::read(const std::string& name) const {
     require(e->compressed == e->size, bad);
     out.assign(src, src + e->compressed);
   } else if (e->method == 8) {
+    // DEFLATE expands by at most 1032:1: a larger declared size is a corrupt header (and
+    // must not reserve memory).
+    require(e->size <= e->compressed * 1032 + 1024, bad);
     out = inflate(src, static_cast<std::size_t>(e->compressed), static_cast<std::size_t>(e->size),
                   where_ + ": member " + name);
   } else {
