@@ -24,6 +24,9 @@ import pytest
 import moofa
 from moofa.predictor import one_hot_size
 
+# Builds and installs the core with CMake first (about a minute on two cores).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "moofa" / "predictors"
 
