@@ -161,6 +161,7 @@ class ParetoOptions:
     max_tries: int
     max_evaluations: int
     minimize_mflops: bool
+    maximize_uniformity: bool
     def validate(self) -> None: ...
 
 def evolve(
@@ -182,6 +183,7 @@ def evolve(
     max_tries: int = 100,
     max_evaluations: int = 0,
     progress: Callable[[int], None] | None = None,
+    min_uniformity: float | None = None,
 ) -> dict[str, Any]: ...
 def nsga2(
     evaluator: Evaluator,
@@ -201,8 +203,13 @@ def nsga2(
     max_tries: int = 100,
     max_evaluations: int = 0,
     progress: Callable[[int], None] | None = None,
+    min_uniformity: float | None = None,
+    maximize_uniformity: bool = False,
 ) -> dict[str, Any]: ...
 def front_ranks(objectives: npt.ArrayLike) -> npt.NDArray[np.int32]: ...
 def non_dominated(
-    scores: npt.ArrayLike, peaks: npt.ArrayLike, mflops: npt.ArrayLike | None = None
+    scores: npt.ArrayLike,
+    peaks: npt.ArrayLike,
+    mflops: npt.ArrayLike | None = None,
+    uniformity: npt.ArrayLike | None = None,
 ) -> npt.NDArray[np.int64]: ...

@@ -177,26 +177,27 @@ void memory(py::module_& m) {
             const uint8_t* p = rows_of(rows, ev.space(), &n);
             const auto sn = static_cast<py::ssize_t>(n);
             py::array_t<int64_t> peak(sn), params(sn);
-            py::array_t<double> avg(sn), std_dev(sn), mflops(sn);
+            py::array_t<double> avg(sn), std_dev(sn), mflops(sn), uniformity(sn);
             py::array_t<int32_t> n_layers(sn);
             py::array_t<int64_t> hist(with_hist ? std::vector<py::ssize_t>{sn, ev.max_layers()}
                                                 : std::vector<py::ssize_t>{0, ev.max_layers()});
             int64_t* h = with_hist ? hist.mutable_data() : nullptr;
             int64_t *pk = peak.mutable_data(), *pr = params.mutable_data();
             double *av = avg.mutable_data(), *sd = std_dev.mutable_data(),
-                   *mf = mflops.mutable_data();
+                   *mf = mflops.mutable_data(), *un = uniformity.mutable_data();
             int32_t* nl = n_layers.mutable_data();
             int col = -1;
             std::ptrdiff_t bad;
             {
               py::gil_scoped_release nogil;
-              bad = ev.profiles(p, n, pk, av, sd, mf, pr, h, nl, threads, &col);
+              bad = ev.profiles(p, n, pk, av, sd, mf, pr, h, nl, threads, &col, un);
             }
             raise_if_invalid(bad, col, p, ev.space());
             py::dict out;
             out["peak"] = peak;
             out["avg"] = avg;
             out["std"] = std_dev;
+            out["uniformity"] = uniformity;
             out["mflops"] = mflops;
             out["params"] = params;
             out["n_layers"] = n_layers;
