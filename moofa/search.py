@@ -569,9 +569,7 @@ def pareto(
         mflops = np.array([r.mflops for r in results], dtype=np.float64)
         uniformity = np.array([r.profile.uniformity for r in results], dtype=np.float64)
         keep = (
-            core.non_dominated(
-                top1, peak, mflops if with_mflops else None, uniformity if with_uniformity else None
-            )
+            core.non_dominated(top1, peak, mflops if with_mflops else None, uniformity if with_uniformity else None)
             if results
             else np.zeros(0, dtype=np.int64)
         )

@@ -29,9 +29,9 @@ def linear(space: str, seed: int = 0):
 def oracle_uniformity(space, net, activations_only: bool = False) -> float:
     """mean / max of the oracle's histogram."""
     hist = np.array(
-        oracle.evaluate(moofa.get_space(space), net.ks, net.e, net.d, net.image_size, activations_only=activations_only)[
-            "hist"
-        ],
+        oracle.evaluate(
+            moofa.get_space(space), net.ks, net.e, net.d, net.image_size, activations_only=activations_only
+        )["hist"],
         dtype=np.float64,
     )
     return float(hist.mean() / hist.max())

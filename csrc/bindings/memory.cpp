@@ -206,6 +206,27 @@ void memory(py::module_& m) {
           },
           py::arg("rows"), py::arg("threads") = 0, py::arg("with_hist") = true)
       .def(
+          "peak_tables",
+          [](const Evaluator& ev) {
+            const SpaceSpec& sp = ev.space();
+            const auto n_r = static_cast<py::ssize_t>(sp.resolutions.size());
+            const auto n_k = static_cast<py::ssize_t>(sp.kernels.size());
+            const auto n_e = static_cast<py::ssize_t>(sp.expands.size());
+            const auto n_s = static_cast<py::ssize_t>(sp.n_slots());
+            py::array_t<int64_t> fixed(n_r);
+            py::array_t<int64_t> slots({n_s, n_r, n_k, n_e});
+            int64_t* f = fixed.mutable_data();
+            int64_t* t = slots.mutable_data();
+            for (int r = 0; r < n_r; ++r) f[r] = ev.fixed_peak(r);
+            for (int s = 0; s < n_s; ++s)
+              for (int r = 0; r < n_r; ++r)
+                for (int k = 0; k < n_k; ++k)
+                  for (int e = 0; e < n_e; ++e) *t++ = ev.slot_peak(s, r, k, e);
+            return py::make_tuple(fixed, slots);
+          },
+          "(fixed, slots): the peak is max(fixed[r], slots[slot, r, k, e] of every active slot); "
+          "lower bounds of it under memory model 'tflm'")
+      .def(
           "min_peak",
           [](const Evaluator& ev) {
             std::vector<uint8_t> row;

@@ -357,8 +357,9 @@ void mean_std(const int64_t* hist, int n, double* avg, double* std) {
 // Uniformity of a histogram of n layers summing to sum, the largest being top:
 // mean / max = sum / (n * top).
 double uniformity_of(Wide sum, int64_t n, int64_t top) {
-  return top > 0 && n > 0 ? static_cast<double>(sum) / (static_cast<double>(n) * static_cast<double>(top))
-                          : 0.0;
+  return top > 0 && n > 0
+             ? static_cast<double>(sum) / (static_cast<double>(n) * static_cast<double>(top))
+             : 0.0;
 }
 
 double uniformity_of(const int64_t* hist, int n) {

@@ -295,9 +295,9 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
     }
   }
 
-  const auto front = non_dominated(arch_score.data(), arch_peak.data(),
-                                   with_mflops ? arch_mflops.data() : nullptr, arch_score.size(),
-                                   with_uniformity ? arch_uniformity.data() : nullptr);
+  const auto front =
+      non_dominated(arch_score.data(), arch_peak.data(), with_mflops ? arch_mflops.data() : nullptr,
+                    arch_score.size(), with_uniformity ? arch_uniformity.data() : nullptr);
   for (std::size_t id : front) {
     result.rows.insert(result.rows.end(), seen.row(id), seen.row(id) + cols);
     result.scores.push_back(arch_score[id]);

@@ -137,8 +137,8 @@ class Evaluator {
   // fixed_peak_ before kTflm turns those into arena bounds (uniformity reads the histogram).
   std::vector<int64_t> slot_layer_max_;   // [slot][r][k][e]
   std::vector<int64_t> fixed_layer_max_;  // [r]
-  std::vector<int64_t> slot_macs_;    // [slot][r][k][e]
-  std::vector<int64_t> slot_params_;  // [slot][k][e] (params do not depend on r)
+  std::vector<int64_t> slot_macs_;        // [slot][r][k][e]
+  std::vector<int64_t> slot_params_;      // [slot][k][e] (params do not depend on r)
   // Fixed layers per resolution: first conv, first block (2-3 layers), final expand.
   std::vector<std::vector<int64_t>> head_layers_;  // [r] -> layers before the stages
   std::vector<int64_t> tail_layer_;                // [r] final expand

@@ -1,6 +1,6 @@
 // Multi-objective search: the front of predicted accuracy vs. peak memory (and
-// optionally MFLOPs and/or memory uniformity) in one run, by NSGA-II (Deb et al. 2002) with the same
-// constraint-aware operators as the single-objective evolution.
+// optionally MFLOPs and/or memory uniformity) in one run, by NSGA-II (Deb et al. 2002) with the
+// same constraint-aware operators as the single-objective evolution.
 //
 // Two additions over textbook NSGA-II: the initial population is stratified over peak
 // budgets from the space's smallest peak (included) to its largest (random subnets would

@@ -65,7 +65,8 @@ struct ParetoOptions : SearchOptions {
   ParetoOptions() { generations = 200; }
 
   bool minimize_mflops = false;  // third objective
-  bool maximize_uniformity = false;  // another objective: Evaluator::uniformity
+  // Another objective (maximised): Evaluator::uniformity.
+  bool maximize_uniformity = false;
 
   void validate() const;
 };
