@@ -8,7 +8,8 @@ uniformly as possible, on average over all of them:
 * under a budget ``b``, the *admitted* subnets are the distinct subnets whose peak is at
   most ``b``. The peak is separable (the largest of a fixed part and one figure per active
   block slot), so :func:`admitted` counts them exactly and :func:`sample_admitted` draws
-  them uniformly, without rejection, from the C++ evaluator's peak tables;
+  them as :func:`moofa.random_subnets` would, conditioned on the budget, without
+  rejection, from the C++ evaluator's peak tables;
 * a design's score is the mean over the budgets of the expected
   :attr:`moofa.Profile.uniformity` (``objective="uniformity"``) or of the expected
   ``avg / b``, the share of the budget the average layer uses (``objective="budget_use"``),
@@ -57,11 +58,12 @@ _STEPS = (64, 32, 16, 8)
 _DIVISOR = 8
 
 
-# --- exact counting and uniform sampling of the subnets under a budget ------------------
+# --- exact counting and sampling of the subnets under a budget --------------------------
 
 
 class _Admitted:
-    """The subnets of one space whose peak fits one budget: exact count, uniform draws."""
+    """The subnets of one space whose peak fits one budget: their exact number, the
+    probability that a random_subnets draw is one of them, and draws among them."""
 
     def __init__(self, sp: Space, ev, budget: int):
         self.space, self.ev, self.budget = sp, ev, budget
@@ -203,8 +205,9 @@ def sample_admitted(
     memory_model: str = "full",
     bytes_per_item: float = 4,
 ) -> np.ndarray:
-    """``n`` encoded subnets drawn uniformly among the distinct subnets of ``space`` whose
-    peak fits ``budget`` (no rejection). ValueError when none fits."""
+    """``n`` encoded subnets of ``space`` whose peak fits ``budget``, distributed as
+    :func:`moofa.random_subnets`' draws (resolution, depths, kernels and expands uniform)
+    conditioned on fitting: drawn directly, no rejection. ValueError when none fits."""
     _count("n", n, 0)
     sp = get_space(space)
     a = _Admitted(sp, _evaluator(sp, _model(memory_model)), _items(budget, bytes_per_item))

@@ -1,4 +1,4 @@
-"""moofa.design: exact counts and uniform draws of the subnets under a budget, and the
+"""moofa.design: exact counts and budget-conditioned draws of the subnets under a budget, and the
 width search for memory uniformity.
 
 Ground truth: every distinct subnet of small spaces enumerated and evaluated layer by
