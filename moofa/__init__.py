@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib as _importlib
 import importlib.util as _importlib_util
 
-from . import dataset, memory, predictor, report, spaces, subnet, units
+from . import dataset, design, memory, predictor, report, spaces, subnet, units
 from ._ext import core as _ext_core
 from .memory import MEMORY_MODELS, Profile, evaluator, layer_names, min_peak, peak_memory, profile, profiles
 from .predictor import Predictor, load_predictor
@@ -35,6 +35,7 @@ __all__ = [
     "column_names",
     "dataset",
     "decode",
+    "design",
     "design_widths",
     "encode",
     "evaluator",

@@ -74,6 +74,7 @@ class Evaluator:
     def first_invalid(self, rows: npt.ArrayLike) -> tuple[int, int] | None: ...
     def peaks(self, rows: npt.ArrayLike, threads: int = 0) -> npt.NDArray[np.int64]: ...
     def profiles(self, rows: npt.ArrayLike, threads: int = 0, with_hist: bool = True) -> dict[str, Any]: ...
+    def peak_tables(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
     def min_peak(self) -> tuple[int, npt.NDArray[np.uint8]]: ...
 
 class Scorer:
@@ -161,6 +162,7 @@ class ParetoOptions:
     max_tries: int
     max_evaluations: int
     minimize_mflops: bool
+    maximize_uniformity: bool
     def validate(self) -> None: ...
 
 def evolve(
@@ -182,6 +184,7 @@ def evolve(
     max_tries: int = 100,
     max_evaluations: int = 0,
     progress: Callable[[int], None] | None = None,
+    min_uniformity: float | None = None,
 ) -> dict[str, Any]: ...
 def nsga2(
     evaluator: Evaluator,
@@ -201,8 +204,13 @@ def nsga2(
     max_tries: int = 100,
     max_evaluations: int = 0,
     progress: Callable[[int], None] | None = None,
+    min_uniformity: float | None = None,
+    maximize_uniformity: bool = False,
 ) -> dict[str, Any]: ...
 def front_ranks(objectives: npt.ArrayLike) -> npt.NDArray[np.int32]: ...
 def non_dominated(
-    scores: npt.ArrayLike, peaks: npt.ArrayLike, mflops: npt.ArrayLike | None = None
+    scores: npt.ArrayLike,
+    peaks: npt.ArrayLike,
+    mflops: npt.ArrayLike | None = None,
+    uniformity: npt.ArrayLike | None = None,
 ) -> npt.NDArray[np.int64]: ...

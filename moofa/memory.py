@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 import operator
 from dataclasses import dataclass, field
@@ -113,6 +114,11 @@ class Profile:
     With model "tflm" everything is bytes of the int8 graph: ``peak`` is TFLM's arena head
     (:mod:`moofa.tflm`), ``hist``/``avg``/``std`` are those of "activations" (so ``peak`` may
     exceed every histogram entry).
+
+    ``uniformity`` is ``avg / max(hist)``: the share of its largest layer's memory that the
+    average layer uses, in (0, 1], 1 when every layer needs the same memory (see
+    ``docs/uniformity.md``). It is a ratio of histogram figures, so it does not depend on
+    ``bytes_per_item``; under "tflm" it is that of the histogram, not of the arena head.
     """
 
     peak: int
@@ -125,6 +131,7 @@ class Profile:
     space: str = ""
     memory_model: str = "full"
     unit: str = "items"
+    uniformity: float = math.nan
 
     @property
     def peak_layer(self) -> str:
@@ -145,6 +152,7 @@ class Profile:
             "space": self.space,
             "memory_model": self.memory_model,
             "unit": self.unit,
+            "uniformity": self.uniformity,
         }
 
     def table(self, width: int = 40) -> str:
@@ -160,7 +168,8 @@ class Profile:
         what = "TFLite Micro arena head" if self.memory_model == "tflm" else "peak"
         lines.append(
             f"{what} {self.peak:,} {self.unit} ({format_items(self.peak)}), "
-            f"avg {self.avg:,.0f} +- {self.std:,.0f}, {self.mflops:.2f} MFLOPs, {self.params:,} params"
+            f"avg {self.avg:,.0f} +- {self.std:,.0f}, uniformity {self.uniformity:.3f}, "
+            f"{self.mflops:.2f} MFLOPs, {self.params:,} params"
         )
         return "\n".join(lines)
 
@@ -217,6 +226,7 @@ def profile(
         space=sp.name,
         memory_model=model,
         unit=unit,
+        uniformity=float(out["uniformity"][0]),
     )
 
 
@@ -247,7 +257,8 @@ def peak_memory(
 def profiles(
     nets, space: str | Space = "moofa", *, memory_model: str = "full", with_hist: bool = False, threads: int = 0
 ) -> dict:
-    """Batched profiles (items): dict of arrays ``peak``, ``avg``, ``std``, ``mflops``, ``params``,
+    """Batched profiles (items): dict of arrays ``peak``, ``avg``, ``std``, ``uniformity``
+    (``avg / max`` of each histogram, see :class:`Profile`), ``mflops``, ``params``,
     ``n_layers`` and, with ``with_hist``, ``hist`` of shape (n, max_layers), zero padded."""
     sp = get_space(space)
     model, n_threads = _model_name(memory_model), _threads(threads)

@@ -57,6 +57,7 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "resolution_niche": _EVOLUTION.resolution_niche,  # parents kept per input resolution first (0: plain OFA)
     "max_mflops": None,  # optional constraint
     "max_params": None,  # optional constraint
+    "min_uniformity": None,  # optional constraint: Profile.uniformity (avg / max layer) in [0, 1]
     # "full" (paper: inputs + outputs + weights), "activations" (MCU) or "tflm" (TFLM's arena
     # head of the int8 graph, in bytes)
     "memory_model": "full",
@@ -73,6 +74,7 @@ PREDICTOR_INPUTS = ("rows", "subnets", "dicts")
 # Keyword options of pareto() without budgets (NSGA-II), with their defaults.
 _PARETO_OPTIONS: dict[str, Any] = {
     **{k: SEARCH_OPTIONS[k] for k in ("max_mflops", "max_params", "memory_model", "bytes_per_item")},
+    "min_uniformity": SEARCH_OPTIONS["min_uniformity"],
     **{k: SEARCH_OPTIONS[k] for k in ("max_evaluations", "predictor_input")},
     "mutation_ratio": _NSGA.mutation_ratio,
     "mutate_prob": _NSGA.mutate_prob,
@@ -80,7 +82,7 @@ _PARETO_OPTIONS: dict[str, Any] = {
     "threads": _NSGA.threads,
     "max_tries": _NSGA.max_tries,
 }
-_OBJECTIVES = ("top1", "peak", "mflops")
+_OBJECTIVES = ("top1", "peak", "mflops", "uniformity")
 
 
 # --- results ----------------------------------------------------------------------------
@@ -179,6 +181,8 @@ class ParetoFront:
     seconds: float = 0.0
     interrupted: bool = False
     results: list = field(default_factory=list)
+    # Profile.uniformity of each point (avg / max of its layer histogram).
+    uniformity: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __len__(self) -> int:
         return len(self.subnets)
@@ -249,6 +253,15 @@ def _limit(name: str, value: Any, kind: type) -> Any:
         what = "an integer in [1, 2**63 - 1]" if kind is int else "a finite number > 0"
         raise ValueError(f"{name} must be {what} or None, got {value!r}")
     return kind(value)
+
+
+def _min_uniformity(value: Any) -> float | None:
+    if value is None:
+        return None
+    v = _real(value)
+    if v is None or not 0 <= v <= 1:
+        raise ValueError(f"min_uniformity must be a number in [0, 1] (avg / max layer memory) or None, got {value!r}")
+    return v
 
 
 def _shared_options(o, opts: dict, population, generations, seed) -> dict:
@@ -423,6 +436,7 @@ def search(
         "max_peak": items,
         "max_mflops": _limit("max_mflops", opts["max_mflops"], float),
         "max_params": _limit("max_params", opts["max_params"], int),
+        "min_uniformity": _min_uniformity(opts["min_uniformity"]),
     }
     shared = _shared_options(_EVOLUTION, opts, population, generations, seed)
     scorer = _resolve_predictor(predictor, sp, opts["predictor_input"])
@@ -514,7 +528,9 @@ def pareto(
     space (``generations`` defaults to 200, ``population`` is at most 100,000), up to
     ``max_peak`` if given, with the
     objectives ``("top1", "peak")`` or ``("top1", "peak", "mflops")``. Ctrl-C returns what
-    was found so far with ``interrupted=True``.
+    was found so far with ``interrupted=True``. ``"uniformity"`` may be added to the
+    objectives (maximise :attr:`moofa.Profile.uniformity`); the option ``min_uniformity``
+    is a constraint on it (see ``docs/uniformity.md``).
     """
     sp = get_space(space)
     objectives = tuple(objectives) if not isinstance(objectives, str) else (objectives,)
@@ -524,8 +540,12 @@ def pareto(
         or "peak" not in objectives
         or len(set(objectives)) != len(objectives)
     ):
-        raise ValueError(f"objectives must be ('top1', 'peak') or ('top1', 'peak', 'mflops'), got {objectives!r}")
+        raise ValueError(
+            "objectives must be ('top1', 'peak') followed by any of 'mflops', 'uniformity' "
+            f"(e.g. ('top1', 'peak', 'uniformity')), got {objectives!r}"
+        )
     with_mflops = "mflops" in objectives
+    with_uniformity = "uniformity" in objectives
     start = time.perf_counter()
     if budgets is not None:
         if max_peak is not None:
@@ -547,8 +567,11 @@ def pareto(
         top1 = np.array([r.top1 for r in results], dtype=np.float32)
         peak = np.array([r.peak for r in results], dtype=np.int64)
         mflops = np.array([r.mflops for r in results], dtype=np.float64)
+        uniformity = np.array([r.profile.uniformity for r in results], dtype=np.float64)
         keep = (
-            core.non_dominated(top1, peak, mflops if with_mflops else None) if results else np.zeros(0, dtype=np.int64)
+            core.non_dominated(top1, peak, mflops if with_mflops else None, uniformity if with_uniformity else None)
+            if results
+            else np.zeros(0, dtype=np.int64)
         )
         return ParetoFront(
             subnets=[nets[i] for i in keep],
@@ -563,6 +586,7 @@ def pareto(
             seconds=time.perf_counter() - start,
             interrupted=interrupted,
             results=list(results),
+            uniformity=uniformity[keep],
         )
 
     _check_options(options, _PARETO_OPTIONS, "pareto")
@@ -573,6 +597,7 @@ def pareto(
     constraints = {
         "max_mflops": _limit("max_mflops", opts["max_mflops"], float),
         "max_params": _limit("max_params", opts["max_params"], int),
+        "min_uniformity": _min_uniformity(opts["min_uniformity"]),
     }
     scorer = _resolve_predictor(predictor, sp, opts["predictor_input"])
     with Progress(shared["generations"], f"pareto {sp.name}", progress) as bar:
@@ -587,6 +612,7 @@ def pareto(
             **constraints,
             **shared,
             minimize_mflops=with_mflops,
+            maximize_uniformity=with_uniformity,
             progress=tick if bar.enabled else None,
         )
     rows = raw["rows"]
@@ -605,4 +631,5 @@ def pareto(
         evaluations=int(raw["evaluations"]),
         seconds=time.perf_counter() - start,
         interrupted=bool(raw["interrupted"]),
+        uniformity=raw["uniformity"],
     )

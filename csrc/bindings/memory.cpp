@@ -177,26 +177,27 @@ void memory(py::module_& m) {
             const uint8_t* p = rows_of(rows, ev.space(), &n);
             const auto sn = static_cast<py::ssize_t>(n);
             py::array_t<int64_t> peak(sn), params(sn);
-            py::array_t<double> avg(sn), std_dev(sn), mflops(sn);
+            py::array_t<double> avg(sn), std_dev(sn), mflops(sn), uniformity(sn);
             py::array_t<int32_t> n_layers(sn);
             py::array_t<int64_t> hist(with_hist ? std::vector<py::ssize_t>{sn, ev.max_layers()}
                                                 : std::vector<py::ssize_t>{0, ev.max_layers()});
             int64_t* h = with_hist ? hist.mutable_data() : nullptr;
             int64_t *pk = peak.mutable_data(), *pr = params.mutable_data();
             double *av = avg.mutable_data(), *sd = std_dev.mutable_data(),
-                   *mf = mflops.mutable_data();
+                   *mf = mflops.mutable_data(), *un = uniformity.mutable_data();
             int32_t* nl = n_layers.mutable_data();
             int col = -1;
             std::ptrdiff_t bad;
             {
               py::gil_scoped_release nogil;
-              bad = ev.profiles(p, n, pk, av, sd, mf, pr, h, nl, threads, &col);
+              bad = ev.profiles(p, n, pk, av, sd, mf, pr, h, nl, threads, &col, un);
             }
             raise_if_invalid(bad, col, p, ev.space());
             py::dict out;
             out["peak"] = peak;
             out["avg"] = avg;
             out["std"] = std_dev;
+            out["uniformity"] = uniformity;
             out["mflops"] = mflops;
             out["params"] = params;
             out["n_layers"] = n_layers;
@@ -204,6 +205,27 @@ void memory(py::module_& m) {
             return out;
           },
           py::arg("rows"), py::arg("threads") = 0, py::arg("with_hist") = true)
+      .def(
+          "peak_tables",
+          [](const Evaluator& ev) {
+            const SpaceSpec& sp = ev.space();
+            const auto n_r = static_cast<py::ssize_t>(sp.resolutions.size());
+            const auto n_k = static_cast<py::ssize_t>(sp.kernels.size());
+            const auto n_e = static_cast<py::ssize_t>(sp.expands.size());
+            const auto n_s = static_cast<py::ssize_t>(sp.n_slots());
+            py::array_t<int64_t> fixed(n_r);
+            py::array_t<int64_t> slots({n_s, n_r, n_k, n_e});
+            int64_t* f = fixed.mutable_data();
+            int64_t* t = slots.mutable_data();
+            for (int r = 0; r < n_r; ++r) f[r] = ev.fixed_peak(r);
+            for (int s = 0; s < n_s; ++s)
+              for (int r = 0; r < n_r; ++r)
+                for (int k = 0; k < n_k; ++k)
+                  for (int e = 0; e < n_e; ++e) *t++ = ev.slot_peak(s, r, k, e);
+            return py::make_tuple(fixed, slots);
+          },
+          "(fixed, slots): the peak is max(fixed[r], slots[slot, r, k, e] of every active slot); "
+          "lower bounds of it under memory model 'tflm'")
       .def(
           "min_peak",
           [](const Evaluator& ev) {

@@ -154,11 +154,13 @@ ScorerArg resolve_scorer(const py::object& predictor, int n_columns, GenerationH
 }
 
 Constraints make_constraints(int64_t max_peak, std::optional<double> max_mflops,
-                             std::optional<int64_t> max_params) {
+                             std::optional<int64_t> max_params,
+                             std::optional<double> min_uniformity = std::nullopt) {
   Constraints c;
   c.max_peak = max_peak;
   if (max_mflops) c.max_mflops = *max_mflops;
   if (max_params) c.max_params = *max_params;
+  if (min_uniformity) c.min_uniformity = *min_uniformity;
   c.validate();
   return c;
 }
@@ -212,6 +214,7 @@ void bind_options(py::module_& m, const char* name, const char* doc) {
         .def_readwrite("resolution_niche", &Options::resolution_niche);
   } else {
     c.def_readwrite("minimize_mflops", &Options::minimize_mflops);
+    c.def_readwrite("maximize_uniformity", &Options::maximize_uniformity);
   }
 }
 
@@ -231,8 +234,9 @@ void search(py::module_& m) {
          std::optional<double> max_mflops, std::optional<int64_t> max_params, int population,
          int generations, double parent_ratio, double mutation_ratio, double mutate_prob,
          double resolution_mutate_prob, int resolution_niche, uint64_t seed, int threads,
-         int max_tries, int64_t max_evaluations, const py::object& progress) {
-        const Constraints c = make_constraints(max_peak, max_mflops, max_params);
+         int max_tries, int64_t max_evaluations, const py::object& progress,
+         std::optional<double> min_uniformity) {
+        const Constraints c = make_constraints(max_peak, max_mflops, max_params, min_uniformity);
         EvolutionOptions o;
         o.population = population;
         o.generations = generations;
@@ -274,6 +278,7 @@ void search(py::module_& m) {
       py::arg("resolution_niche") = kEvolution.resolution_niche, py::arg("seed") = kEvolution.seed,
       py::arg("threads") = kEvolution.threads, py::arg("max_tries") = kEvolution.max_tries,
       py::arg("max_evaluations") = kEvolution.max_evaluations, py::arg("progress") = py::none(),
+      py::arg("min_uniformity") = py::none(),
       "OFA-style evolutionary search under a peak budget; returns a dict (best_row, best_score, "
       "history, ...)");
 
@@ -283,9 +288,11 @@ void search(py::module_& m) {
          std::optional<double> max_mflops, std::optional<int64_t> max_params, bool minimize_mflops,
          int population, int generations, double mutation_ratio, double mutate_prob,
          double resolution_mutate_prob, uint64_t seed, int threads, int max_tries,
-         int64_t max_evaluations, const py::object& progress) {
-        const Constraints c = make_constraints(max_peak, max_mflops, max_params);
+         int64_t max_evaluations, const py::object& progress, std::optional<double> min_uniformity,
+         bool maximize_uniformity) {
+        const Constraints c = make_constraints(max_peak, max_mflops, max_params, min_uniformity);
         ParetoOptions o;
+        o.maximize_uniformity = maximize_uniformity;
         o.population = population;
         o.generations = generations;
         o.mutation_ratio = mutation_ratio;
@@ -311,6 +318,7 @@ void search(py::module_& m) {
         out["scores"] = to_array(r.scores);
         out["peaks"] = to_array(r.peaks);
         out["mflops"] = to_array(r.mflops);
+        out["uniformity"] = to_array(r.uniformity);
         put_counts(out, r, hook);
         return out;
       },
@@ -324,6 +332,8 @@ void search(py::module_& m) {
       py::arg("seed") = kPareto.seed, py::arg("threads") = kPareto.threads,
       py::arg("max_tries") = kPareto.max_tries,
       py::arg("max_evaluations") = kPareto.max_evaluations, py::arg("progress") = py::none(),
+      py::arg("min_uniformity") = py::none(),
+      py::arg("maximize_uniformity") = kPareto.maximize_uniformity,
       "NSGA-II front of score vs. peak (and MFLOPs); returns a dict (rows, scores, peaks, mflops, "
       "...)");
 
@@ -350,23 +360,32 @@ void search(py::module_& m) {
       "non_dominated",
       [](py::array_t<float, py::array::c_style | py::array::forcecast> scores,
          py::array_t<int64_t, py::array::c_style | py::array::forcecast> peaks,
-         std::optional<py::array_t<double, py::array::c_style | py::array::forcecast>> mflops) {
+         std::optional<py::array_t<double, py::array::c_style | py::array::forcecast>> mflops,
+         std::optional<py::array_t<double, py::array::c_style | py::array::forcecast>> uniformity) {
         const py::ssize_t n = scores.size();
         if (scores.ndim() != 1 || peaks.ndim() != 1 || peaks.size() != n ||
-            (mflops && (mflops->ndim() != 1 || mflops->size() != n)))
-          throw py::value_error("scores, peaks (and mflops) must be 1-D arrays of the same length");
+            (mflops && (mflops->ndim() != 1 || mflops->size() != n)) ||
+            (uniformity && (uniformity->ndim() != 1 || uniformity->size() != n)))
+          throw py::value_error(
+              "scores, peaks (and mflops, uniformity) must be 1-D arrays of the same length");
         const double* mf = mflops ? mflops->data() : nullptr;
+        const double* un = uniformity ? uniformity->data() : nullptr;
+        if (un)
+          for (py::ssize_t i = 0; i < n; ++i)
+            if (std::isnan(un[i])) throw py::value_error("uniformity must not hold NaN");
         std::vector<std::size_t> idx;
         {
           py::gil_scoped_release nogil;
-          idx = non_dominated(scores.data(), peaks.data(), mf, static_cast<std::size_t>(n));
+          idx = non_dominated(scores.data(), peaks.data(), mf, static_cast<std::size_t>(n), un);
         }
         py::array_t<int64_t> out(static_cast<py::ssize_t>(idx.size()));
         std::copy(idx.begin(), idx.end(), out.mutable_data());
         return out;
       },
       py::arg("scores"), py::arg("peaks"), py::arg("mflops") = py::none(),
-      "indices of the non-dominated points (max score, min peak, min mflops), by peak");
+      py::arg("uniformity") = py::none(),
+      "indices of the non-dominated points (max score, min peak, min mflops, max uniformity), by "
+      "peak");
 }
 
 }  // namespace moofa::bind

@@ -167,6 +167,8 @@ Evaluator::Evaluator(const SpaceSpec& space, MemoryModel model)
     fixed_peak_[r] = std::max(*std::max_element(head.begin(), head.end()), tail_layer_[r]);
   }
   max_layers_ = static_cast<int>(head_layers_[0].size()) + 3 * n_slots_ + 1;
+  slot_layer_max_ = slot_peak_;
+  fixed_layer_max_ = fixed_peak_;
   if (model_ == MemoryModel::kTflm) {
     // Peaks are the planner's; the separable figures become its lower bounds.
     tflm_ = std::make_shared<const TflmGraph>(space_);
@@ -352,7 +354,36 @@ void mean_std(const int64_t* hist, int n, double* avg, double* std) {
   *std = std::sqrt(acc / (dn * dn * dn));
 }
 
+// Uniformity of a histogram of n layers summing to sum, the largest being top:
+// mean / max = sum / (n * top).
+double uniformity_of(Wide sum, int64_t n, int64_t top) {
+  return top > 0 && n > 0
+             ? static_cast<double>(sum) / (static_cast<double>(n) * static_cast<double>(top))
+             : 0.0;
+}
+
+double uniformity_of(const int64_t* hist, int n) {
+  Wide sum = 0;
+  int64_t top = 0;
+  for (int i = 0; i < n; ++i) {
+    sum += hist[i];
+    top = std::max(top, hist[i]);
+  }
+  return uniformity_of(sum, n, top);
+}
+
 }  // namespace
+
+double Evaluator::uniformity(const uint8_t* row) const {
+  if (!moments_exact_) {
+    thread_local std::vector<int64_t> scratch;
+    scratch.resize(static_cast<std::size_t>(max_layers_));
+    return uniformity_of(scratch.data(), histogram(row, scratch.data()));
+  }
+  double u = 0.0;
+  summary(row, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, &u);
+  return u;
+}
 
 Profile Evaluator::profile(const uint8_t* row) const {
   Profile p;
@@ -361,6 +392,7 @@ Profile Evaluator::profile(const uint8_t* row) const {
   p.hist.resize(n);
   p.peak = tflm_ ? tflm_head(row) : *std::max_element(p.hist.begin(), p.hist.end());
   mean_std(p.hist.data(), n, &p.avg, &p.std);
+  p.uniformity = uniformity_of(p.hist.data(), n);
   p.mflops = mflops(row);
   p.params = params(row);
   return p;
@@ -384,9 +416,11 @@ std::ptrdiff_t Evaluator::peaks(const uint8_t* rows, std::size_t n, int64_t* out
 }
 
 void Evaluator::summary(const uint8_t* row, int64_t* peak_out, double* avg, double* std_out,
-                        double* mflops_out, int64_t* params_out, int32_t* n_layers) const {
+                        double* mflops_out, int64_t* params_out, int32_t* n_layers,
+                        double* uniformity_out) const {
   const int r = row[0];
   int64_t best = fixed_peak_[r], macs = fixed_macs_[r], params = fixed_params_;
+  int64_t top = fixed_layer_max_[r];  // largest histogram entry (best is a bound under kTflm)
   int64_t sum = fixed_sum_[r];
   Wide sumsq = fixed_sumsq_[r];
   int32_t count = fixed_count_[r];
@@ -397,6 +431,7 @@ void Evaluator::summary(const uint8_t* row, int64_t* peak_out, double* avg, doub
       const int k = row[space_.col_kernel(slot)], e = expand_of(row, s, slot);
       const std::size_t i = slot_index(slot, r, k, e);
       best = std::max(best, slot_peak_[i]);
+      top = std::max(top, slot_layer_max_[i]);
       sum += slot_sum_[i];
       sumsq += slot_sumsq_[i];
       count += slot_count_[i];
@@ -414,12 +449,13 @@ void Evaluator::summary(const uint8_t* row, int64_t* peak_out, double* avg, doub
   if (mflops_out) *mflops_out = static_cast<double>(macs) / 1e6;
   if (params_out) *params_out = params;
   if (n_layers) *n_layers = count;
+  if (uniformity_out) *uniformity_out = uniformity_of(sum, count, top);
 }
 
 std::ptrdiff_t Evaluator::profiles(const uint8_t* rows, std::size_t n, int64_t* peak_out,
                                    double* avg, double* std_out, double* mflops_out,
                                    int64_t* params_out, int64_t* hist, int32_t* n_layers,
-                                   int threads, int* column) const {
+                                   int threads, int* column, double* uniformity_out) const {
   const std::size_t cols = static_cast<std::size_t>(n_columns());
   const std::size_t width = static_cast<std::size_t>(max_layers_);
   FirstBad bad;
@@ -431,7 +467,8 @@ std::ptrdiff_t Evaluator::profiles(const uint8_t* rows, std::size_t n, int64_t* 
         if (c >= 0) return bad.record(i, c);
         summary(row, peak_out ? peak_out + i : nullptr, avg ? avg + i : nullptr,
                 std_out ? std_out + i : nullptr, mflops_out ? mflops_out + i : nullptr,
-                params_out ? params_out + i : nullptr, n_layers ? n_layers + i : nullptr);
+                params_out ? params_out + i : nullptr, n_layers ? n_layers + i : nullptr,
+                uniformity_out ? uniformity_out + i : nullptr);
         if (peak_out && tflm_) peak_out[i] = tflm_head(row);
       }
     });
@@ -455,6 +492,7 @@ std::ptrdiff_t Evaluator::profiles(const uint8_t* rows, std::size_t n, int64_t* 
             if (avg) avg[i] = a;
             if (std_out) std_out[i] = s;
           }
+          if (uniformity_out) uniformity_out[i] = uniformity_of(h, len);
           if (mflops_out) mflops_out[i] = mflops(row);
           if (params_out) params_out[i] = params(row);
         }

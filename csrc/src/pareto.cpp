@@ -12,7 +12,7 @@ namespace moofa {
 
 namespace {
 
-// Objectives to minimise, per individual: -score, peak, [mflops].
+// Objectives to minimise, per individual: -score, peak, [mflops], [-uniformity].
 struct Objectives {
   int m = 2;
   std::vector<double> f;  // n x m
@@ -108,20 +108,22 @@ std::vector<int> front_ranks(const double* objectives, std::size_t n, int m) {
 }
 
 std::vector<std::size_t> non_dominated(const float* scores, const int64_t* peaks,
-                                       const double* mflops, std::size_t n) {
+                                       const double* mflops, std::size_t n,
+                                       const double* uniformity) {
   std::vector<std::size_t> order(n);
   std::iota(order.begin(), order.end(), std::size_t{0});
   std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
     if (peaks[a] != peaks[b]) return peaks[a] < peaks[b];
     if (scores[a] != scores[b]) return scores[a] > scores[b];
-    return mflops && mflops[a] < mflops[b];
+    if (mflops && mflops[a] != mflops[b]) return mflops[a] < mflops[b];
+    return uniformity && uniformity[a] > uniformity[b];
   });
   // In this order no point can dominate an earlier one, so one pass against the kept
   // points decides (a kept point weakly dominating the new one rules it out).
   std::vector<std::size_t> front;
   float best = -std::numeric_limits<float>::infinity();
   for (std::size_t i : order) {
-    if (!mflops) {
+    if (!mflops && !uniformity) {
       if (front.empty() || scores[i] > best) {
         front.push_back(i);
         best = scores[i];
@@ -130,7 +132,8 @@ std::vector<std::size_t> non_dominated(const float* scores, const int64_t* peaks
     }
     bool covered = false;
     for (std::size_t q : front)
-      if (scores[q] >= scores[i] && mflops[q] <= mflops[i]) {
+      if (scores[q] >= scores[i] && (!mflops || mflops[q] <= mflops[i]) &&
+          (!uniformity || uniformity[q] >= uniformity[i])) {
         covered = true;
         break;
       }
@@ -148,6 +151,7 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
   const std::size_t n_pop = static_cast<std::size_t>(options.population);
   const int n_mutants = static_cast<int>(std::lround(options.mutation_ratio * options.population));
   const bool with_mflops = options.minimize_mflops;
+  const bool with_uniformity = options.maximize_uniformity;
 
   ParetoResult result;
   BreedStats stats;
@@ -158,8 +162,9 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
   std::vector<float> arch_score;
   std::vector<int64_t> arch_peak;
   std::vector<double> arch_mflops;
+  std::vector<double> arch_uniformity;
   Objectives obj;
-  obj.m = with_mflops ? 3 : 2;
+  obj.m = 2 + (with_mflops ? 1 : 0) + (with_uniformity ? 1 : 0);
 
   // Population members: archive id, row as bred, NSGA rank and crowding.
   std::vector<std::size_t> pop_ids;
@@ -185,6 +190,10 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
       obj.f.push_back(-static_cast<double>(s[i]));
       obj.f.push_back(static_cast<double>(arch_peak.back()));
       if (with_mflops) obj.f.push_back(arch_mflops.back());
+      if (with_uniformity) {
+        arch_uniformity.push_back(evaluator.uniformity(key));
+        obj.f.push_back(-arch_uniformity.back());
+      }
     }
     result.evaluations += static_cast<int64_t>(brood.size);
     return true;
@@ -286,13 +295,15 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
     }
   }
 
-  const auto front = non_dominated(arch_score.data(), arch_peak.data(),
-                                   with_mflops ? arch_mflops.data() : nullptr, arch_score.size());
+  const auto front =
+      non_dominated(arch_score.data(), arch_peak.data(), with_mflops ? arch_mflops.data() : nullptr,
+                    arch_score.size(), with_uniformity ? arch_uniformity.data() : nullptr);
   for (std::size_t id : front) {
     result.rows.insert(result.rows.end(), seen.row(id), seen.row(id) + cols);
     result.scores.push_back(arch_score[id]);
     result.peaks.push_back(arch_peak[id]);
     result.mflops.push_back(evaluator.mflops(seen.row(id)));
+    result.uniformity.push_back(evaluator.uniformity(seen.row(id)));
   }
   result.candidates = stats.candidates;
   result.rejected = stats.rejected;

@@ -24,6 +24,8 @@ void Constraints::validate() const {
   require(max_peak >= 1, "max_peak must be at least 1 item");
   require(max_mflops > 0, "max_mflops must be a positive number (or infinity: no limit)");
   require(max_params >= 1, "max_params must be at least 1");
+  require(min_uniformity >= 0.0 && min_uniformity <= 1.0,
+          "min_uniformity must be in [0, 1] (0: no limit)");
 }
 
 void SearchOptions::validate_shared(int min_population, int max_population) const {

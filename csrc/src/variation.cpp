@@ -144,6 +144,7 @@ bool Variation::fits(const uint8_t* row) const {
   if (ev_.peak(row) > c_.max_peak) return false;
   if (c_.limits_mflops() && ev_.mflops(row) > c_.max_mflops) return false;
   if (c_.limits_params() && ev_.params(row) > c_.max_params) return false;
+  if (c_.limits_uniformity() && ev_.uniformity(row) < c_.min_uniformity) return false;
   return true;
 }
 

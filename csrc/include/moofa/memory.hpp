@@ -37,6 +37,9 @@ struct Profile {
   std::vector<int64_t> hist;  // per layer, forward order
   double avg = 0.0;
   double std = 0.0;
+  // avg / max(hist): how much of its largest layer the average layer uses, in (0, 1]
+  // (1 when every layer needs the same memory). See docs/uniformity.md.
+  double uniformity = 0.0;
   double mflops = 0.0;
   int64_t params = 0;
 };
@@ -61,6 +64,9 @@ class Evaluator {
   int64_t peak(const uint8_t* row) const;
   int64_t params(const uint8_t* row) const;
   double mflops(const uint8_t* row) const;
+  // mean(hist) / max(hist) of the row's histogram (Profile::uniformity), without building it
+  // when the integer moments are exact.
+  double uniformity(const uint8_t* row) const;
   Profile profile(const uint8_t* row) const;
   // Writes the histogram into hist (max_layers() entries, zero padded); returns its length.
   int histogram(const uint8_t* row, int64_t* hist) const;
@@ -72,7 +78,8 @@ class Evaluator {
                        int* column) const;
   std::ptrdiff_t profiles(const uint8_t* rows, std::size_t n, int64_t* peak, double* avg,
                           double* std, double* mflops, int64_t* params, int64_t* hist,
-                          int32_t* n_layers, int threads, int* column) const;
+                          int32_t* n_layers, int threads, int* column,
+                          double* uniformity = nullptr) const;
 
   // Smallest peak any subnet of the space can have, and one subnet that has it. With
   // kTflm: the head of the subnet with the smallest lower bound (an achievable head, at
@@ -99,7 +106,7 @@ class Evaluator {
   // peak, avg, std, mflops, params and layer count in one pass over the row, no
   // histogram (only when moments_exact_).
   void summary(const uint8_t* row, int64_t* peak, double* avg, double* std, double* mflops,
-               int64_t* params, int32_t* n_layers) const;
+               int64_t* params, int32_t* n_layers, double* uniformity = nullptr) const;
 
   int64_t tflm_head(const uint8_t* row) const;
 
@@ -126,8 +133,12 @@ class Evaluator {
   // Per slot and (r, k, e): the three layer figures (0 where absent) and the max.
   std::vector<int64_t> slot_layers_;  // [slot][r][k][e][3]
   std::vector<int64_t> slot_peak_;    // [slot][r][k][e]
-  std::vector<int64_t> slot_macs_;    // [slot][r][k][e]
-  std::vector<int64_t> slot_params_;  // [slot][k][e] (params do not depend on r)
+  // Largest layer figure per slot cell and fixed part per resolution: slot_peak_ and
+  // fixed_peak_ before kTflm turns those into arena bounds (uniformity reads the histogram).
+  std::vector<int64_t> slot_layer_max_;   // [slot][r][k][e]
+  std::vector<int64_t> fixed_layer_max_;  // [r]
+  std::vector<int64_t> slot_macs_;        // [slot][r][k][e]
+  std::vector<int64_t> slot_params_;      // [slot][k][e] (params do not depend on r)
   // Fixed layers per resolution: first conv, first block (2-3 layers), final expand.
   std::vector<std::vector<int64_t>> head_layers_;  // [r] -> layers before the stages
   std::vector<int64_t> tail_layer_;                // [r] final expand

@@ -1,6 +1,6 @@
 // Multi-objective search: the front of predicted accuracy vs. peak memory (and
-// optionally MFLOPs) in one run, by NSGA-II (Deb et al. 2002) with the same
-// constraint-aware operators as the single-objective evolution.
+// optionally MFLOPs and/or memory uniformity) in one run, by NSGA-II (Deb et al. 2002) with the
+// same constraint-aware operators as the single-objective evolution.
 //
 // Two additions over textbook NSGA-II: the initial population is stratified over peak
 // budgets from the space's smallest peak (included) to its largest (random subnets would
@@ -25,6 +25,7 @@ struct ParetoResult {
   std::vector<float> scores;
   std::vector<int64_t> peaks;
   std::vector<double> mflops;
+  std::vector<double> uniformity;  // Evaluator::uniformity of each front row
   int64_t evaluations = 0;
   int64_t candidates = 0;
   int64_t rejected = 0;
@@ -43,10 +44,11 @@ ParetoResult nsga2(const Evaluator& evaluator, const Scorer& scorer, const Const
 // O(n log n) for m = 2, at most O(n^2 m) beyond.
 std::vector<int> front_ranks(const double* objectives, std::size_t n, int m);
 
-// Indices of the points no other point dominates (higher score, lower peak and, when
-// mflops is given, lower MFLOPs), ordered by peak then score (best first). Of points
-// with identical objectives only the first (lowest index) is kept.
+// Indices of the points no other point dominates (higher score, lower peak, and, when
+// given, lower MFLOPs and higher uniformity), ordered by peak then score (best first). Of
+// points with identical objectives only the first (lowest index) is kept.
 std::vector<std::size_t> non_dominated(const float* scores, const int64_t* peaks,
-                                       const double* mflops, std::size_t n);
+                                       const double* mflops, std::size_t n,
+                                       const double* uniformity = nullptr);
 
 }  // namespace moofa

@@ -15,9 +15,12 @@ struct Constraints {
   int64_t max_peak = std::numeric_limits<int64_t>::max();  // items, in the evaluator's memory model
   double max_mflops = std::numeric_limits<double>::infinity();
   int64_t max_params = std::numeric_limits<int64_t>::max();
+  // Smallest Evaluator::uniformity (mean / max of the layer histogram) allowed, in [0, 1].
+  double min_uniformity = 0.0;
 
   bool limits_mflops() const { return std::isfinite(max_mflops); }
   bool limits_params() const { return max_params != std::numeric_limits<int64_t>::max(); }
+  bool limits_uniformity() const { return min_uniformity > 0.0; }
   // Throws std::invalid_argument naming the field and its allowed range.
   void validate() const;
 };
@@ -62,6 +65,8 @@ struct ParetoOptions : SearchOptions {
   ParetoOptions() { generations = 200; }
 
   bool minimize_mflops = false;  // third objective
+  // Another objective (maximised): Evaluator::uniformity.
+  bool maximize_uniformity = false;
 
   void validate() const;
 };
