@@ -438,7 +438,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def _add_search_args(p) -> None:
+def _add_problem_args(p) -> None:
+    """The space, predictor, memory model and constraints every search command takes."""
     p.add_argument("--space", default="moofa", help=f"space name ({', '.join(names())}) or a space JSON file")
     p.add_argument(
         "--predictor",
@@ -457,6 +458,10 @@ def _add_search_args(p) -> None:
     p.add_argument("--max-mflops", type=float, help="also require MFLOPs <= this")
     p.add_argument("--max-params", type=int, help="also require parameters <= this")
     p.add_argument("--threads", type=int, default=0, help="0: automatic")
+
+
+def _add_search_args(p) -> None:
+    _add_problem_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--plot", metavar="FILE.png", help="draw a figure (needs matplotlib: moofa[plot])")
 
@@ -520,24 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="budgets: a CSV file with a 'budget' column, or one budget per line (325000, 325k, 256KiB)",
     )
     p.add_argument("--out", metavar="FILE.csv|FILE.json", help="write the table here (unset: CSV on stdout)")
-    p.add_argument("--space", default="moofa", help=f"space name ({', '.join(names())}) or a space JSON file")
-    p.add_argument(
-        "--predictor",
-        metavar="NAME_OR_PATH",
-        help="accuracy predictor: a shipped name, a moofa .json/.npz pair or a published .pth.tar "
-        "(unset: the space's shipped one)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    _add_memory_model(p)
-    p.add_argument(
-        "--bytes-per-item",
-        type=float,
-        default=None,
-        help="to read byte budgets like 1.3MB (default: 4, float32; 1 with --memory-model tflm)",
-    )
-    p.add_argument("--max-mflops", type=float, help="also require MFLOPs <= this")
-    p.add_argument("--max-params", type=int, help="also require parameters <= this")
-    p.add_argument("--threads", type=int, default=0, help="0: automatic")
+    _add_problem_args(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of CSV (without --out)")
     p.set_defaults(func=cmd_specialise)
 
