@@ -34,7 +34,7 @@ OBJECTIVES = {
 
 
 def missing(package: str) -> ImportError:
-    return ImportError(f"this moofa plug-in needs {package}: pip install 'moofa[integrations]'")
+    return ImportError(f"this moofa plug-in needs {package}: pip install 'moofa[integrations]'", name=package)
 
 
 class Context:
