@@ -112,9 +112,7 @@ def test_more_objectives_constraints_and_memory_models():
     prof = moofa.profiles(rows, "moofa-e1-2")
     np.testing.assert_allclose(out["F"][:, 1], prof["mflops"])
     np.testing.assert_allclose(out["F"][:, 2], rows[:, 0] * 2 + 1)
-    np.testing.assert_array_equal(
-        out["G"][:, 0], [ref.peak(n, "moofa-e1-2", "activations") - 120_000 for n in nets]
-    )
+    np.testing.assert_array_equal(out["G"][:, 0], [ref.peak(n, "moofa-e1-2", "activations") - 120_000 for n in nets])
     np.testing.assert_array_equal(out["G"][:, 1], prof["params"] - 3_000_000)
 
 

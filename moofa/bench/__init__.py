@@ -98,7 +98,12 @@ class Problem:
 
     def search_kwargs(self) -> dict:
         """Keyword arguments of ``moofa.search`` for this problem."""
-        return {"budget": self.budget, "space": self.space, "predictor": self.predictor, "memory_model": self.memory_model}
+        return {
+            "budget": self.budget,
+            "space": self.space,
+            "predictor": self.predictor,
+            "memory_model": self.memory_model,
+        }
 
     def pymoo(self, objectives=("top1",), **kw):
         """This problem as a ``moofa.integrations.pymoo.MoofaProblem``."""
@@ -270,7 +275,9 @@ def score(problem: Problem | str, answers, *, evaluations: int | None = None) ->
         evaluations = n
     if isinstance(evaluations, bool) or not isinstance(evaluations, numbers.Integral) or evaluations < 0:
         raise ValueError(f"evaluations must be a non-negative integer, got {evaluations!r}")
-    vals = p.evaluate(rows) if n else {"top1": np.zeros(0), "peak": np.zeros(0, np.int64), "feasible": np.zeros(0, bool)}
+    vals = (
+        p.evaluate(rows) if n else {"top1": np.zeros(0), "peak": np.zeros(0, np.int64), "feasible": np.zeros(0, bool)}
+    )
     top1 = np.where(vals["feasible"], np.asarray(vals["top1"], dtype=np.float64), -np.inf)
     best_so_far = np.maximum.accumulate(top1) if n else np.zeros(0)
     curve = np.where(np.isfinite(best_so_far), p.optimum - best_so_far, np.inf)

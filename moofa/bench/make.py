@@ -13,12 +13,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from . import DATA, VERSION, predictor_digest
 
 # Version 1: spaces x budgets x memory models x shipped predictors. Never edit a released
 # version's entries: add a version.
-DEFINITIONS = [
+DEFINITIONS: list[dict[str, Any]] = [
     {"name": "moofa-325k", "space": "moofa", "budget": 325_000, "memory_model": "full", "predictor": "moofa"},
     {"name": "moofa-400k", "space": "moofa", "budget": 400_000, "memory_model": "full", "predictor": "moofa"},
     {"name": "moofa-500k", "space": "moofa", "budget": 500_000, "memory_model": "full", "predictor": "moofa"},
@@ -26,7 +27,13 @@ DEFINITIONS = [
     {"name": "ofa-500k", "space": "ofa", "budget": 500_000, "memory_model": "full", "predictor": "ofa"},
     {"name": "compofa-325k", "space": "compofa", "budget": 325_000, "memory_model": "full", "predictor": "compofa"},
     {"name": "compofa-500k", "space": "compofa", "budget": 500_000, "memory_model": "full", "predictor": "compofa"},
-    {"name": "moofa-mcu-200k", "space": "moofa", "budget": 200_000, "memory_model": "activations", "predictor": "moofa"},
+    {
+        "name": "moofa-mcu-200k",
+        "space": "moofa",
+        "budget": 200_000,
+        "memory_model": "activations",
+        "predictor": "moofa",
+    },
     {
         "name": "moofa-e346-500k",
         "space": "moofa-e346",
@@ -94,7 +101,7 @@ def regenerate(
     from ..subnet import Subnet
 
     path = Path(out) if out else DATA
-    old = {}
+    old: dict[str, dict] = {}
     if path.is_file():
         doc = json.loads(path.read_text())
         if doc.get("version") == VERSION:
@@ -103,8 +110,8 @@ def regenerate(
     done: list[dict] = []
     for d in DEFINITIONS:
         digest = predictor_digest(d["predictor"])
-        prev = old.get(d["name"])
-        same_def = prev is not None and all(prev.get(k) == v for k, v in d.items())
+        prev: dict = old.get(d["name"]) or {}
+        same_def = bool(prev) and all(prev.get(k) == v for k, v in d.items())
         if same_def and not force and prev.get("predictor_sha256") == digest:
             if prev.get("certified") or prev.get("generator") == settings:
                 done.append(prev)

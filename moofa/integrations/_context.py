@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .._encoding import columns, spec
+from .._encoding import Columns, columns, spec
 from .._ext import core
 from ..memory import _model_name, evaluator
 from ..search import _budget_items, _limit, _resolve_predictor
@@ -39,6 +39,27 @@ def missing(package: str) -> ImportError:
 
 class Context:
     """A space, an optional peak budget and other limits, a predictor, batched evaluation."""
+
+    space: Space
+    memory_model: str
+    budget: int | None
+    max_mflops: float | None
+    max_params: int | None
+    threads: int
+    evaluator: Any
+    spec: Any
+    cols: Columns
+    limits: np.ndarray
+    coupled: bool
+    free: np.ndarray
+    slot_depth_col: np.ndarray
+    slot_pos: np.ndarray
+    depth_values: np.ndarray
+    coupled_e: np.ndarray
+    _res: dict
+    _dep: dict
+    _ker: dict
+    _exp: dict
 
     def __init__(
         self,
@@ -146,7 +167,9 @@ class Context:
             return rows
         if isinstance(nets, (Subnet, Mapping)):
             nets = [nets]
-        return np.stack([self.config_row(n) for n in nets]) if len(nets) else np.zeros((0, self.cols.n), np.uint8)
+        if not len(nets):
+            return np.zeros((0, self.cols.n), dtype=np.uint8)
+        return np.stack([self.config_row(n) for n in nets])
 
     def config_row(self, cfg) -> np.ndarray:
         """One encoded row of an OFA-style dict or Subnet (a fast path for one config)."""
@@ -205,11 +228,11 @@ class Context:
         out: dict[str, np.ndarray] = {}
         if "top1" in need:
             sc = self.scorer
-            out["top1"] = (
-                sc.score(rows, self.threads)
-                if isinstance(sc, core.Scorer)
-                else np.asarray(sc(rows), dtype=np.float64).reshape(len(rows))
-            )
+            fn: Any = getattr(sc, "score", None) if isinstance(sc, core.Scorer) else None
+            if fn is not None:  # a C++ scorer
+                out["top1"] = fn(rows, self.threads)
+            else:  # a callable on encoded rows
+                out["top1"] = np.asarray(sc(rows), dtype=np.float64).reshape(len(rows))
         if "mflops" in need or "params" in need:
             prof = self.evaluator.profiles(rows, threads=self.threads, with_hist=False)
             out.update(peak=prof["peak"], mflops=prof["mflops"], params=prof["params"])
@@ -230,7 +253,7 @@ class Context:
     def constraint_values(self, vals: Mapping[str, np.ndarray]) -> np.ndarray:
         """(n, n_constraints) values, <= 0 where satisfied (pymoo's and optuna's convention)."""
         limits = {"peak": self.budget, "mflops": self.max_mflops, "params": self.max_params}
-        cols = [np.asarray(vals[k], dtype=np.float64) - float(limits[k]) for k in self.constraint_names()]  # type: ignore[arg-type]
+        cols = [np.asarray(vals[k], dtype=np.float64) - float(limits[k] or 0) for k in self.constraint_names()]
         n = len(next(iter(vals.values()))) if vals else 0
         return np.stack(cols, axis=1) if cols else np.zeros((n, 0))
 

@@ -91,7 +91,10 @@ class EfficiencyPredictor:
         return self.context.subnets(self.row(arch_dict)[None, :])[0].to_dict()
 
     def __repr__(self) -> str:
-        return f"EfficiencyPredictor(space={self.space.name!r}, memory_model={self.memory_model!r}, metric={self.metric!r})"
+        return (
+            f"EfficiencyPredictor(space={self.space.name!r}, memory_model={self.memory_model!r}, "
+            f"metric={self.metric!r})"
+        )
 
 
 class ArchEncoder:
@@ -147,9 +150,8 @@ class AccuracyPredictor:
         return self.context.space
 
     def predict_acc(self, arch_dicts: Sequence[Mapping]) -> np.ndarray:
-        if isinstance(arch_dicts, (Mapping, Subnet)):
-            arch_dicts = [arch_dicts]
-        rows = self.context.encode(list(arch_dicts))
+        configs = [arch_dicts] if isinstance(arch_dicts, (Mapping, Subnet)) else list(arch_dicts)
+        rows = self.context.encode(configs)
         top1 = np.asarray(self.context.evaluate(rows, ("top1",))["top1"], dtype=np.float64)
         return top1 / 100.0 if self.as_fraction else top1
 
