@@ -150,3 +150,14 @@ def test_bad_variables_shape():
     prob = MoofaProblem("moofa", budget="325k")
     with pytest.raises(ValueError, match="shape"):
         prob.rows(np.zeros((2, 3)))
+
+
+def test_a_callable_predictor_on_encoded_rows():
+    def kernels(rows):  # any batched scorer: here, the sum of kernel indices
+        return rows[:, 6:26].sum(axis=1).astype(float)
+
+    prob = MoofaProblem("moofa", budget="500k", predictor=kernels)
+    X = np.random.default_rng(4).integers(0, prob.xu + 1, size=(30, prob.n_var))
+    out: dict = {}
+    prob._evaluate(X, out)
+    np.testing.assert_array_equal(-out["F"][:, 0], prob.rows(X)[:, 6:26].sum(axis=1))
