@@ -104,14 +104,17 @@ class ArchEncoder:
     def __init__(self, space: str | Space = "moofa", seed: int | None = None):
         self.context = Context(space, need_predictor=False)
         self.rng = random.Random(seed)
+        self._expands = _nice(self.context.space.expands)
 
     def random_sample_arch(self) -> dict:
         sp, rng = self.context.space, self.rng
         d = [rng.choice(sp.depths) for _ in range(sp.n_stages)]
         ks = [rng.choice(sp.kernels) for _ in range(sp.n_slots)]
-        e = [rng.choice(_nice(sp.expands)) for _ in range(sp.n_slots)]
-        net = Subnet(ks, e, d, rng.choice(sp.resolutions))
-        return net.coupled(sp).to_dict()
+        if sp.expand_by_depth:
+            e = [_nice([sp.expand_by_depth[d[s]]])[0] for s in self.context.cols.slot_stage]
+        else:
+            e = [rng.choice(self._expands) for _ in range(sp.n_slots)]
+        return {"ks": ks, "e": e, "d": d, "image_size": rng.choice(sp.resolutions)}
 
     def mutate_resolution(self, arch_dict: dict, mutate_prob: float) -> None:
         if self.rng.random() < mutate_prob:
@@ -123,7 +126,7 @@ class ArchEncoder:
         for j in range(sp.n_slots):
             if rng.random() < mutate_prob:
                 arch_dict["ks"][j] = rng.choice(sp.kernels)
-                arch_dict["e"][j] = rng.choice(_nice(sp.expands))
+                arch_dict["e"][j] = rng.choice(self._expands)
         for s in range(sp.n_stages):
             if rng.random() < mutate_prob:
                 arch_dict["d"][s] = rng.choice(sp.depths)
