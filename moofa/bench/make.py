@@ -121,6 +121,7 @@ def regenerate(
         if cert is not None:
             top1, net = cert
             provenance, certified = "certified by moofa.optimum", True
+            generator: dict = {"method": "moofa.optimum"}
         else:
             top1, net = _searched(d, searches, population, generations)
             provenance = (
@@ -128,9 +129,10 @@ def regenerate(
                 f"population {population}, generations {generations}"
             )
             certified = False
+            generator = settings
             if same_def and prev.get("predictor_sha256") == digest and float(prev["optimum"]) > top1:
                 top1, net = float(prev["optimum"]), Subnet.from_dict(prev["optimum_subnet"])
-                provenance = prev["provenance"]
+                provenance, generator = prev["provenance"], prev.get("generator", {})
         # The value on file is the predictor's score of the subnet on file.
         top1 = float(load_predictor(d["predictor"]).predict([net])[0])
         entry = {
@@ -140,7 +142,7 @@ def regenerate(
             "provenance": provenance,
             "certified": certified,
             "predictor_sha256": digest,
-            "generator": settings if not certified else {"method": "moofa.optimum"},
+            "generator": generator,
         }
         done.append(entry)
         rest = [old[x["name"]] for x in DEFINITIONS[len(done) :] if x["name"] in old]
