@@ -186,6 +186,9 @@ def problem(name: str) -> Problem:
     return found[name]
 
 
+_by_name = problem  # the functions below take a parameter named problem
+
+
 # --- scoring ----------------------------------------------------------------------------
 
 
@@ -270,7 +273,7 @@ def score(problem: Problem | str, answers, *, evaluations: int | None = None) ->
     not in the space raise ValueError; configs over the budget count as infeasible.
     ``evaluations``: the evaluations the optimiser used (default: the number of answers).
     """
-    p = problem if isinstance(problem, Problem) else globals()["problem"](problem)
+    p = problem if isinstance(problem, Problem) else _by_name(problem)
     if hasattr(answers, "subnet") and hasattr(answers, "evaluations"):
         evaluations = int(answers.evaluations) if evaluations is None else evaluations
         answers = [answers.subnet]
@@ -321,7 +324,7 @@ def run(problem: Problem | str, optimiser: str, evaluations: int = 1000, seed: i
     ``evaluations / 10`` when smaller); ``optuna-tpe``: ``Objective`` with ``TPESampler``;
     ``random``: uniform random configs. Every evaluated config counts.
     """
-    p = problem if isinstance(problem, Problem) else globals()["problem"](problem)
+    p = problem if isinstance(problem, Problem) else _by_name(problem)
     if optimiser not in OPTIMISERS:
         raise ValueError(f"optimiser must be one of {list(OPTIMISERS)}, got {optimiser!r}")
     if isinstance(evaluations, bool) or not isinstance(evaluations, numbers.Integral) or evaluations < 10:
