@@ -131,3 +131,23 @@ def test_cli_list_and_run():
         [sys.executable, "-m", "moofa.bench", "run", "--optimiser", "sgd"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "optimiser" in bad.stderr
+
+
+def test_missing_pymoo_is_one_line_naming_the_extra():
+    block = "import sys; sys.modules['pymoo'] = None; "
+    cli = subprocess.run(
+        [sys.executable, "-c", block + "from moofa.cli import main; sys.exit(main(sys.argv[1:]))"]
+        + ["bench", "run", "--optimiser", "pymoo-ga", "--evaluations", "10", "--problems", "moofa-325k"],
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 2 and cli.stderr.strip() == 'moofa bench needs pymoo: pip install "moofa[integrations]"'
+    api = subprocess.run(
+        [sys.executable, "-c", block + "from moofa.integrations.pymoo import MoofaProblem; MoofaProblem()"],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        api.returncode == 1
+        and "ImportError: this moofa plug-in needs pymoo: pip install 'moofa[integrations]'" in api.stderr
+    )
