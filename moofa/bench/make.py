@@ -78,6 +78,7 @@ def _searched(d: dict, searches: int, population: int, generations: int):
     from ..search import search
 
     best = None
+    scores = []
     for seed in range(searches):
         r = search(
             d["budget"],
@@ -88,10 +89,12 @@ def _searched(d: dict, searches: int, population: int, generations: int):
             population=population,
             generations=generations,
         )
+        scores.append(r.top1)
         if best is None or r.top1 > best.top1:
             best = r
     assert best is not None
-    return float(best.top1), best.subnet
+    agree = sum(abs(v - best.top1) <= 1e-4 for v in scores)
+    return float(best.top1), best.subnet, agree
 
 
 def regenerate(
@@ -123,10 +126,10 @@ def regenerate(
             provenance, certified = "certified by moofa.optimum", True
             generator: dict = {"method": "moofa.optimum"}
         else:
-            top1, net = _searched(d, searches, population, generations)
+            top1, net, agree = _searched(d, searches, population, generations)
             provenance = (
                 f"best known: best of {searches} moofa.search runs (seeds 0-{searches - 1}), "
-                f"population {population}, generations {generations}"
+                f"population {population}, generations {generations}; {agree} of {searches} reached it"
             )
             certified = False
             generator = settings
