@@ -369,6 +369,7 @@ _DELEGATED = {
         "end to end on CPU: train, balanced accuracy set, predictor, search, check (moofa[train])",
     ),
     "train-predictor": ("predictor_train", "main", "train accuracy predictors from JSONL data (moofa[torch])"),
+    "bench": ("bench", "main", "constrained-NAS benchmark: problems with known optima, optimisers' regret"),
 }
 
 
@@ -384,6 +385,8 @@ _OPTIONAL = {
     "onnx": ("onnx", "onnx"),
     "tflite_micro": ("tflite-micro", "mcu"),
     "flatbuffers": ("flatbuffers", "mcu"),
+    "pymoo": ("pymoo", "integrations"),
+    "optuna": ("optuna", "integrations"),
 }
 # The extra that a command needs as a whole (train-predictor only needs torch).
 _COMMAND_EXTRA = {"train-predictor": "torch"}
