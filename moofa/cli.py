@@ -325,6 +325,11 @@ _DELEGATED = {
         "end to end on CPU: train, balanced accuracy set, predictor, search, check (moofa[train])",
     ),
     "train-predictor": ("predictor_train", "main", "train accuracy predictors from JSONL data (moofa[torch])"),
+    "build-dataset": (
+        "dataset",
+        "dataset_main",
+        "balanced accuracy data set of a trained supernet, on one process or under torchrun (moofa[train])",
+    ),
 }
 
 
