@@ -6,7 +6,8 @@ Every ``cotrain_every`` steps, rank 0 picks ``cotrain_subnets`` of the subnets t
 the last measurement (at the resolution of the batch they were trained on), those whose
 peak-memory bin holds the fewest records of the phase first and none measured before in the
 phase, extracts each, recalibrates its BatchNorm on ``calib_batches`` fixed training batches
-and measures its top-1 on the validation split (``val_batches`` caps it). Each record (the
+and measures its top-1 on the validation split (``val_batches`` caps it; the batches are
+decoded once and kept when capped or when the split holds at most 20,000 images). Each record (the
 format of :func:`moofa.dataset.build_dataset` plus ``phase`` and ``global_step``) is appended,
 synced, to ``cotrain.jsonl``; on resume the records past the checkpoint's step are cut, and
 the candidates still waiting are in the checkpoint, so a resumed run writes the same records.
@@ -37,6 +38,7 @@ __all__ = ["COTRAIN_JSONL", "PREDICTOR", "CoTrainer"]
 COTRAIN_JSONL = "cotrain.jsonl"
 PREDICTOR = "predictor"
 MIN_RECORDS = 10  # fewer records than this at a phase's end: no predictor for the phase
+CACHE_VAL_IMAGES = 20_000  # a validation split up to this size is kept decoded between measurements
 
 
 class CoTrainer:
@@ -169,7 +171,10 @@ class CoTrainer:
                 scale=cfg.crop_scale,
             )
             self._calib[res] = [images for _, (images, _) in zip(range(cfg.calib_batches), calib)]
-            self._val[res] = make_loader(run.val_set, cfg.val_batch_size, [res], train=False, workers=cfg.workers)
+            val = make_loader(run.val_set, cfg.val_batch_size, [res], train=False, workers=cfg.workers)
+            if cfg.val_batches is not None or len(run.val_set) <= CACHE_VAL_IMAGES:  # decoded once, kept
+                val = [b for _, b in zip(range(cfg.val_batches or len(val)), val)]
+            self._val[res] = val
         active, was_training = model.active, model.training
         sub = model.recalibrated(net, [b.to(dev) for b in self._calib[res]])
         model.set_active_subnet(active)
