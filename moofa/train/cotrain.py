@@ -171,7 +171,7 @@ class CoTrainer:
                 scale=cfg.crop_scale,
             )
             self._calib[res] = [images for _, (images, _) in zip(range(cfg.calib_batches), calib)]
-            val = make_loader(run.val_set, cfg.val_batch_size, [res], train=False, workers=cfg.workers)
+            val: Any = make_loader(run.val_set, cfg.val_batch_size, [res], train=False, workers=cfg.workers)
             if cfg.val_batches is not None or len(run.val_set) <= CACHE_VAL_IMAGES:  # decoded once, kept
                 val = [b for _, b in zip(range(cfg.val_batches or len(val)), val)]
             self._val[res] = val
