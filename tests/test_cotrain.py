@@ -129,9 +129,11 @@ def test_cotraining_leaves_the_supernet_unchanged_and_records_trained_subnets(st
     ]
 
 
-def test_interrupted_cotraining_resumes_to_the_same_records(straight, tmp_path):
-    workdir, result = straight
-    cfg = quick_config()
+def test_interrupted_cotraining_resumes_to_the_same_records(tmp_path):
+    # Measurements every 3 steps: the checkpoint at step 8 holds the candidates of steps 7-8.
+    cfg = quick_config(cotrain_every=3, cotrain_subnets=6)
+    workdir = tmp_path / "a"
+    result = mtrain.train(cfg, workdir, progress=False)
 
     class Stop(Exception):
         pass
@@ -147,11 +149,14 @@ def test_interrupted_cotraining_resumes_to_the_same_records(straight, tmp_path):
     # and the candidates waiting at the checkpoint come back from it.
     with pytest.raises(Stop):
         mtrain.train(cfg, tmp_path / "b", progress=False, on_step=stop_at(9))
+    ckpt = mtrain.load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert ckpt["global_step"] == 8 and len(ckpt["cotrain"]["pool"]) == 2 * 3  # 3 subnets a step
     with open(tmp_path / "b" / "cotrain.jsonl", "a") as f:
         f.write('{"ks": [3, 5')  # torn by the interruption
     resumed = mtrain.train(cfg, tmp_path / "b", resume=True, progress=False)
     assert resumed.global_step == result.global_step
     assert read(tmp_path / "b" / "cotrain.jsonl") == read(workdir / "cotrain.jsonl")
+    assert Counter(r["phase"] for r in read(workdir / "cotrain.jsonl")) == {"kernel": 3, "expand": 12}
     a = moofa.load_predictor(workdir / "predictor.npz", space=cfg.space_obj())
     b = moofa.load_predictor(tmp_path / "b" / "predictor.npz", space=cfg.space_obj())
     nets = moofa.random_subnets(50, cfg.space_obj(), seed=0)
