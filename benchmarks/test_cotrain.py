@@ -18,6 +18,10 @@ The tests run in order and share their results (run the whole module):
    ``$MOOFA_COTRAIN_RESULTS`` (default ``cotrain-results.json`` in pytest's temporary folder).
    Checked: every figure is finite and the evaluation counts match; not which route wins.
 
+Under ``--benchmark-disable`` (each benchmark once, as CI runs them) the same steps run on a
+shortened schedule (6 steps an epoch, a measurement every step, 4 test subnets a bin), about
+a minute: a check that the comparison runs, not its figures.
+
     python -m pytest benchmarks/test_cotrain.py -s -p no:cacheprovider --benchmark-columns=min,rounds
 """
 
@@ -51,8 +55,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 BINS = 8
 COTRAIN = dict(cotrain_every=4, cotrain_subnets=1, cotrain_bins=BINS, cotrain_predictor_epochs=200)
+# Under --benchmark-disable (CI: each benchmark once, as a check) the run is cut short.
+QUICK = dict(steps_per_epoch=6)
+QUICK_COTRAIN = dict(COTRAIN, cotrain_every=1)
 PREDICTOR_EPOCHS = 200
-TEST_PER_BIN, TEST_SEED = 25, 1000
+TEST_PER_BIN, QUICK_TEST_PER_BIN, TEST_SEED = 25, 4, 1000
 STATE: dict = {}
 
 
@@ -80,17 +87,22 @@ def once(benchmark, fn):
     return out["value"], out["seconds"]
 
 
+def config(**extra):
+    return mtrain.load_config("digits-demo", **(QUICK if STATE["quick"] else {}), **extra)
+
+
 @pytest.mark.benchmark(group="train-digits-demo")
 def test_train_plain(benchmark, root):
-    result, seconds = once(benchmark, lambda: mtrain.train("digits-demo", root / "plain", progress=False))
-    assert result.top1_largest is not None and result.top1_largest > 50  # it learned the digits
+    STATE["quick"] = bool(getattr(benchmark, "disabled", False))
+    result, seconds = once(benchmark, lambda: mtrain.train(config(), root / "plain", progress=False))
+    assert result.top1_largest is not None and result.top1_largest > (20 if STATE["quick"] else 50)  # it learned
     STATE["plain"] = (result, seconds)
 
 
 @pytest.mark.benchmark(group="train-digits-demo")
 def test_train_cotrained(benchmark, root):
     need("plain")
-    cfg = mtrain.load_config("digits-demo", **COTRAIN)
+    cfg = config(**(QUICK_COTRAIN if STATE["quick"] else COTRAIN))
     result, seconds = once(benchmark, lambda: mtrain.train(cfg, root / "cotrained", progress=False))
     a = mnn.Supernet.load(root / "plain" / "supernet").state_dict()
     b = mnn.Supernet.load(root / "cotrained" / "supernet").state_dict()
@@ -116,7 +128,7 @@ def _evaluator(supernet, cfg, seed=0):
 @pytest.mark.benchmark(group="predictor-data-digits-demo")
 def test_posthoc_dataset_and_predictor(benchmark, root):
     need("cotrained")
-    cfg = mtrain.load_config("digits-demo")
+    cfg = config()
     supernet = mnn.Supernet.load(root / "plain" / "supernet")
     n = len(STATE["cotrained"][2])
     per_bin = math.ceil(n / BINS)
@@ -162,11 +174,12 @@ def _scores(pred, test):
 
 def test_quality_on_a_balanced_test_set(root, tmp_path_factory):
     need("cotrained", "posthoc", "cotrained_refit", "plain")
-    cfg = mtrain.load_config("digits-demo")
+    cfg = config()
     supernet = mnn.Supernet.load(root / "plain" / "supernet")
     # The test subnets measured twice: with BN recalibrated on batches neither route used
     # (calibration seed 1: the fair labels), and on the post-hoc set's own batches (seed 0),
     # which shares the post-hoc labels' calibration noise.
+    per_bin = QUICK_TEST_PER_BIN if STATE["quick"] else TEST_PER_BIN
     tests, t0 = {}, time.perf_counter()
     for calib_seed in (1, 0):
         test_path = root / f"test-calib{calib_seed}.jsonl"
@@ -174,7 +187,7 @@ def test_quality_on_a_balanced_test_set(root, tmp_path_factory):
             supernet.space,
             _evaluator(supernet, cfg, seed=calib_seed),
             test_path,
-            n_per_bin=TEST_PER_BIN,
+            n_per_bin=per_bin,
             bins=BINS,
             seed=TEST_SEED,
             progress=False,
@@ -232,4 +245,4 @@ def test_quality_on_a_balanced_test_set(root, tmp_path_factory):
         )
     for sc in [r[0] for r in rows.values()] + list(shared.values()):
         assert math.isfinite(sc["rmse"]) and -1 <= sc["kendall_tau"] <= 1
-    assert len(test) == len(tests[0]) == TEST_PER_BIN * BINS and len(post_recs) == n
+    assert len(test) == len(tests[0]) == per_bin * BINS and len(post_recs) == n
