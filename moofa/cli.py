@@ -370,6 +370,11 @@ _DELEGATED = {
     ),
     "train-predictor": ("predictor_train", "main", "train accuracy predictors from JSONL data (moofa[torch])"),
     "bench": ("bench", "main", "constrained-NAS benchmark: problems with known optima, optimisers' regret"),
+    "build-dataset": (
+        "dataset",
+        "dataset_main",
+        "balanced accuracy data set of a trained supernet, on one process or under torchrun (moofa[train])",
+    ),
 }
 
 

@@ -42,7 +42,15 @@ from .predictor import SHIPPED, Predictor, one_hot
 from .spaces import Space, get_space
 from .subnet import Subnet
 
-__all__ = ["DATASETS", "cross_validate", "kendall_tau", "read_records", "train_all", "train_predictor"]
+__all__ = [
+    "DATASETS",
+    "balance_by_bin",
+    "cross_validate",
+    "kendall_tau",
+    "read_records",
+    "train_all",
+    "train_predictor",
+]
 
 # Shipped predictor name -> accuracy data set file stem (<stem>.jsonl in the --data folder).
 DATASETS = {
@@ -120,6 +128,31 @@ def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
 
 def _metrics(pred: np.ndarray, y: np.ndarray) -> dict:
     return {"rmse": float(np.sqrt(np.mean((pred - y) ** 2))), "kendall_tau": kendall_tau(pred, y), "n": int(len(y))}
+
+
+def balance_by_bin(records: list[dict], *, key: str = "bin", seed: int = 0) -> list[dict]:
+    """The records with every peak-memory bin (``record[key]``) oversampled to the fullest
+    bin's count (the originals plus copies drawn in rounds, each a random order of the bin),
+    so each bin weighs the same in training (paper Sec. 3.4). Deterministic per seed."""
+    if not isinstance(records, list) or not all(isinstance(r, dict) and key in r for r in records):
+        raise ValueError(f"records must be a list of dicts that each hold {key!r}")
+    groups: dict = {}
+    for r in records:
+        groups.setdefault(r[key], []).append(r)
+    if not groups:
+        return []
+    target = max(len(g) for g in groups.values())
+    rng = np.random.default_rng(seed)
+    out = []
+    for b in sorted(groups):
+        g = groups[b]
+        out += g
+        extra = target - len(g)
+        while extra > 0:
+            take = min(extra, len(g))
+            out += [g[i] for i in rng.permutation(len(g))[:take]]
+            extra -= take
+    return out
 
 
 def _check_int(name, v, low):

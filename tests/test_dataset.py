@@ -138,3 +138,60 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="without a plan"):
         build_dataset("moofa", fake_top1, tmp_path / "z.jsonl", n_per_bin=1, bins=2, progress=False)
     assert np.all(np.diff(bin_edges("moofa", 3)) > 0)
+
+
+def test_sharded_build_merges_to_the_single_process_bytes(tmp_path):
+    """Ranks run one after another here (no barrier): each evaluates its share of the plan;
+    the last one to finish merges, in plan order, into the bytes one process writes."""
+    args = dict(n_per_bin=4, bins=3, seed=7, progress=False)
+    single = tmp_path / "single.jsonl"
+    build_dataset("moofa", fake_top1, single, **args)
+    out = tmp_path / "sharded.jsonl"
+    evs = [Evaluator() for _ in range(3)]
+    results = [build_dataset("moofa", evs[r], out, rank=r, world_size=3, **args) for r in range(3)]
+    assert [r["merged"] for r in results] == [False, False, True]
+    assert [len(e.calls) for e in evs] == [4, 4, 4]
+    assert out.read_bytes() == single.read_bytes()
+    assert not list(tmp_path.glob("*.shard-*"))
+    # Run again: nothing to evaluate, the same bytes.
+    again = build_dataset("moofa", Evaluator(), out, rank=0, world_size=3, **args)
+    assert again["evaluated"] == 0 and again["merged"] and out.read_bytes() == single.read_bytes()
+
+
+def test_sharded_build_resumes_with_another_world_size(tmp_path):
+    args = dict(n_per_bin=5, bins=4, seed=1, progress=False)
+    single = tmp_path / "single.jsonl"
+    build_dataset("moofa", fake_top1, single, **args)
+    out = tmp_path / "set.jsonl"
+    build_dataset("moofa", Evaluator(), out, rank=0, world_size=2, **args)  # rank 0 done
+    first = Evaluator(stop_after=3)
+    with pytest.raises(Interrupt):  # rank 1 dies after 3 of its 10 records
+        build_dataset("moofa", first, out, rank=1, world_size=2, **args)
+    with open(out.with_name("set.jsonl.shard-1-of-2.jsonl"), "a") as f:
+        f.write('{"ks": [3, 5')  # torn by the crash
+    # Rerun on 3 processes: exactly the 7 missing subnets, split between them.
+    evs = [Evaluator() for _ in range(3)]
+    for r in range(3):
+        build_dataset("moofa", evs[r], out, rank=r, world_size=3, **args)
+    redone = [key(c, "moofa") for e in evs for c in e.calls]
+    assert len(redone) == len(set(redone)) == 7
+    assert not {key(c, "moofa") for c in first.calls} & set(redone)
+    assert out.read_bytes() == single.read_bytes()
+    # A single process then finds everything done.
+    assert build_dataset("moofa", Evaluator(), out, **args)["evaluated"] == 0
+
+
+def test_shards_that_disagree_are_refused(tmp_path):
+    args = dict(n_per_bin=2, bins=2, seed=0, progress=False)
+    out = tmp_path / "set.jsonl"
+    build_dataset("moofa", fake_top1, out, rank=0, world_size=2, **args)
+    shard = out.with_name("set.jsonl.shard-0-of-2.jsonl")
+    rec = json.loads(shard.read_text().splitlines()[0])
+    # The same subnet, another top-1, in a shard of another world size.
+    out.with_name("set.jsonl.shard-0-of-1.jsonl").write_text(json.dumps(rec | {"top1": rec["top1"] + 1}) + "\n")
+    with pytest.raises(ValueError, match="different records for plan row 0"):
+        build_dataset("moofa", fake_top1, out, rank=1, world_size=2, **args)
+    with pytest.raises(ValueError, match="rank must be an integer in"):
+        build_dataset("moofa", fake_top1, out, rank=2, world_size=2, **args)
+    with pytest.raises(ValueError, match="world_size must be a positive integer"):
+        build_dataset("moofa", fake_top1, out, rank=0, world_size=0, **args)

@@ -15,10 +15,12 @@ checkpoint was written. Checkpoints are written to a temporary file and renamed,
 SHA-256 checksum that is verified when they are read.
 
 Modules: ``config`` (the config dataclasses and their validation), ``checkpoint``,
-``metrics``, ``loop`` (the phases), ``cli``. Importing ``moofa.train`` does not import torch;
+``metrics``, ``loop`` (the phases), ``cotrain`` (the accuracy predictor co-trained during the
+phases, ``cotrain_every``), ``cli``. Importing ``moofa.train`` does not import torch;
 :func:`train` and :func:`evaluate` need it.
 """
 
+from . import cotrain
 from .checkpoint import CHECKPOINT, CHECKPOINT_FORMAT, TEACHER, load_checkpoint
 from .cli import train_main
 from .config import CONFIG_DIR, Phase, TrainConfig, builtin_configs, load_config
@@ -38,6 +40,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "builtin_configs",
+    "cotrain",
     "evaluate",
     "load_checkpoint",
     "load_config",

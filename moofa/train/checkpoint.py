@@ -100,12 +100,15 @@ def save_training_state(
     cfg: TrainConfig,
     space,
     position: tuple[int, int, int, int],
+    extra: dict | None = None,
 ) -> None:
     """The run's state at ``position`` = (phase, epoch, batch, global_step): where the next
-    step starts. ``optimizer``/``scaler`` None at a phase's end (the next phase makes new ones)."""
+    step starts. ``optimizer``/``scaler`` None at a phase's end (the next phase makes new ones).
+    ``extra``: more plain-data entries (the co-trainer's waiting candidates)."""
     phase, epoch, batch, global_step = position
     write_verified(
         {
+            **(extra or {}),
             "format": CHECKPOINT_FORMAT,
             "space": space.to_dict(),
             "config_phases": [dataclasses.asdict(p) for p in cfg.phases],

@@ -72,6 +72,13 @@ class TrainConfig:
     val_batches: Optional[int] = field(default=None, metadata=_min(1))  # cap on validation batches
     calib_batches: int = field(default=8, metadata=_min(1))  # batches recalibrating BN before validation
     val_every_epochs: int = 1  # validate every N epochs (0: only at each phase's end)
+    # The accuracy predictor co-trained during progressive shrinking (moofa.train.cotrain):
+    # every cotrain_every steps (0: off), cotrain_subnets of the subnets trained since are measured.
+    cotrain_every: int = 0
+    cotrain_subnets: int = field(default=1, metadata=_min(1))
+    cotrain_bins: int = field(default=8, metadata=_min(1))  # peak-memory bins (choice and balance)
+    cotrain_history: str = field(default="phase", metadata={"allowed": "'phase' or 'all'"})
+    cotrain_predictor_epochs: int = field(default=200, metadata=_min(1))
 
     def space_obj(self):
         from ..spaces import get_space
@@ -251,6 +258,11 @@ def load_config(source, **overrides) -> TrainConfig:
             raise ValueError(
                 f"{where}: resolutions {bad} are not in space {space.name!r} (allowed: {list(space.resolutions)})"
             )
+    if cfg.cotrain_history not in ("phase", "all"):
+        raise ValueError(
+            f"{where}: cotrain_history must be 'phase' (each phase's records) or 'all' (every phase's), "
+            f"got {cfg.cotrain_history!r}"
+        )
     if not 0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1:
         raise ValueError(f"{where}: crop_scale must be [min, max] with 0 < min <= max <= 1, got {cfg.crop_scale}")
 

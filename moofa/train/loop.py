@@ -57,6 +57,7 @@ class _Run:
     on_step: Callable[[dict], None] | None
     teacher: Any = None
     top1: tuple[float | None, float | None] = (None, None)
+    cotrain: Any = None  # moofa.train.cotrain.CoTrainer when cotrain_every > 0
 
     @property
     def distributed(self) -> bool:
@@ -243,6 +244,17 @@ def _start(cfg, workdir, resume, dev, world, rank, progress, on_step) -> tuple[_
     run = _Run(
         cfg, space, workdir, dev, world, rank, model, train_set, val_set, resolutions, metrics, pos, progress, on_step
     )
+    if cfg.cotrain_every:
+        from .cotrain import CoTrainer
+
+        run.cotrain = CoTrainer(cfg, space, workdir, is_main, resolutions)
+        if ckpt is None:
+            old = run.cotrain.start_fresh()
+            if old:
+                _log(is_main, f"fresh start: moved the earlier run's co-training records aside to {old}")
+        else:
+            run.cotrain.truncate_after(pos["global_step"])
+            run.cotrain.restore(ckpt.get("cotrain"))
     return run, ckpt
 
 
@@ -355,6 +367,8 @@ def _run_epoch(run: _Run, ph: _PhaseRun, epoch: int, start_batch: int) -> int:
             run.metrics.write({**record, "seconds": round(time.perf_counter() - ph.t0, 4)})
         ph.bar.update(1, loss=f"{ph.last_loss:.3f}")
         step = run.pos["global_step"]
+        if run.cotrain is not None and step % cfg.cotrain_every == 0:
+            run.cotrain.measure(run, ph.phase.name, step)
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and batch_no < ph.n_batches:
             _save(run, ph.optimizer, ph.scaler, (ph.idx, epoch, batch_no, step))
         if run.on_step is not None:
@@ -383,10 +397,13 @@ def _train_step(run: _Run, ph: _PhaseRun, epoch: int, batch_no: int, images, lab
             soft = F.softmax(run.teacher(images).float(), dim=1)
     ph.optimizer.zero_grad(set_to_none=True)
     losses = []
+    elastic = max(len(ph.kernels), len(ph.depths), len(ph.expands)) > 1
     for _ in range(ph.phase.subnets_per_step):
-        run.model.sample_active_subnet(
+        net = run.model.sample_active_subnet(
             rng, kernels=ph.kernels, depths=ph.depths, expands=ph.expands, resolutions=[min(run.space.resolutions)]
         )
+        if run.cotrain is not None and elastic:
+            run.cotrain.sampled(net, int(images.shape[-1]))
         with torch.autocast(dev.type, dtype=torch.float16, enabled=run.use_amp):
             out = ph.net(images)
             loss = F.cross_entropy(out.float(), labels, label_smoothing=cfg.label_smoothing)
@@ -433,10 +450,32 @@ def _end_epoch(run: _Run, ph: _PhaseRun, epoch: int, batch_no: int) -> None:
         # The full network at the end of the first phase teaches all later ones.
         save_teacher(run.workdir, run.model)
     step = run.pos["global_step"]
+    if last_epoch and run.cotrain is not None:
+        _refit_predictor(run, ph)
     if last_epoch:
         _save(run, None, None, (ph.idx + 1, 0, 0, step))
     else:
         _save(run, ph.optimizer, ph.scaler, (ph.idx, epoch + 1, 0, step))
+
+
+def _refit_predictor(run: _Run, ph: _PhaseRun) -> None:
+    """At a phase's end: the co-trained predictor refit on the phase's records (rank 0)."""
+    run.cotrain.pool = []  # candidates of this phase are not measured in the next one
+    t0 = time.perf_counter()
+    fit = run.cotrain.refit(ph.phase.name)
+    records = run.cotrain.records(ph.phase.name) if run.is_main else []
+    run.metrics.write(
+        {
+            "kind": "cotrain",
+            "phase": ph.phase.name,
+            "global_step": run.pos["global_step"],
+            "records": len(records),
+            "predictor": fit is not None,
+            "eval_seconds": round(run.cotrain.eval_seconds, 4),
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
+    )
+    run.cotrain.eval_seconds = 0.0
 
 
 def _synthetic_kwargs(cfg: TrainConfig, space, val: bool = False) -> dict:
@@ -513,7 +552,8 @@ def _save(run: _Run, optimizer, scaler, position: tuple[int, int, int, int]) -> 
     import torch.distributed as dist
 
     if run.is_main:
-        save_training_state(run.workdir, run.model, optimizer, scaler, run.cfg, run.space, position)
+        extra = None if run.cotrain is None else {"cotrain": run.cotrain.state()}
+        save_training_state(run.workdir, run.model, optimizer, scaler, run.cfg, run.space, position, extra)
     if run.distributed:
         dist.barrier()
 
