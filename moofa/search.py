@@ -66,6 +66,8 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "max_tries": _EVOLUTION.max_tries,  # candidates drawn per child before it is given up
     "max_evaluations": None,  # stop after this many predictor evaluations
     "predictor_input": "rows",  # what a callable predictor receives, see PREDICTOR_INPUTS
+    "max_latency_ms": None,  # optional constraint: latency by latency_table, in ms
+    "latency_table": None,  # a moofa.latency.LatencyTable or the path of one (moofa.latency.build_table)
 }
 # A callable predictor receives a batch as: "rows" a uint8 array from moofa.encode (fastest),
 # "subnets" a list of moofa.Subnet, "dicts" a list of OFA-style config dicts.
@@ -79,6 +81,7 @@ _PARETO_OPTIONS: dict[str, Any] = {
     "resolution_mutate_prob": _NSGA.resolution_mutate_prob,
     "threads": _NSGA.threads,
     "max_tries": _NSGA.max_tries,
+    **{k: SEARCH_OPTIONS[k] for k in ("max_latency_ms", "latency_table")},
 }
 _OBJECTIVES = ("top1", "peak", "mflops")
 
@@ -249,6 +252,31 @@ def _limit(name: str, value: Any, kind: type) -> Any:
         what = "an integer in [1, 2**63 - 1]" if kind is int else "a finite number > 0"
         raise ValueError(f"{name} must be {what} or None, got {value!r}")
     return kind(value)
+
+
+def _latency_limit(opts: dict, sp: Space) -> tuple[float | None, Any]:
+    """``max_latency_ms`` and the C++ table it limits (``latency_table``), or (None, None)."""
+    limit, table = opts["max_latency_ms"], opts["latency_table"]
+    if limit is None and table is None:
+        return None, None
+    if table is None:
+        raise ValueError(
+            "max_latency_ms needs latency_table= (a moofa.latency.LatencyTable or the path of one, "
+            "from moofa.latency.build_table)"
+        )
+    if limit is None:
+        raise ValueError("latency_table is given without max_latency_ms: pass the latency limit in ms")
+    limit = _limit("max_latency_ms", limit, float)
+    from .latency import resolve_table
+
+    lat = resolve_table(table, sp)
+    smallest = lat.min_ms()
+    if limit < smallest:
+        raise ValueError(
+            f"max_latency_ms={limit:g} is below the smallest latency any subnet of space {sp.name!r} "
+            f"reaches by the latency table: {smallest:.4g} ms; use a limit of at least that"
+        )
+    return limit, lat.cost
 
 
 def _shared_options(o, opts: dict, population, generations, seed) -> dict:
@@ -424,6 +452,7 @@ def search(
         "max_mflops": _limit("max_mflops", opts["max_mflops"], float),
         "max_params": _limit("max_params", opts["max_params"], int),
     }
+    constraints["max_latency_ms"], latency = _latency_limit(opts, sp)
     shared = _shared_options(_EVOLUTION, opts, population, generations, seed)
     scorer = _resolve_predictor(predictor, sp, opts["predictor_input"])
     percent_of = _top1_predictor_name(predictor, sp)
@@ -434,6 +463,7 @@ def search(
         **shared,
         parent_ratio=_ratio("parent_ratio", opts["parent_ratio"], open_low=True),
         resolution_niche=_int("resolution_niche", opts["resolution_niche"], 0, _INT32_MAX),
+        latency=latency,
     )
     if raw["interrupted"]:
         raise KeyboardInterrupt
@@ -574,6 +604,7 @@ def pareto(
         "max_mflops": _limit("max_mflops", opts["max_mflops"], float),
         "max_params": _limit("max_params", opts["max_params"], int),
     }
+    constraints["max_latency_ms"], latency = _latency_limit(opts, sp)
     scorer = _resolve_predictor(predictor, sp, opts["predictor_input"])
     with Progress(shared["generations"], f"pareto {sp.name}", progress) as bar:
 
@@ -588,6 +619,7 @@ def pareto(
             **shared,
             minimize_mflops=with_mflops,
             progress=tick if bar.enabled else None,
+            latency=latency,
         )
     rows = raw["rows"]
     percent_of = _top1_predictor_name(predictor, sp)

@@ -24,6 +24,8 @@ void Constraints::validate() const {
   require(max_peak >= 1, "max_peak must be at least 1 item");
   require(max_mflops > 0, "max_mflops must be a positive number (or infinity: no limit)");
   require(max_params >= 1, "max_params must be at least 1");
+  require(!limits_latency() || max_latency_ms > 0,
+          "max_latency_ms must be a positive number of milliseconds (or infinity: no limit)");
 }
 
 void SearchOptions::validate_shared(int min_population, int max_population) const {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "moofa/latency.hpp"
 #include "require.hpp"
 
 namespace moofa {
@@ -43,6 +44,8 @@ Variation::Variation(const Evaluator& evaluator, const Constraints& constraints,
   detail::require(mutate_prob >= 0.0 && mutate_prob <= 1.0, "mutate_prob must be in [0, 1]");
   detail::require(resolution_mutate_prob >= 0.0 && resolution_mutate_prob <= 1.0,
                   "resolution_mutate_prob must be in [0, 1]");
+  detail::require(!c_.limits_latency() || same_space(c_.latency->space(), spec_),
+                  "the latency table was built for another space than the one searched");
   first_slot_ = spec_.stage_first_slot();
   slot_stage_ = spec_.slot_stage();
   for (int r = 0; r < n_res_; ++r)
@@ -144,6 +147,7 @@ bool Variation::fits(const uint8_t* row) const {
   if (ev_.peak(row) > c_.max_peak) return false;
   if (c_.limits_mflops() && ev_.mflops(row) > c_.max_mflops) return false;
   if (c_.limits_params() && ev_.params(row) > c_.max_params) return false;
+  if (c_.limits_latency() && c_.latency->cost(row) > c_.max_latency_ms) return false;
   return true;
 }
 
@@ -193,7 +197,7 @@ bool Variation::sample(Rng& rng, int64_t peak_cap, uint8_t* out) const {
     }
   }
   if (fits(out)) return true;
-  return (c_.limits_mflops() || c_.limits_params()) && shrink(out, rng);
+  return (c_.limits_mflops() || c_.limits_params() || c_.limits_latency()) && shrink(out, rng);
 }
 
 bool Variation::repair(uint8_t* row, Rng& rng) const {
