@@ -182,6 +182,8 @@ def evolve(
     max_tries: int = 100,
     max_evaluations: int = 0,
     progress: Callable[[int], None] | None = None,
+    latency: AdditiveCost | None = None,
+    max_latency_ms: float | None = None,
 ) -> dict[str, Any]: ...
 def nsga2(
     evaluator: Evaluator,
@@ -201,7 +203,18 @@ def nsga2(
     max_tries: int = 100,
     max_evaluations: int = 0,
     progress: Callable[[int], None] | None = None,
+    latency: AdditiveCost | None = None,
+    max_latency_ms: float | None = None,
 ) -> dict[str, Any]: ...
+class AdditiveCost:
+    def __init__(self, space: SpaceSpec, base: npt.ArrayLike, slots: npt.ArrayLike) -> None: ...
+    @property
+    def space(self) -> SpaceSpec: ...
+    @property
+    def n_columns(self) -> int: ...
+    def costs(self, rows: npt.ArrayLike) -> npt.NDArray[np.float64]: ...
+    def min_cost(self) -> tuple[float, int]: ...
+
 def front_ranks(objectives: npt.ArrayLike) -> npt.NDArray[np.int32]: ...
 def non_dominated(
     scores: npt.ArrayLike, peaks: npt.ArrayLike, mflops: npt.ArrayLike | None = None

@@ -219,7 +219,7 @@ class LatencyTable:
         for key, value in entries.items():
             if key not in known:
                 raise ValueError(f"{where}: unknown entry {key!r} (not a part of space {file_space.name!r})")
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
                 raise ValueError(f"{where}: entry {key!r} must be a finite time >= 0 in ms, got {value!r}")
             _store(known[key], float(value), stem, head, blocks)
         info = {k: v for k, v in d.items() if k not in ("format", "space", "complete", "entries")}

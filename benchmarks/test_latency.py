@@ -1,0 +1,96 @@
+"""Latency tables against measured end-to-end latency (moofa space, 128 and 160 px).
+
+* ``test_table_matches_end_to_end``: a table built on this host (PyTorch, one thread, parts
+  timed in context) predicts the measured end-to-end latency of 50 random extracted subnets:
+  Spearman >= 0.95 and median absolute error <= 10% (checked). Timed: the table's prediction of
+  those 50 subnets.
+* ``test_measure_end_to_end`` (baseline, same group): measuring 5 of those subnets end to end
+  (what the table replaces), checked against the first measurement of the same subnets.
+
+Both use the CPU time of the measuring thread (``clock="cpu"``), which other load on the
+host disturbs far less than wall time; ``MOOFA_LATENCY_CLOCK=wall`` measures wall time (on an
+idle host).
+
+    python -m pytest benchmarks/test_latency.py --benchmark-columns=min,median,max,rounds -s
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+import moofa  # noqa: E402
+import moofa.latency as ml  # noqa: E402
+import moofa.nn as mnn  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import one_torch_thread  # noqa: E402, F401  (the fixture, for this module)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SPACE = "moofa"
+RESOLUTIONS = (128, 160)
+N_SUBNETS = 50
+CLOCK = os.environ.get("MOOFA_LATENCY_CLOCK", "cpu")
+SETTINGS = {"warmup": 2, "repeats": 10, "clock": CLOCK}
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (no ties among measured times)."""
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+@pytest.fixture(scope="module")
+def measured():
+    sp = moofa.get_space(SPACE)
+    sup = mnn.Supernet(sp).eval()
+    t0 = time.perf_counter()
+    table = ml.build_table(sp, resolutions=RESOLUTIONS, supernet=sup, **SETTINGS)
+    build_s = time.perf_counter() - t0
+    rows = moofa.subnet.random_subnets(40 * N_SUBNETS, sp, seed=7)
+    keep = np.isin(rows[:, 0], [sp.resolutions.index(r) for r in RESOLUTIONS])
+    rows = rows[keep][:N_SUBNETS]
+    t0 = time.perf_counter()
+    e2e = ml.measure_subnets(rows, sp, supernet=sup, **SETTINGS)
+    e2e_s = time.perf_counter() - t0
+    return {"table": table, "rows": rows, "e2e": e2e, "sup": sup, "build_s": build_s, "e2e_s": e2e_s}
+
+
+@pytest.mark.benchmark(group="latency-moofa")
+def test_table_matches_end_to_end(benchmark, measured):
+    table, rows, e2e = measured["table"], measured["rows"], measured["e2e"]
+    predicted = benchmark(table.predict, rows)
+    assert len(rows) == N_SUBNETS and predicted.shape == (N_SUBNETS,)
+    rho = spearman(predicted, e2e)
+    error = np.abs(predicted - e2e) / e2e
+    benchmark.extra_info.update(
+        clock=CLOCK,
+        spearman=rho,
+        median_abs_error=float(np.median(error)),
+        median_signed_error=float(np.median((predicted - e2e) / e2e)),
+        measured_ms_range=[float(e2e.min()), float(e2e.max())],
+        table_build_s=measured["build_s"],
+        end_to_end_measure_s=measured["e2e_s"],
+        cpu=ml.host_cpu(),
+    )
+    print(f"\nlatency table vs end to end ({CLOCK} clock): {benchmark.extra_info}")
+    assert rho >= 0.95
+    assert np.median(error) <= 0.10
+
+
+@pytest.mark.benchmark(group="latency-moofa")
+def test_measure_end_to_end(benchmark, measured):
+    rows = measured["rows"][:5]
+    again = benchmark.pedantic(
+        ml.measure_subnets, args=(rows, SPACE), kwargs={"supernet": measured["sup"], **SETTINGS}, rounds=1
+    )
+    # The same subnets measured twice agree (the ground truth above is repeatable).
+    assert np.median(np.abs(again - measured["e2e"][:5]) / measured["e2e"][:5]) <= 0.2
