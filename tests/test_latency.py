@@ -372,3 +372,25 @@ def test_table_shape_errors():
         empty.predict(moofa.subnet.random_subnets(1, TINY, seed=0))
     with pytest.raises(ValueError, match="covers no resolution"):
         empty.min_ms()
+
+
+def test_cli(tmp_path, capsys, one_torch_thread):
+    pytest.importorskip("torch")
+    from moofa.cli import main
+
+    space_file = tmp_path / "tiny-space.json"
+    space_file.write_text(json.dumps(TINY.to_dict()))
+    out = tmp_path / "tiny.json"
+    args = ["--warmup", "0", "--repeats", "1", "--clock", "cpu", "--resolutions", "32", "--no-progress"]
+    assert main(["latency-table", "--space", str(space_file), "--out", str(out), *args]) == 0
+    assert "latency table of space 'lat-tiny' at [32] px, torch on 1 thread(s), context" in capsys.readouterr().out
+    assert ml.load_table(out, TINY).resolutions == (32,)
+
+    table = synthetic_table("moofa", seed=6)
+    path = table.save(tmp_path / "moofa.json")
+    limit = table.min_ms() * 1.5
+    argv = ["search", "--budget", "800k", "--generations", "20", "--json"]
+    assert main([*argv, "--max-latency-ms", str(limit), "--latency-table", str(path)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert python_sum(table, [result["config"]])[0] <= limit
+    assert result["constraints"]["max_latency_ms"] == limit
