@@ -206,6 +206,7 @@ def nsga2(
     latency: AdditiveCost | None = None,
     max_latency_ms: float | None = None,
 ) -> dict[str, Any]: ...
+
 class AdditiveCost:
     def __init__(self, space: SpaceSpec, base: npt.ArrayLike, slots: npt.ArrayLike) -> None: ...
     @property
