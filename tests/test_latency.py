@@ -50,7 +50,7 @@ def python_sum(table: ml.LatencyTable, nets) -> np.ndarray:
 
 
 def synthetic_table(space, seed=0, resolutions=None) -> ml.LatencyTable:
-    """A table of random figures (for the lookup and the constraint: no timing needed)."""
+    """A table of made-up figures (for the lookup and the constraint: no timing needed)."""
     sp = moofa.get_space(space)
     rng = np.random.default_rng(seed)
     stem, head, blocks = ml._empty_arrays(sp)
@@ -58,7 +58,10 @@ def synthetic_table(space, seed=0, resolutions=None) -> ml.LatencyTable:
         if resolutions is not None and size not in resolutions:
             continue
         stem[r], head[r] = rng.uniform(0.5, 2.0, 2) * (size / 100) ** 2
-        blocks[:, :, r] = rng.uniform(0.05, 1.0, blocks[:, :, r].shape) * (size / 100) ** 2
+        # Larger kernels and expands cost more, as measured ones do, with +-10% noise.
+        grow = 1 + 0.5 * np.arange(len(sp.kernels))[:, None] + 0.7 * np.arange(len(sp.expands))[None, :]
+        scale = rng.uniform(0.05, 1.0, blocks.shape[:2])[:, :, None, None]
+        blocks[:, :, r] = scale * grow * rng.uniform(0.9, 1.1, blocks[:, :, r].shape) * (size / 100) ** 2
     for s, stage in enumerate(sp.stages):
         if stage.max_depth == 1:
             blocks[s, 1] = np.nan
@@ -164,6 +167,12 @@ def test_search_respects_max_latency():
     r = moofa.search("800k", generations=40, seed=0, max_latency_ms=limit, latency_table=table)
     assert python_sum(table, [r.subnet])[0] <= limit
     assert r.peak <= 800_000 and r.constraints["max_latency_ms"] == limit
+    # A tight limit: children over it are stepped down until they fit, so the search still
+    # finds new subnets to score every generation.
+    tight = table.min_ms() * 1.2
+    r = moofa.search("800k", generations=40, seed=0, max_latency_ms=tight, latency_table=table)
+    assert python_sum(table, [r.subnet])[0] <= tight
+    assert r.evaluations > 0.5 * 100 * 41
 
 
 def test_pareto_respects_max_latency(tmp_path):

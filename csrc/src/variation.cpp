@@ -285,7 +285,10 @@ bool Variation::mutate(const uint8_t* parent, Rng& rng, uint8_t* out, double str
        ++round)
     mutate_genes(out, rng, std::min(1.0, mutate_prob_ * strength),
                  std::min(1.0, resolution_mutate_prob_ * strength));
-  return repair(out, rng) && fits(out);
+  if (!repair(out, rng)) return false;
+  // Over a latency limit (a sum, so no per-slot choice lists): step genes down until it fits,
+  // unless the search is already straining against duplicates (a nearly exhausted space).
+  return fits(out) || (c_.limits_latency() && strength <= 1.0 && shrink(out, rng));
 }
 
 namespace {
@@ -336,7 +339,8 @@ bool Variation::crossover(const uint8_t* a, const uint8_t* b, Rng& rng, uint8_t*
                  std::min(1.0, resolution_mutate_prob_ * strength));
     if (!same_row(out, a, cols) && !same_row(out, b, cols)) break;
   }
-  return repair(out, rng) && fits(out);
+  if (!repair(out, rng)) return false;
+  return fits(out) || (c_.limits_latency() && strength <= 1.0 && shrink(out, rng));
 }
 
 }  // namespace moofa
