@@ -118,6 +118,7 @@ class SearchResult:
     seed: int = 0
     generations: int = 0
     constraints: dict = field(default_factory=dict)
+    latency_ms: float | None = None  # by the latency table, when the search was given one
 
     @property
     def config(self) -> dict:
@@ -135,6 +136,7 @@ class SearchResult:
             "budget": self.budget,
             "memory_model": self.memory_model,
             "constraints": dict(self.constraints),
+            **({} if self.latency_ms is None else {"latency_ms": self.latency_ms}),
             "config": self.config,
             "top1": self.top1,
             "peak": self.peak,
@@ -490,6 +492,7 @@ def search(
         seed=shared["seed"],
         generations=int(raw["generations_run"]),
         constraints={k: v for k, v in constraints.items() if v is not None},
+        latency_ms=None if latency is None else float(latency.costs(raw["best_row"][None, :])[0]),
     )
 
 

@@ -167,6 +167,8 @@ def test_search_respects_max_latency():
     r = moofa.search("800k", generations=40, seed=0, max_latency_ms=limit, latency_table=table)
     assert python_sum(table, [r.subnet])[0] <= limit
     assert r.peak <= 800_000 and r.constraints["max_latency_ms"] == limit
+    assert r.latency_ms == pytest.approx(python_sum(table, [r.subnet])[0], rel=1e-12)
+    assert free.latency_ms is None and "latency_ms" not in free.to_dict()
     # A tight limit: children over it are stepped down until they fit, so the search still
     # finds new subnets to score every generation.
     tight = table.min_ms() * 1.2
@@ -403,3 +405,4 @@ def test_cli(tmp_path, capsys, one_torch_thread):
     result = json.loads(capsys.readouterr().out)
     assert python_sum(table, [result["config"]])[0] <= limit
     assert result["constraints"]["max_latency_ms"] == limit
+    assert result["latency_ms"] == pytest.approx(python_sum(table, [result["config"]])[0])
