@@ -11,14 +11,16 @@ resolution, plus one figure per active block. A block's shapes depend on its sta
 whether it is the stage's first block (which changes the width and applies the stride), so
 the table holds one measured figure per (stage, first or other block, resolution, kernel,
 expand) and one stem and head figure per resolution. Each figure is the median of
-``repeats`` timed runs (after ``warmup`` runs) of that part built as a standalone module
-from a supernet and run on a batch-1 input of its real shape.
+``repeats`` timed runs (after ``warmup`` runs), batch 1: by default (``method="context"``,
+PyTorch) each part is timed by hooks inside whole forward passes of extracted subnets, so that
+it runs with the cache state a whole network leaves it; ``method="standalone"`` runs each
+part as its own module on an input of its real shape (warm in cache: lower figures).
 
 Runtimes: ``"torch"`` (PyTorch eager on the CPU, ``torch.set_num_threads(threads)``, one
 thread by default: the figures are then those of a single core and do not depend on the
 other load's thread scheduling as much), and ``"onnxruntime"`` (each part exported to ONNX and
-run by an ONNX Runtime CPU session with ``threads`` intra-op threads; needs the
-``onnxruntime`` and ``onnx`` packages). Building a table needs torch; loading one and
+run by an ONNX Runtime CPU session with ``threads`` intra-op threads, standalone only; needs
+the ``onnxruntime`` and ``onnx`` packages). Building a table needs torch; loading one and
 predicting with it needs only numpy.
 """
 
@@ -738,7 +740,9 @@ def _context_groups(sp: Space, todo: list) -> list[tuple[Any, list, list]]:
 
 
 def _measure_alone(sp: Space, sup, timer: _Timer, todo: list, store: Callable[[tuple, float], None]) -> None:
-    """Each entry's part as its own module (``method="standalone"``)."""
+    """Each entry's part as its own module (``method="standalone"``, and under the context
+    method the rare parts no context subnet reaches: a coupled space whose expand comes only
+    with depth 1 has no "other" block at that expand)."""
     shapes = {r: part_input_shapes(sp, size) for r, size in enumerate(sp.resolutions)}
     module_key = None
     module: Any = None
