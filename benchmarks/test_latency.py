@@ -69,11 +69,7 @@ def measured():
         t1 = time.perf_counter()
         e2e.append(ml.measure_subnets(rows, sp, supernet=sup, seed=i, **SETTINGS))
         build_s, e2e_s = build_s + t1 - t0, e2e_s + time.perf_counter() - t1
-    table = ml.LatencyTable(
-        sp,
-        *(np.median([getattr(t, name) for t in tables], axis=0) for name in ("stem_ms", "head_ms", "blocks_ms")),
-        info=tables[0].info,
-    )
+    table = ml.median_table(tables)
     return {"table": table, "rows": rows, "e2e": np.median(e2e, axis=0), "sup": sup, "build_s": build_s, "e2e_s": e2e_s}
 
 

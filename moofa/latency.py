@@ -58,6 +58,7 @@ __all__ = [
     "load_table",
     "measure",
     "measure_subnets",
+    "median_table",
     "part_input_shapes",
     "resolve_table",
 ]
@@ -226,6 +227,29 @@ class LatencyTable:
             _store(known[key], float(value), stem, head, blocks)
         info = {k: v for k, v in d.items() if k not in ("format", "space", "complete", "entries")}
         return cls(file_space, stem, head, blocks, info)
+
+
+def median_table(tables: Sequence[LatencyTable]) -> LatencyTable:
+    """Per part, the median of several tables of one space (NaN where none measured it):
+    tables built in rounds that alternate with other measurements, so that load on the host
+    that comes and goes meets both alike. ``info`` is the first table's, with ``rounds``."""
+    tables = list(tables)
+    if not tables or not all(isinstance(t, LatencyTable) for t in tables):
+        raise TypeError("tables must be a non-empty sequence of moofa.latency.LatencyTable")
+    for t in tables[1:]:
+        _check_same_space(tables[0].space, t.space, "median_table: a table")
+    stem, head, blocks = (
+        _nanmedian(np.stack([getattr(t, n) for t in tables])) for n in ("stem_ms", "head_ms", "blocks_ms")
+    )
+    return LatencyTable(tables[0].space, stem, head, blocks, info={**tables[0].info, "rounds": len(tables)})
+
+
+def _nanmedian(stack: np.ndarray) -> np.ndarray:
+    """``np.nanmedian`` over axis 0 without its warning for all-NaN cells (left NaN)."""
+    out = np.full(stack.shape[1:], np.nan)
+    some = ~np.isnan(stack).all(axis=0)
+    out[some] = np.nanmedian(stack[:, some], axis=0)
+    return out
 
 
 def load_table(path: str | os.PathLike, space: str | Space | None = None) -> LatencyTable:

@@ -406,3 +406,17 @@ def test_cli(tmp_path, capsys, one_torch_thread):
     assert python_sum(table, [result["config"]])[0] <= limit
     assert result["constraints"]["max_latency_ms"] == limit
     assert result["latency_ms"] == pytest.approx(python_sum(table, [result["config"]])[0])
+
+
+def test_median_table():
+    tables = [synthetic_table("moofa", seed=i, resolutions=(128, 160) if i else None) for i in range(3)]
+    med = ml.median_table(tables)
+    assert med.info["rounds"] == 3 and med.complete
+    # Resolutions only the first table measured keep its figures; the others: the median of three.
+    np.testing.assert_array_equal(med.stem_ms[2:], tables[0].stem_ms[2:])
+    np.testing.assert_allclose(med.blocks_ms[:, 0, :2], np.median([t.blocks_ms[:, 0, :2] for t in tables], axis=0))
+    np.testing.assert_allclose(med.head_ms[:2], np.median([t.head_ms[:2] for t in tables], axis=0))
+    with pytest.raises(ValueError, match="median_table: a table was built for space 'ofa'"):
+        ml.median_table([tables[0], synthetic_table("ofa")])
+    with pytest.raises(TypeError, match="non-empty sequence of moofa.latency.LatencyTable"):
+        ml.median_table([])
