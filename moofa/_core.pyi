@@ -185,6 +185,8 @@ def evolve(
     max_evaluations: int = 0,
     progress: Callable[[int], None] | None = None,
     min_uniformity: float | None = None,
+    latency: AdditiveCost | None = None,
+    max_latency_ms: float | None = None,
 ) -> dict[str, Any]: ...
 def nsga2(
     evaluator: Evaluator,
@@ -206,7 +208,19 @@ def nsga2(
     progress: Callable[[int], None] | None = None,
     min_uniformity: float | None = None,
     maximize_uniformity: bool = False,
+    latency: AdditiveCost | None = None,
+    max_latency_ms: float | None = None,
 ) -> dict[str, Any]: ...
+
+class AdditiveCost:
+    def __init__(self, space: SpaceSpec, base: npt.ArrayLike, slots: npt.ArrayLike) -> None: ...
+    @property
+    def space(self) -> SpaceSpec: ...
+    @property
+    def n_columns(self) -> int: ...
+    def costs(self, rows: npt.ArrayLike) -> npt.NDArray[np.float64]: ...
+    def min_cost(self) -> tuple[float, int]: ...
+
 def front_ranks(objectives: npt.ArrayLike) -> npt.NDArray[np.int32]: ...
 def non_dominated(
     scores: npt.ArrayLike,

@@ -173,7 +173,34 @@ def _search_options(args) -> dict:
         opts["max_mflops"] = args.max_mflops
     if args.max_params is not None:
         opts["max_params"] = args.max_params
+    if args.max_latency_ms is not None or args.latency_table is not None:
+        opts["max_latency_ms"], opts["latency_table"] = args.max_latency_ms, args.latency_table
     return opts
+
+
+def cmd_latency_table(args) -> int:
+    from .latency import build_table
+
+    space = _load_space(args.space)
+    table = build_table(
+        space,
+        args.runtime,
+        path=args.out,
+        resolutions=args.resolutions,
+        method=args.method,
+        threads=args.threads,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        clock=args.clock,
+        progress=False if args.no_progress else None,
+    )
+    settings = table.info["settings"]
+    print(
+        f"{args.out}: latency table of space {space.name!r} at {list(table.resolutions)} px, "
+        f"{table.info['runtime']} on {table.info['threads']} thread(s), {settings['method']}, "
+        f"{settings['clock']} clock, median of {settings['repeats']}; smallest subnet {table.min_ms():.3f} ms"
+    )
+    return 0
 
 
 # Capacity proxies for spaces without an accuracy predictor: what --objective maximises.
@@ -465,6 +492,8 @@ def _add_problem_args(p) -> None:
     )
     p.add_argument("--max-mflops", type=float, help="also require MFLOPs <= this")
     p.add_argument("--max-params", type=int, help="also require parameters <= this")
+    p.add_argument("--max-latency-ms", type=float, help="also require latency <= this, by --latency-table")
+    p.add_argument("--latency-table", metavar="FILE.json", help="a table from moofa latency-table")
     p.add_argument("--threads", type=int, default=0, help="0: automatic")
 
 
@@ -593,6 +622,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", help="bytes: 262144, 256KiB, 300kB")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_deploy_check)
+
+    p = command("latency-table", "measure the latency of every part of a space on this host (needs torch)")
+    p.add_argument("--space", default="moofa", help=f"space name ({', '.join(names())}) or a space JSON file")
+    p.add_argument("--out", required=True, help="the table's JSON file (resumed when it exists)")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"], help="what runs the parts")
+    p.add_argument("--resolutions", type=_int_list, help="comma-separated image sizes (unset: all of the space)")
+    p.add_argument(
+        "--method", choices=["context", "standalone"], help="unset: context (torch), standalone (onnxruntime)"
+    )
+    p.add_argument("--threads", type=int, default=1, help="threads of the runtime")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs first")
+    p.add_argument("--repeats", type=int, default=10, help="timed runs (the median is kept)")
+    p.add_argument("--clock", default="wall", choices=["wall", "cpu"], help="cpu: the thread's CPU time")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_latency_table)
 
     p = command("spaces", "list the known search spaces")
     p.add_argument("--json", action="store_true", help="print JSON")

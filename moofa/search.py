@@ -67,6 +67,8 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "max_tries": _EVOLUTION.max_tries,  # candidates drawn per child before it is given up
     "max_evaluations": None,  # stop after this many predictor evaluations
     "predictor_input": "rows",  # what a callable predictor receives, see PREDICTOR_INPUTS
+    "max_latency_ms": None,  # optional constraint: latency by latency_table, in ms
+    "latency_table": None,  # a moofa.latency.LatencyTable or the path of one (moofa.latency.build_table)
 }
 # A callable predictor receives a batch as: "rows" a uint8 array from moofa.encode (fastest),
 # "subnets" a list of moofa.Subnet, "dicts" a list of OFA-style config dicts.
@@ -81,6 +83,7 @@ _PARETO_OPTIONS: dict[str, Any] = {
     "resolution_mutate_prob": _NSGA.resolution_mutate_prob,
     "threads": _NSGA.threads,
     "max_tries": _NSGA.max_tries,
+    **{k: SEARCH_OPTIONS[k] for k in ("max_latency_ms", "latency_table")},
 }
 _OBJECTIVES = ("top1", "peak", "mflops", "uniformity")
 
@@ -117,6 +120,7 @@ class SearchResult:
     seed: int = 0
     generations: int = 0
     constraints: dict = field(default_factory=dict)
+    latency_ms: float | None = None  # by the latency table, when the search was given one
 
     @property
     def config(self) -> dict:
@@ -134,6 +138,7 @@ class SearchResult:
             "budget": self.budget,
             "memory_model": self.memory_model,
             "constraints": dict(self.constraints),
+            **({} if self.latency_ms is None else {"latency_ms": self.latency_ms}),
             "config": self.config,
             "top1": self.top1,
             "peak": self.peak,
@@ -262,6 +267,31 @@ def _min_uniformity(value: Any) -> float | None:
     if v is None or not 0 <= v <= 1:
         raise ValueError(f"min_uniformity must be a number in [0, 1] (avg / max layer memory) or None, got {value!r}")
     return v
+
+
+def _latency_limit(opts: dict, sp: Space) -> tuple[float | None, Any]:
+    """``max_latency_ms`` and the C++ table it limits (``latency_table``), or (None, None)."""
+    limit, table = opts["max_latency_ms"], opts["latency_table"]
+    if limit is None and table is None:
+        return None, None
+    if table is None:
+        raise ValueError(
+            "max_latency_ms needs latency_table= (a moofa.latency.LatencyTable or the path of one, "
+            "from moofa.latency.build_table)"
+        )
+    if limit is None:
+        raise ValueError("latency_table is given without max_latency_ms: pass the latency limit in ms")
+    limit = _limit("max_latency_ms", limit, float)
+    from .latency import resolve_table
+
+    lat = resolve_table(table, sp)
+    smallest = lat.min_ms()
+    if limit < smallest:
+        raise ValueError(
+            f"max_latency_ms={limit:g} is below the smallest latency any subnet of space {sp.name!r} "
+            f"reaches by the latency table: {smallest:.4g} ms; use a limit of at least that"
+        )
+    return limit, lat.cost
 
 
 def _shared_options(o, opts: dict, population, generations, seed) -> dict:
@@ -438,6 +468,7 @@ def search(
         "max_params": _limit("max_params", opts["max_params"], int),
         "min_uniformity": _min_uniformity(opts["min_uniformity"]),
     }
+    constraints["max_latency_ms"], latency = _latency_limit(opts, sp)
     shared = _shared_options(_EVOLUTION, opts, population, generations, seed)
     scorer = _resolve_predictor(predictor, sp, opts["predictor_input"])
     percent_of = _top1_predictor_name(predictor, sp)
@@ -448,6 +479,7 @@ def search(
         **shared,
         parent_ratio=_ratio("parent_ratio", opts["parent_ratio"], open_low=True),
         resolution_niche=_int("resolution_niche", opts["resolution_niche"], 0, _INT32_MAX),
+        latency=latency,
     )
     if raw["interrupted"]:
         raise KeyboardInterrupt
@@ -474,6 +506,7 @@ def search(
         seed=shared["seed"],
         generations=int(raw["generations_run"]),
         constraints={k: v for k, v in constraints.items() if v is not None},
+        latency_ms=None if latency is None else float(latency.costs(raw["best_row"][None, :])[0]),
     )
 
 
@@ -599,6 +632,7 @@ def pareto(
         "max_params": _limit("max_params", opts["max_params"], int),
         "min_uniformity": _min_uniformity(opts["min_uniformity"]),
     }
+    constraints["max_latency_ms"], latency = _latency_limit(opts, sp)
     scorer = _resolve_predictor(predictor, sp, opts["predictor_input"])
     with Progress(shared["generations"], f"pareto {sp.name}", progress) as bar:
 
@@ -614,6 +648,7 @@ def pareto(
             minimize_mflops=with_mflops,
             maximize_uniformity=with_uniformity,
             progress=tick if bar.enabled else None,
+            latency=latency,
         )
     rows = raw["rows"]
     percent_of = _top1_predictor_name(predictor, sp)

@@ -24,5 +24,6 @@ PYBIND11_MODULE(_core, m) {
           "the space this scorer reads rows of");
   moofa::bind::memory(m);
   moofa::bind::predictor(m);
+  moofa::bind::latency(m);
   moofa::bind::search(m);
 }

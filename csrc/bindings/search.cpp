@@ -17,6 +17,7 @@
 #include <type_traits>
 
 #include "bindings.hpp"
+#include "moofa/latency.hpp"
 #include "moofa/memory.hpp"
 #include "moofa/pareto.hpp"
 
@@ -165,6 +166,18 @@ Constraints make_constraints(int64_t max_peak, std::optional<double> max_mflops,
   return c;
 }
 
+// An optional latency limit (a moofa.latency table's AdditiveCost and its limit in ms).
+Constraints with_latency(Constraints c, const std::shared_ptr<AdditiveCost>& latency,
+                         std::optional<double> max_latency_ms) {
+  if (static_cast<bool>(latency) != max_latency_ms.has_value())
+    throw py::value_error("latency and max_latency_ms must be given together");
+  if (!latency) return c;
+  c.latency = latency;
+  c.max_latency_ms = *max_latency_ms;
+  c.validate();
+  return c;
+}
+
 template <class T>
 py::array_t<T> to_array(const std::vector<T>& v) {
   py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
@@ -235,8 +248,11 @@ void search(py::module_& m) {
          int generations, double parent_ratio, double mutation_ratio, double mutate_prob,
          double resolution_mutate_prob, int resolution_niche, uint64_t seed, int threads,
          int max_tries, int64_t max_evaluations, const py::object& progress,
-         std::optional<double> min_uniformity) {
-        const Constraints c = make_constraints(max_peak, max_mflops, max_params, min_uniformity);
+         std::optional<double> min_uniformity, const std::shared_ptr<AdditiveCost>& latency,
+         std::optional<double> max_latency_ms) {
+        const Constraints c =
+            with_latency(make_constraints(max_peak, max_mflops, max_params, min_uniformity),
+                         latency, max_latency_ms);
         EvolutionOptions o;
         o.population = population;
         o.generations = generations;
@@ -278,7 +294,8 @@ void search(py::module_& m) {
       py::arg("resolution_niche") = kEvolution.resolution_niche, py::arg("seed") = kEvolution.seed,
       py::arg("threads") = kEvolution.threads, py::arg("max_tries") = kEvolution.max_tries,
       py::arg("max_evaluations") = kEvolution.max_evaluations, py::arg("progress") = py::none(),
-      py::arg("min_uniformity") = py::none(),
+      py::arg("min_uniformity") = py::none(), py::arg("latency") = py::none(),
+      py::arg("max_latency_ms") = py::none(),
       "OFA-style evolutionary search under a peak budget; returns a dict (best_row, best_score, "
       "history, ...)");
 
@@ -289,8 +306,11 @@ void search(py::module_& m) {
          int population, int generations, double mutation_ratio, double mutate_prob,
          double resolution_mutate_prob, uint64_t seed, int threads, int max_tries,
          int64_t max_evaluations, const py::object& progress, std::optional<double> min_uniformity,
-         bool maximize_uniformity) {
-        const Constraints c = make_constraints(max_peak, max_mflops, max_params, min_uniformity);
+         bool maximize_uniformity, const std::shared_ptr<AdditiveCost>& latency,
+         std::optional<double> max_latency_ms) {
+        const Constraints c =
+            with_latency(make_constraints(max_peak, max_mflops, max_params, min_uniformity),
+                         latency, max_latency_ms);
         ParetoOptions o;
         o.maximize_uniformity = maximize_uniformity;
         o.population = population;
@@ -333,7 +353,8 @@ void search(py::module_& m) {
       py::arg("max_tries") = kPareto.max_tries,
       py::arg("max_evaluations") = kPareto.max_evaluations, py::arg("progress") = py::none(),
       py::arg("min_uniformity") = py::none(),
-      py::arg("maximize_uniformity") = kPareto.maximize_uniformity,
+      py::arg("maximize_uniformity") = kPareto.maximize_uniformity, py::arg("latency") = py::none(),
+      py::arg("max_latency_ms") = py::none(),
       "NSGA-II front of score vs. peak (and MFLOPs); returns a dict (rows, scores, peaks, mflops, "
       "...)");
 

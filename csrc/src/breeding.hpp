@@ -30,8 +30,8 @@ inline void require_same_encoding(const Evaluator& evaluator, const Scorer& scor
 inline void require_initial_population(std::size_t size) {
   if (size == 0)
     throw std::invalid_argument(
-        "no subnet satisfying the constraints was found (max_peak, max_mflops, max_params): loosen "
-        "them");
+        "no subnet satisfying the constraints was found (max_peak, max_mflops, max_params, "
+        "max_latency_ms): loosen them");
 }
 
 inline void check_scores(const float* scores, std::size_t n) {

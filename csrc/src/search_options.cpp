@@ -26,6 +26,8 @@ void Constraints::validate() const {
   require(max_params >= 1, "max_params must be at least 1");
   require(min_uniformity >= 0.0 && min_uniformity <= 1.0,
           "min_uniformity must be in [0, 1] (0: no limit)");
+  require(!limits_latency() || max_latency_ms > 0,
+          "max_latency_ms must be a positive number of milliseconds (or infinity: no limit)");
 }
 
 void SearchOptions::validate_shared(int min_population, int max_population) const {

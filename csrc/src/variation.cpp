@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "moofa/latency.hpp"
 #include "require.hpp"
 
 namespace moofa {
@@ -43,6 +44,8 @@ Variation::Variation(const Evaluator& evaluator, const Constraints& constraints,
   detail::require(mutate_prob >= 0.0 && mutate_prob <= 1.0, "mutate_prob must be in [0, 1]");
   detail::require(resolution_mutate_prob >= 0.0 && resolution_mutate_prob <= 1.0,
                   "resolution_mutate_prob must be in [0, 1]");
+  detail::require(!c_.limits_latency() || same_space(c_.latency->space(), spec_),
+                  "the latency table was built for another space than the one searched");
   first_slot_ = spec_.stage_first_slot();
   slot_stage_ = spec_.slot_stage();
   for (int r = 0; r < n_res_; ++r)
@@ -145,6 +148,7 @@ bool Variation::fits(const uint8_t* row) const {
   if (c_.limits_mflops() && ev_.mflops(row) > c_.max_mflops) return false;
   if (c_.limits_params() && ev_.params(row) > c_.max_params) return false;
   if (c_.limits_uniformity() && ev_.uniformity(row) < c_.min_uniformity) return false;
+  if (c_.limits_latency() && c_.latency->cost(row) > c_.max_latency_ms) return false;
   return true;
 }
 
@@ -194,7 +198,7 @@ bool Variation::sample(Rng& rng, int64_t peak_cap, uint8_t* out) const {
     }
   }
   if (fits(out)) return true;
-  return (c_.limits_mflops() || c_.limits_params()) && shrink(out, rng);
+  return (c_.limits_mflops() || c_.limits_params() || c_.limits_latency()) && shrink(out, rng);
 }
 
 bool Variation::repair(uint8_t* row, Rng& rng) const {
@@ -282,7 +286,10 @@ bool Variation::mutate(const uint8_t* parent, Rng& rng, uint8_t* out, double str
        ++round)
     mutate_genes(out, rng, std::min(1.0, mutate_prob_ * strength),
                  std::min(1.0, resolution_mutate_prob_ * strength));
-  return repair(out, rng) && fits(out);
+  if (!repair(out, rng)) return false;
+  // Over a latency limit (a sum, so no per-slot choice lists): step genes down until it fits,
+  // unless the search is already straining against duplicates (a nearly exhausted space).
+  return fits(out) || (c_.limits_latency() && strength <= 1.0 && shrink(out, rng));
 }
 
 namespace {
@@ -333,7 +340,8 @@ bool Variation::crossover(const uint8_t* a, const uint8_t* b, Rng& rng, uint8_t*
                  std::min(1.0, resolution_mutate_prob_ * strength));
     if (!same_row(out, a, cols) && !same_row(out, b, cols)) break;
   }
-  return repair(out, rng) && fits(out);
+  if (!repair(out, rng)) return false;
+  return fits(out) || (c_.limits_latency() && strength <= 1.0 && shrink(out, rng));
 }
 
 }  // namespace moofa

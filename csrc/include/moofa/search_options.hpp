@@ -8,8 +8,11 @@
 #include <cstdint>
 #include <exception>
 #include <limits>
+#include <memory>
 
 namespace moofa {
+
+class AdditiveCost;  // moofa/latency.hpp
 
 struct Constraints {
   int64_t max_peak = std::numeric_limits<int64_t>::max();  // items, in the evaluator's memory model
@@ -21,6 +24,11 @@ struct Constraints {
   bool limits_mflops() const { return std::isfinite(max_mflops); }
   bool limits_params() const { return max_params != std::numeric_limits<int64_t>::max(); }
   bool limits_uniformity() const { return min_uniformity > 0.0; }
+  // Optional additive cost (a measured latency table, moofa/latency.hpp) and its limit in ms:
+  // a subnet fits when latency->cost(row) <= max_latency_ms.
+  std::shared_ptr<const AdditiveCost> latency;
+  double max_latency_ms = std::numeric_limits<double>::infinity();
+  bool limits_latency() const { return latency != nullptr; }
   // Throws std::invalid_argument naming the field and its allowed range.
   void validate() const;
 };
