@@ -143,6 +143,7 @@ class EvolutionOptions:
     max_evaluations: int
     parent_ratio: float
     resolution_niche: int
+    restart_patience: int
     def validate(self) -> None: ...
 
 class ParetoOptions:
@@ -182,6 +183,7 @@ def evolve(
     max_tries: int = 100,
     max_evaluations: int = 0,
     progress: Callable[[int], None] | None = None,
+    restart_patience: int = ...,
 ) -> dict[str, Any]: ...
 def nsga2(
     evaluator: Evaluator,

@@ -25,4 +25,5 @@ PYBIND11_MODULE(_core, m) {
   moofa::bind::memory(m);
   moofa::bind::predictor(m);
   moofa::bind::search(m);
+  moofa::bind::optimum(m);
 }

@@ -209,7 +209,8 @@ void bind_options(py::module_& m, const char* name, const char* doc) {
   c.attr("MAX_THREADS") = Options::kMaxThreads;
   if constexpr (std::is_same_v<Options, EvolutionOptions>) {
     c.def_readwrite("parent_ratio", &Options::parent_ratio)
-        .def_readwrite("resolution_niche", &Options::resolution_niche);
+        .def_readwrite("resolution_niche", &Options::resolution_niche)
+        .def_readwrite("restart_patience", &Options::restart_patience);
   } else {
     c.def_readwrite("minimize_mflops", &Options::minimize_mflops);
   }
@@ -231,9 +232,11 @@ void search(py::module_& m) {
          std::optional<double> max_mflops, std::optional<int64_t> max_params, int population,
          int generations, double parent_ratio, double mutation_ratio, double mutate_prob,
          double resolution_mutate_prob, int resolution_niche, uint64_t seed, int threads,
-         int max_tries, int64_t max_evaluations, const py::object& progress) {
+         int max_tries, int64_t max_evaluations, const py::object& progress,
+         int restart_patience) {
         const Constraints c = make_constraints(max_peak, max_mflops, max_params);
         EvolutionOptions o;
+        o.restart_patience = restart_patience;
         o.population = population;
         o.generations = generations;
         o.parent_ratio = parent_ratio;
@@ -274,6 +277,7 @@ void search(py::module_& m) {
       py::arg("resolution_niche") = kEvolution.resolution_niche, py::arg("seed") = kEvolution.seed,
       py::arg("threads") = kEvolution.threads, py::arg("max_tries") = kEvolution.max_tries,
       py::arg("max_evaluations") = kEvolution.max_evaluations, py::arg("progress") = py::none(),
+      py::arg("restart_patience") = kEvolution.restart_patience,
       "OFA-style evolutionary search under a peak budget; returns a dict (best_row, best_score, "
       "history, ...)");
 
