@@ -13,8 +13,7 @@ from . import dataset, memory, predictor, report, spaces, subnet, units
 from ._ext import core as _ext_core
 from .memory import MEMORY_MODELS, Profile, evaluator, layer_names, min_peak, peak_memory, profile, profiles
 from .predictor import Predictor, load_predictor
-from .search import ParetoFront, SearchResult, linear_scorer, pareto, search, sweep
-from .search import optimum
+from .search import ParetoFront, SearchResult, linear_scorer, optimum, pareto, search, sweep
 from .spaces import Space, Stage, design_widths, get_space, register
 from .subnet import Subnet, column_names, decode, encode, random_subnets
 from .units import format_items, parse_budget

@@ -208,3 +208,18 @@ def front_ranks(objectives: npt.ArrayLike) -> npt.NDArray[np.int32]: ...
 def non_dominated(
     scores: npt.ArrayLike, peaks: npt.ArrayLike, mflops: npt.ArrayLike | None = None
 ) -> npt.NDArray[np.int64]: ...
+def mlp_optimum(
+    evaluator: Evaluator,
+    weights: list[npt.ArrayLike],
+    biases: list[npt.ArrayLike],
+    *,
+    skip: npt.ArrayLike | None = None,
+    scale: float = 1.0,
+    offset: float = 0.0,
+    max_peak: int = ...,
+    max_mflops: float | None = None,
+    max_params: int | None = None,
+    time_limit: float = 0.0,
+    max_nodes: int = 0,
+    start_row: npt.ArrayLike | None = None,
+) -> dict[str, Any]: ...

@@ -11,10 +11,10 @@ import itertools
 
 import numpy as np
 import pytest
+from oracle import evaluate
 
 import moofa
 from moofa._ext import core
-from oracle import evaluate
 
 SMALL = moofa.Space(
     name="test-optimum-small",
@@ -245,3 +245,14 @@ def test_bad_inputs():
         moofa.search("400k", restart_patience=-1)
     with pytest.raises(TypeError, match="optimum"):
         moofa.optimum("400k", nonsense=1)
+
+
+@pytest.mark.parametrize("budget", [325_000, 600_000])
+def test_linear_optimum_on_moofa_matches_the_stagewise_oracle(budget):
+    import search_helpers as helpers
+    from conftest import FIXTURES
+
+    scorer, w, b = helpers.ridge_scorer(FIXTURES, "moofa-imagenet", "moofa")
+    want = helpers.exact_linear_optimum(w, b, "moofa", budget, helpers.SlotTables("moofa"))
+    r = moofa.optimum(budget, "moofa", scorer)
+    assert r.proven_optimal and r.peak <= budget and r.top1 == pytest.approx(want, abs=2e-3)

@@ -232,8 +232,7 @@ void search(py::module_& m) {
          std::optional<double> max_mflops, std::optional<int64_t> max_params, int population,
          int generations, double parent_ratio, double mutation_ratio, double mutate_prob,
          double resolution_mutate_prob, int resolution_niche, uint64_t seed, int threads,
-         int max_tries, int64_t max_evaluations, const py::object& progress,
-         int restart_patience) {
+         int max_tries, int64_t max_evaluations, const py::object& progress, int restart_patience) {
         const Constraints c = make_constraints(max_peak, max_mflops, max_params);
         EvolutionOptions o;
         o.restart_patience = restart_patience;

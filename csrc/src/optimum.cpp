@@ -40,10 +40,9 @@ class Solver {
       if (L.in != want_in || L.out != want_out || L.out < 1 ||
           L.weight.size() != static_cast<std::size_t>(L.in) * L.out ||
           L.bias.size() != static_cast<std::size_t>(L.out))
-        throw std::invalid_argument("layers[" + std::to_string(i) +
-                                    "]: shape does not match (expected in " +
-                                    std::to_string(want_in) + ", out " + std::to_string(want_out) +
-                                    ")");
+        throw std::invalid_argument(
+            "layers[" + std::to_string(i) + "]: shape does not match (expected in " +
+            std::to_string(want_in) + ", out " + std::to_string(want_out) + ")");
     }
     if (!skip.empty() && skip.size() != static_cast<std::size_t>(n_f))
       throw std::invalid_argument("skip: expected " + std::to_string(n_f) + " weights, got " +
@@ -189,8 +188,7 @@ class Solver {
           ch_[s].push_back({k, e, ev_.slot_macs(s, r, k, e), ev_.slot_params(s, k, e)});
           const int kf = k_base_ + s * n_k_ + k, ef = e_base_ + s * n_e_ + e;
           T_[s].push_back(lin_[kf] + lin_[ef]);
-          for (std::size_t j = 0; j < H; ++j)
-            G_[s].push_back(W0_[kf * H + j] + W0_[ef * H + j]);
+          for (std::size_t j = 0; j < H; ++j) G_[s].push_back(W0_[kf * H + j] + W0_[ef * H + j]);
         }
       voff_[s + 1] = voff_[s] + static_cast<int>(ch_[s].size());
     }
@@ -279,8 +277,7 @@ class Solver {
     }
     // The fixed part: bias, resolution row, fixed MACs and parameters.
     F_.assign(H, 0.0);
-    for (std::size_t j = 0; j < H; ++j)
-      F_[j] = b0_[j] + W0_[static_cast<std::size_t>(r) * H + j];
+    for (std::size_t j = 0; j < H; ++j) F_[j] = b0_[j] + W0_[static_cast<std::size_t>(r) * H + j];
     lin_acc_ = c0_ + lin_[r];
     macs_ = ev_.fixed_macs(r);
     params_ = ev_.fixed_params();
@@ -368,6 +365,10 @@ class Solver {
       a_[j] = a;
       cst += a * F_[j] + b;
     }
+    // The units the remaining choices can move: the others add nothing to the values.
+    live_.clear();
+    for (std::size_t j = 0; j < H; ++j)
+      if (a_[j] != 0.0) live_.push_back(static_cast<int>(j));
     return cst;
   }
 
@@ -375,9 +376,14 @@ class Solver {
   void values_of(int s) {
     const auto H = static_cast<std::size_t>(H_);
     const double* g = G_[s].data();
+    const bool sparse = 2 * live_.size() < H;
     for (int c = 0; c < static_cast<int>(ch_[s].size()); ++c, g += H) {
       double v = T_[s][c];
-      for (std::size_t j = 0; j < H; ++j) v += a_[j] * g[j];
+      if (sparse) {
+        for (int j : live_) v += a_[j] * g[j];
+      } else {
+        for (std::size_t j = 0; j < H; ++j) v += a_[j] * g[j];
+      }
       v_[voff_[s] + c] = v;
     }
   }
@@ -476,8 +482,10 @@ class Solver {
       if (!feas_[static_cast<std::size_t>(st) * n_d_ + d]) continue;
       const double est = b - here + dval_[d];
       const int64_t m = macs_fixed_depth_ + macs_suf_[sd(first_slot_[st], d)] + st_macs_[st + 1];
-      const int64_t q = params_fixed_depth_ + params_suf_[sd(first_slot_[st], d)] + st_params_[st + 1];
-      if (est > best_ && macs_fit(macs_ + m) && params_ + q <= c_.max_params) kids.emplace_back(est, d);
+      const int64_t q =
+          params_fixed_depth_ + params_suf_[sd(first_slot_[st], d)] + st_params_[st + 1];
+      if (est > best_ && macs_fit(macs_ + m) && params_ + q <= c_.max_params)
+        kids.emplace_back(est, d);
     }
     std::sort(kids.begin(), kids.end(), [](auto& x, auto& y) { return x.first > y.first; });
     const auto H = static_cast<std::size_t>(H_);
@@ -595,6 +603,7 @@ class Solver {
   std::vector<int64_t> macs_suf_, params_suf_, st_macs_, st_params_;
   // Search state.
   std::vector<double> F_, v_, a_, lo_, hi_, dval_, dmin_, dmax_, rmin_, rmax_;
+  std::vector<int> live_;
   std::vector<int> depth_, order_, slot_rank_, slot_stage_, slot_pos_;
   std::vector<int64_t> rmacs_, rparams_;
   int64_t macs_fixed_depth_ = 0, params_fixed_depth_ = 0;

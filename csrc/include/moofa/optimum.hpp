@@ -29,8 +29,8 @@
 namespace moofa {
 
 struct OptimumOptions {
-  double time_limit = 0.0;        // seconds, 0: none (the answer is then proven)
-  int64_t max_nodes = 0;          // 0: no limit
+  double time_limit = 0.0;         // seconds, 0: none (the answer is then proven)
+  int64_t max_nodes = 0;           // 0: no limit
   std::vector<uint8_t> start_row;  // empty, or a subnet to start from (an incumbent)
 };
 
