@@ -196,6 +196,10 @@ class Solver {
     feas_.assign(static_cast<std::size_t>(S_) * n_d_, 0);
     smin_suf_.assign(static_cast<std::size_t>(n_slots_) * n_d_ * H, 0.0);
     smax_suf_.assign(smin_suf_.size(), 0.0);
+    smin1_.assign(smin_suf_.size(), 0.0);
+    smax1_.assign(smin_suf_.size(), 0.0);
+    macs1_.assign(static_cast<std::size_t>(n_slots_) * n_d_, 0);
+    params1_.assign(macs1_.size(), 0);
     macs_suf_.assign(static_cast<std::size_t>(n_slots_) * n_d_, 0);
     params_suf_.assign(macs_suf_.size(), 0);
     stmin_.assign(static_cast<std::size_t>(S_ + 1) * H, 0.0);
@@ -237,6 +241,8 @@ class Solver {
             }
             smin[j] += lo;
             smax[j] += hi;
+            smin1_[sd(s, di) * H + j] = lo;
+            smax1_[sd(s, di) * H + j] = hi;
           }
           for (int c : allow_[sd(s, di)]) {
             mm = std::min(mm, ch_[s][c].macs);
@@ -244,6 +250,8 @@ class Solver {
           }
           m += mm;
           q += qq;
+          macs1_[sd(s, di)] = mm;
+          params1_[sd(s, di)] = qq;
           std::copy(smin.begin(), smin.end(), smin_suf_.begin() + sd(s, di) * H);
           std::copy(smax.begin(), smax.end(), smax_suf_.begin() + sd(s, di) * H);
           macs_suf_[sd(s, di)] = m;
@@ -413,13 +421,13 @@ class Solver {
     return cst + rest;
   }
 
-  // Phase 2 bound: every depth is set, the slots order_[0, q) are chosen.
-  double slot_bound(int q) {
-    const auto H = static_cast<std::size_t>(H_);
-    const double cst = linearise(&rmin_[q * H], &rmax_[q * H]);
+  // Phase 2 bound: every depth is set; the slots in order_ not yet chosen remain, their
+  // ranges summed in rmin_/rmax_.
+  double slot_bound() {
+    const double cst = linearise(rmin_.data(), rmax_.data());
     double rest = 0.0;
-    for (std::size_t i = q; i < order_.size(); ++i) {
-      const int s = order_[i];
+    for (int s : order_) {
+      if (chosen_[s]) continue;
       values_of(s);
       rest += slot_best(s, depth_[slot_stage_[s]]);
     }
@@ -510,43 +518,31 @@ class Solver {
     }
   }
 
-  // Every depth is set: list the active slots (most influential first) and their suffix
-  // ranges, then choose them one by one.
+  // Every depth is set: list the active slots and sum their ranges, then choose them one
+  // by one.
   void start_slots() {
     const auto H = static_cast<std::size_t>(H_);
     order_.clear();
     for (int s : slot_rank_)
       if (slot_pos_[s] < na(slot_stage_[s], depth_[slot_stage_[s]])) order_.push_back(s);
-    const std::size_t n = order_.size();
-    rmin_.assign((n + 1) * H, 0.0);
-    rmax_.assign((n + 1) * H, 0.0);
-    rmacs_.assign(n + 1, 0);
-    rparams_.assign(n + 1, 0);
-    for (std::size_t i = n; i-- > 0;) {
-      const int s = order_[i];
-      const int di = depth_[slot_stage_[s]];
+    rmin_.assign(H, 0.0);
+    rmax_.assign(H, 0.0);
+    rem_macs_ = 0;
+    rem_params_ = 0;
+    chosen_.assign(n_slots_, 0);
+    for (int s : order_) {
+      const std::size_t k = sd(s, depth_[slot_stage_[s]]);
       for (std::size_t j = 0; j < H; ++j) {
-        double lo = kInf, hi = -kInf;
-        for (int c : allow_[sd(s, di)]) {
-          const double g = G_[s][c * H + j];
-          lo = std::min(lo, g);
-          hi = std::max(hi, g);
-        }
-        rmin_[i * H + j] = rmin_[(i + 1) * H + j] + lo;
-        rmax_[i * H + j] = rmax_[(i + 1) * H + j] + hi;
+        rmin_[j] += smin1_[k * H + j];
+        rmax_[j] += smax1_[k * H + j];
       }
-      int64_t mm = INT64_MAX, qq = INT64_MAX;
-      for (int c : allow_[sd(s, di)]) {
-        mm = std::min(mm, ch_[s][c].macs);
-        qq = std::min(qq, ch_[s][c].params);
-      }
-      rmacs_[i] = rmacs_[i + 1] + mm;
-      rparams_[i] = rparams_[i + 1] + qq;
+      rem_macs_ += macs1_[k];
+      rem_params_ += params1_[k];
     }
     slot_dfs(0);
   }
 
-  // Phase 2: the choice of slot order_[q].
+  // Phase 2: q slots are chosen; the next is the one whose choices spread the bound most.
   void slot_dfs(int q) {
     if (stop_) return;
     if (q == static_cast<int>(order_.size())) {
@@ -554,19 +550,42 @@ class Solver {
       return;
     }
     if (out_of_time()) return;
-    const double b = slot_bound(q);
+    const double b = slot_bound();
     if (b <= best_) return;
-    const int s = order_[q];
+    int s = -1;
+    double spread = -1.0;
+    for (int t : order_) {
+      if (chosen_[t]) continue;
+      double lo = kInf, hi = -kInf;
+      for (int c : allow_[sd(t, depth_[slot_stage_[t]])]) {
+        lo = std::min(lo, v_[voff_[t] + c]);
+        hi = std::max(hi, v_[voff_[t] + c]);
+      }
+      if (hi - lo > spread) {
+        spread = hi - lo;
+        s = t;
+      }
+    }
     const int di = depth_[slot_stage_[s]];
+    const std::size_t k = sd(s, di);
     const double here = slot_best(s, di);
+    const int64_t m_rest = rem_macs_ - macs1_[k], q_rest = rem_params_ - params1_[k];
     std::vector<std::pair<double, int>> kids;
-    for (int c : allow_[sd(s, di)]) {
+    for (int c : allow_[k]) {
       const double est = b - here + v_[voff_[s] + c];
-      if (est > best_ && macs_fit(macs_ + ch_[s][c].macs + rmacs_[q + 1]) &&
-          params_ + ch_[s][c].params + rparams_[q + 1] <= c_.max_params)
+      if (est > best_ && macs_fit(macs_ + ch_[s][c].macs + m_rest) &&
+          params_ + ch_[s][c].params + q_rest <= c_.max_params)
         kids.emplace_back(est, c);
     }
     std::sort(kids.begin(), kids.end(), [](auto& x, auto& y) { return x.first > y.first; });
+    const auto H = static_cast<std::size_t>(H_);
+    chosen_[s] = 1;
+    for (std::size_t j = 0; j < H; ++j) {
+      rmin_[j] -= smin1_[k * H + j];
+      rmax_[j] -= smax1_[k * H + j];
+    }
+    rem_macs_ = m_rest;
+    rem_params_ = q_rest;
     for (const auto& [est, c] : kids) {
       if (est <= best_ || stop_) break;
       apply(s, c, 1.0);
@@ -579,6 +598,13 @@ class Solver {
       macs_ -= ch_[s][c].macs;
       params_ -= ch_[s][c].params;
     }
+    chosen_[s] = 0;
+    for (std::size_t j = 0; j < H; ++j) {
+      rmin_[j] += smin1_[k * H + j];
+      rmax_[j] += smax1_[k * H + j];
+    }
+    rem_macs_ += macs1_[k];
+    rem_params_ += params1_[k];
     row_[sp_.col_kernel(s)] = 0;
     row_[sp_.col_expand(s)] = static_cast<uint8_t>(sp_.coupled() ? sp_.expand_by_depth[di] : 0);
   }
@@ -604,8 +630,11 @@ class Solver {
   // Search state.
   std::vector<double> F_, v_, a_, lo_, hi_, dval_, dmin_, dmax_, rmin_, rmax_;
   std::vector<int> live_;
+  std::vector<double> smin1_, smax1_;  // [slot][depth][unit]: one slot's range
+  std::vector<int64_t> macs1_, params1_;
+  std::vector<char> chosen_;
+  int64_t rem_macs_ = 0, rem_params_ = 0;
   std::vector<int> depth_, order_, slot_rank_, slot_stage_, slot_pos_;
-  std::vector<int64_t> rmacs_, rparams_;
   int64_t macs_fixed_depth_ = 0, params_fixed_depth_ = 0;
   double lin_acc_ = 0.0;
   int64_t macs_ = 0, params_ = 0;
