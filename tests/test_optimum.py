@@ -156,6 +156,25 @@ def oracle_score(sp: moofa.Space, net: moofa.Subnet, nets, scores) -> tuple[floa
     raise AssertionError(f"subnet {cfg} not in the enumeration")
 
 
+def unseeded(sp, pred, budget, nets, scores, **limits) -> float:
+    """The branch and bound alone (no starting subnet from a search): its proven best, checked
+    against the enumeration; returns the enumeration's score of the subnet it returned."""
+    raw = core.mlp_optimum(
+        moofa.evaluator(sp, limits.pop("memory_model", "full")),
+        pred.weights,
+        pred.biases,
+        skip=pred.skip,
+        scale=pred.scale,
+        offset=pred.offset,
+        max_peak=budget,
+        **limits,
+    )
+    assert raw["proven_optimal"] and raw["upper_bound"] == raw["best_score"]
+    got, _ = oracle_score(sp, moofa.decode(raw["best_row"][None, :], sp)[0], nets, scores)
+    assert raw["best_score"] == pytest.approx(got, abs=1e-6)
+    return got
+
+
 @pytest.mark.parametrize("hidden,skip", [((), False), ((24,), True), ((48,), False)])
 @pytest.mark.parametrize("quantile", [0.05, 0.4, 1.0])
 def test_optimum_matches_enumeration(small_nets, hidden, skip, quantile):
@@ -164,6 +183,7 @@ def test_optimum_matches_enumeration(small_nets, hidden, skip, quantile):
     peaks = np.array([n["peak_full"] for n in small_nets])
     budget = int(np.quantile(peaks, quantile))
     want = brute_best(small_nets, scores, budget)
+    assert unseeded(SMALL, pred, budget, small_nets, scores) == pytest.approx(want, abs=1e-6)
     r = moofa.optimum(budget, SMALL, pred, population=20, generations=5)
     assert r.proven_optimal
     got, net = oracle_score(SMALL, r.subnet, small_nets, scores)
@@ -181,6 +201,10 @@ def test_optimum_under_flops_and_params_limits(small_nets, model):
     max_mflops = float(np.quantile([n["mflops"] for n in small_nets], 0.3))
     max_params = int(np.quantile([n["params"] for n in small_nets], 0.5))
     want = brute_best(small_nets, scores, budget, model, max_mflops, max_params)
+    got = unseeded(
+        SMALL, pred, budget, small_nets, scores, memory_model=model, max_mflops=max_mflops, max_params=max_params
+    )
+    assert got == pytest.approx(want, abs=1e-6)
     r = moofa.optimum(
         budget, SMALL, pred, memory_model=model, max_mflops=max_mflops, max_params=max_params, generations=5
     )
@@ -196,6 +220,7 @@ def test_optimum_in_a_coupled_space(coupled_nets, seed):
     peaks = np.array([n["peak_full"] for n in coupled_nets])
     budget = int(np.quantile(peaks, 0.3 * seed))
     want = brute_best(coupled_nets, scores, budget)
+    assert unseeded(COUPLED, pred, budget, coupled_nets, scores) == pytest.approx(want, abs=1e-6)
     r = moofa.optimum(budget, COUPLED, pred, population=10, generations=3)
     got, net = oracle_score(COUPLED, r.subnet, coupled_nets, scores)
     assert r.proven_optimal and got == pytest.approx(want, abs=1e-6) and net["peak_full"] <= budget
