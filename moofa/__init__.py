@@ -13,7 +13,7 @@ from . import dataset, design, memory, predictor, report, spaces, subnet, units
 from ._ext import core as _ext_core
 from .memory import MEMORY_MODELS, Profile, evaluator, layer_names, min_peak, peak_memory, profile, profiles
 from .predictor import Predictor, load_predictor
-from .search import ParetoFront, SearchResult, linear_scorer, pareto, search, sweep
+from .search import ParetoFront, SearchResult, linear_scorer, optimum, pareto, search, sweep
 from .spaces import Space, Stage, design_widths, get_space, register
 from .specialise import SpecialiseResult, specialise
 from .subnet import Subnet, column_names, decode, encode, random_subnets
@@ -46,6 +46,7 @@ __all__ = [
     "load_predictor",
     "memory",
     "min_peak",
+    "optimum",
     "pareto",
     "predictor",
     "parse_budget",

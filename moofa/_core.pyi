@@ -144,6 +144,7 @@ class EvolutionOptions:
     max_evaluations: int
     parent_ratio: float
     resolution_niche: int
+    restart_patience: int
     def validate(self) -> None: ...
 
 class ParetoOptions:
@@ -187,6 +188,7 @@ def evolve(
     min_uniformity: float | None = None,
     latency: AdditiveCost | None = None,
     max_latency_ms: float | None = None,
+    restart_patience: int = ...,
 ) -> dict[str, Any]: ...
 def nsga2(
     evaluator: Evaluator,
@@ -228,3 +230,18 @@ def non_dominated(
     mflops: npt.ArrayLike | None = None,
     uniformity: npt.ArrayLike | None = None,
 ) -> npt.NDArray[np.int64]: ...
+def mlp_optimum(
+    evaluator: Evaluator,
+    weights: list[npt.ArrayLike],
+    biases: list[npt.ArrayLike],
+    *,
+    skip: npt.ArrayLike | None = None,
+    scale: float = 1.0,
+    offset: float = 0.0,
+    max_peak: int = ...,
+    max_mflops: float | None = None,
+    max_params: int | None = None,
+    time_limit: float = 0.0,
+    max_nodes: int = 0,
+    start_row: npt.ArrayLike | None = None,
+) -> dict[str, Any]: ...

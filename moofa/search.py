@@ -37,6 +37,7 @@ __all__ = [
     "ParetoFront",
     "SearchResult",
     "linear_scorer",
+    "optimum",
     "pareto",
     "search",
     "sweep",
@@ -55,6 +56,8 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "mutate_prob": _EVOLUTION.mutate_prob,  # per block slot (kernel + expand) and per stage depth
     "resolution_mutate_prob": _EVOLUTION.resolution_mutate_prob,  # input resolution
     "resolution_niche": _EVOLUTION.resolution_niche,  # parents kept per input resolution first (0: plain OFA)
+    # generations without a new best before the population is drawn afresh (0: never)
+    "restart_patience": _EVOLUTION.restart_patience,
     "max_mflops": None,  # optional constraint
     "max_params": None,  # optional constraint
     "min_uniformity": None,  # optional constraint: Profile.uniformity (avg / max layer) in [0, 1]
@@ -69,7 +72,11 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "predictor_input": "rows",  # what a callable predictor receives, see PREDICTOR_INPUTS
     "max_latency_ms": None,  # optional constraint: latency by latency_table, in ms
     "latency_table": None,  # a moofa.latency.LatencyTable or the path of one (moofa.latency.build_table)
+    # "evolution"; "exact" (moofa.optimum: linear or one-hidden-layer predictors, "full" or
+    # "activations"); "auto": exact where it applies, else evolution
+    "method": "evolution",
 }
+SEARCH_METHODS = ("evolution", "exact", "auto")
 # A callable predictor receives a batch as: "rows" a uint8 array from moofa.encode (fastest),
 # "subnets" a list of moofa.Subnet, "dicts" a list of OFA-style config dicts.
 PREDICTOR_INPUTS = ("rows", "subnets", "dicts")
@@ -121,6 +128,9 @@ class SearchResult:
     generations: int = 0
     constraints: dict = field(default_factory=dict)
     latency_ms: float | None = None  # by the latency table, when the search was given one
+    # True when no subnet meeting the constraints scores higher (moofa.optimum finished its
+    # branch and bound); the evolutionary search never proves it.
+    proven_optimal: bool = False
 
     @property
     def config(self) -> dict:
@@ -154,13 +164,15 @@ class SearchResult:
             "generations": self.generations,
             "seconds": self.seconds,
             "seed": self.seed,
+            "proven_optimal": self.proven_optimal,
         }
 
     def __repr__(self) -> str:
         return (
             f"SearchResult(space={self.space!r}, budget={format_items(self.budget)}, "
             f"top1={self.top1:.2f}, peak={self.peak}, mflops={self.mflops:.0f}, "
-            f"evaluations={self.evaluations}, seconds={self.seconds:.3f})"
+            f"evaluations={self.evaluations}, seconds={self.seconds:.3f}, "
+            f"proven_optimal={self.proven_optimal})"
         )
 
 
@@ -459,8 +471,21 @@ def search(
     start = time.perf_counter()
     _check_options(options, SEARCH_OPTIONS, "search")
     opts = {**SEARCH_OPTIONS, **options}
+    method = opts.pop("method")
+    if method not in SEARCH_METHODS:
+        raise ValueError(f"method must be one of {list(SEARCH_METHODS)}, got {method!r}")
     sp = get_space(space)
     model = _model_name(opts["memory_model"])
+    if method == "exact" or (method == "auto" and model != "tflm" and _exact_model(predictor, sp) is not None):
+        return optimum(
+            budget,
+            sp,
+            predictor,
+            seed=seed,
+            population=population,
+            generations=generations,
+            **{k: v for k, v in options.items() if k != "method"},
+        )
     items = _budget_items(budget, sp, model, opts["bytes_per_item"])
     constraints = {
         "max_peak": items,
@@ -480,6 +505,7 @@ def search(
         parent_ratio=_ratio("parent_ratio", opts["parent_ratio"], open_low=True),
         resolution_niche=_int("resolution_niche", opts["resolution_niche"], 0, _INT32_MAX),
         latency=latency,
+        restart_patience=_int("restart_patience", opts["restart_patience"], 0, _INT32_MAX),
     )
     if raw["interrupted"]:
         raise KeyboardInterrupt
@@ -667,4 +693,106 @@ def pareto(
         seconds=time.perf_counter() - start,
         interrupted=bool(raw["interrupted"]),
         uniformity=raw["uniformity"],
+    )
+
+
+# --- exact optimum ----------------------------------------------------------------------
+
+
+def _exact_model(predictor, sp: Space) -> tuple | None:
+    """(weights, biases, skip, scale, offset) of a predictor the branch and bound can take
+    (a linear model or an MLP with one hidden layer), or None."""
+    if predictor is None:
+        try:
+            predictor = load_predictor(sp.name)
+        except (ValueError, FileNotFoundError):
+            return None
+    elif isinstance(predictor, (str, Path)):
+        predictor = load_predictor(predictor)
+    if isinstance(predictor, Predictor) and len(predictor.weights) <= 2:
+        return (predictor.weights, predictor.biases, predictor.skip, predictor.scale, predictor.offset)
+    if isinstance(predictor, core.LinearScorer):
+        w = np.asarray(predictor.weights, dtype=np.float32)[:, None]
+        return ([w], [np.array([predictor.bias], dtype=np.float32)], None, 1.0, 0.0)
+    return None
+
+
+def optimum(
+    budget,
+    space: str | Space = "moofa",
+    predictor=None,
+    *,
+    time_limit: float | None = None,
+    **options,
+) -> SearchResult:
+    """The best subnet of ``space`` under ``budget``, proven by branch and bound.
+
+    For a linear predictor (``linear_scorer``) or an MLP with one hidden layer (every
+    shipped predictor) under the memory models ``"full"`` and ``"activations"``: with those
+    the subnets fitting a budget are, per resolution, a product of per-block choices, and
+    the predictor's first layer a sum over the blocks, which gives a separable upper bound.
+    A default :func:`search` runs first and its best subnet starts the branch and bound.
+    ``proven_optimal`` is True unless ``time_limit`` (seconds) stopped it; the result is then
+    the best found. Other options: those of :func:`search`.
+    """
+    start = time.perf_counter()
+    _check_options(options, ("seed", "population", "generations", *SEARCH_OPTIONS), "optimum")
+    opts = {**SEARCH_OPTIONS, **options}
+    sp = get_space(space)
+    model = _model_name(opts["memory_model"])
+    if model == "tflm":
+        raise ValueError(
+            "memory_model: the exact optimum needs a peak that is a max over layers ('full' or 'activations'); "
+            "'tflm' plans the arena over the whole graph: use moofa.search"
+        )
+    if time_limit is not None:
+        limit = _real(time_limit)
+        if limit is None or not math.isfinite(limit) or limit <= 0:
+            raise ValueError(f"time_limit must be a finite number of seconds > 0 or None, got {time_limit!r}")
+    exact = _exact_model(predictor, sp)
+    if exact is None:
+        raise ValueError(
+            "predictor: the exact optimum needs a linear model (moofa.linear_scorer) or an MLP with one hidden "
+            "layer (the shipped predictors); for other predictors use moofa.search"
+        )
+    weights, biases, skip, scale, offset = exact
+    evo = search(budget, sp, predictor, **{k: v for k, v in options.items() if k != "method"})
+    raw = core.mlp_optimum(
+        evaluator(sp, model),
+        list(weights),
+        list(biases),
+        skip=skip,
+        scale=scale,
+        offset=offset,
+        max_peak=evo.budget,
+        max_mflops=evo.constraints.get("max_mflops"),
+        max_params=evo.constraints.get("max_params"),
+        time_limit=0.0 if time_limit is None else float(time_limit),
+        start_row=encode([evo.subnet], sp),
+    )
+    net = decode(raw["best_row"][None, :], sp)[0]
+    top1 = evo.top1
+    if net != evo.subnet:  # a better subnet than the search's: the predictor's own (float32) score
+        top1 = float(_resolve_predictor(predictor, sp, "rows").score(encode([net], sp), 1)[0])
+    prof = profile(net, sp, memory_model=model)
+    return SearchResult(
+        subnet=net,
+        top1=top1,
+        peak=int(prof.peak),
+        avg=float(prof.avg),
+        std=float(prof.std),
+        mflops=float(prof.mflops),
+        params=int(prof.params),
+        profile=prof,
+        history=np.append(evo.history, np.float32(top1)),
+        evaluations=evo.evaluations,
+        candidates=evo.candidates,
+        seconds=time.perf_counter() - start,
+        budget=evo.budget,
+        space=sp.name,
+        memory_model=model,
+        seed=evo.seed,
+        generations=evo.generations,
+        constraints=dict(evo.constraints),
+        proven_optimal=bool(raw["proven_optimal"]),
     )

@@ -16,6 +16,7 @@ void memory(pybind11::module_& m);
 void predictor(pybind11::module_& m);
 void search(pybind11::module_& m);
 void latency(pybind11::module_& m);
+void optimum(pybind11::module_& m);
 
 // Encoded configs as every entry takes them: uint8, C order (no copy when they already are).
 using Rows = pybind11::array_t<uint8_t, pybind11::array::c_style | pybind11::array::forcecast>;

@@ -26,4 +26,5 @@ PYBIND11_MODULE(_core, m) {
   moofa::bind::predictor(m);
   moofa::bind::latency(m);
   moofa::bind::search(m);
+  moofa::bind::optimum(m);
 }

@@ -224,7 +224,8 @@ void bind_options(py::module_& m, const char* name, const char* doc) {
   c.attr("MAX_THREADS") = Options::kMaxThreads;
   if constexpr (std::is_same_v<Options, EvolutionOptions>) {
     c.def_readwrite("parent_ratio", &Options::parent_ratio)
-        .def_readwrite("resolution_niche", &Options::resolution_niche);
+        .def_readwrite("resolution_niche", &Options::resolution_niche)
+        .def_readwrite("restart_patience", &Options::restart_patience);
   } else {
     c.def_readwrite("minimize_mflops", &Options::minimize_mflops);
     c.def_readwrite("maximize_uniformity", &Options::maximize_uniformity);
@@ -249,11 +250,12 @@ void search(py::module_& m) {
          double resolution_mutate_prob, int resolution_niche, uint64_t seed, int threads,
          int max_tries, int64_t max_evaluations, const py::object& progress,
          std::optional<double> min_uniformity, const std::shared_ptr<AdditiveCost>& latency,
-         std::optional<double> max_latency_ms) {
+         std::optional<double> max_latency_ms, int restart_patience) {
         const Constraints c =
             with_latency(make_constraints(max_peak, max_mflops, max_params, min_uniformity),
                          latency, max_latency_ms);
         EvolutionOptions o;
+        o.restart_patience = restart_patience;
         o.population = population;
         o.generations = generations;
         o.parent_ratio = parent_ratio;
@@ -296,6 +298,7 @@ void search(py::module_& m) {
       py::arg("max_evaluations") = kEvolution.max_evaluations, py::arg("progress") = py::none(),
       py::arg("min_uniformity") = py::none(), py::arg("latency") = py::none(),
       py::arg("max_latency_ms") = py::none(),
+      py::arg("restart_patience") = kEvolution.restart_patience,
       "OFA-style evolutionary search under a peak budget; returns a dict (best_row, best_score, "
       "history, ...)");
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -16,6 +17,9 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
   options.validate();
   require_same_encoding(evaluator, scorer);
   const Variation var(evaluator, constraints, options.mutate_prob, options.resolution_mutate_prob);
+  // After a restart the population works at one input resolution (no resolution mutation).
+  const Variation var_focus(evaluator, constraints, options.mutate_prob, 0.0);
+  const std::size_t n_res = evaluator.space().resolutions.size();
   const std::size_t cols = static_cast<std::size_t>(evaluator.n_columns());
   const int n_parents =
       std::max(1, static_cast<int>(std::lround(options.parent_ratio * options.population)));
@@ -60,6 +64,9 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
   std::vector<std::size_t> order, picked;
   std::vector<int> per_res;
   std::vector<char> reserved;
+  std::vector<float> res_best(n_res, -std::numeric_limits<float>::infinity());
+  std::vector<int> epochs_at(n_res, 0);  // epochs spent on each resolution
+  int focus = -1;                        // resolution of the current epoch (-1: all)
   // Best first; ties in population order, as a stable sort would leave them (std::sort
   // with the index as tie-break gives that order without a stable sort's buffer).
   auto better = [&](std::size_t a, std::size_t b) {
@@ -71,6 +78,8 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
     pop_keys.insert(pop_keys.end(), brood.keys.begin(), brood.keys.end());
     for (std::size_t i = 0; i < brood.size; ++i) {
       pop_scores.push_back(child_scores[i]);
+      float& rb = res_best[brood.keys[i * cols]];
+      rb = std::max(rb, child_scores[i]);
       // Strictly better only: among equal scores the first found stays the best.
       if (child_scores[i] > result.best_score || result.best_row.empty()) {
         result.best_score = child_scores[i];
@@ -95,7 +104,44 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
   }
   result.stopped = !go_on;
 
+  int last_better = 0;  // generation of the last new best
+  float best_before = result.best_score;
   for (int g = 1; go_on && g <= options.generations && result.evaluations < eval_limit; ++g) {
+    if (options.restart_patience > 0 && g - last_better > options.restart_patience) {
+      // Stuck: a fresh random population (the best found stays in the result), so the
+      // remaining generations try other basins instead of polishing a local optimum. The
+      // budget ties every gene to the input resolution, and each resolution has its own
+      // basins: the new population works at the resolution least tried so far (the
+      // first epoch counts for its best's), the most promising first among equals.
+      if (focus < 0 && !result.best_row.empty()) ++epochs_at[result.best_row[0]];
+      focus = -1;
+      for (int r : var.feasible_resolutions())
+        if (focus < 0 || epochs_at[r] < epochs_at[focus] ||
+            (epochs_at[r] == epochs_at[focus] && res_best[r] > res_best[focus]))
+          focus = r;
+      if (focus >= 0) ++epochs_at[focus];
+      breed(
+          var, seen, brood_size(), seed, /*phase=*/3, static_cast<uint64_t>(g), pool,
+          options.max_tries,
+          [&](std::size_t, Rng& rng, int, uint8_t* out) {
+            return var.sample(rng, constraints.max_peak, out, focus);
+          },
+          &brood, &stats);
+      if (brood.size == 0) break;
+      if (!score_brood()) break;
+      pop_rows.clear();
+      pop_keys.clear();
+      pop_scores.clear();
+      absorb_brood();
+      last_better = g;
+      best_before = result.best_score;
+      result.generations_run = g;
+      if (on_generation && !on_generation(g)) {
+        result.stopped = true;
+        break;
+      }
+      continue;
+    }
     // Truncation selection: the best n_parents survive (stable: older first on ties),
     // except that the best resolution_niche of each input resolution are kept first. The
     // budget ties every gene to the resolution, so a population tuned at one resolution
@@ -141,11 +187,12 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
         [&](std::size_t i, Rng& rng, int failures, uint8_t* out) {
           // A child that keeps landing on scored subnets mutates harder, so a converged
           // population still breeds new candidates instead of re-scoring old ones.
+          const Variation& v = focus >= 0 ? var_focus : var;
           if (static_cast<int>(i) < n_mutants)
-            return var.mutate(par_rows.data() + rng.below(np) * cols, rng, out, 1.0 + failures);
+            return v.mutate(par_rows.data() + rng.below(np) * cols, rng, out, 1.0 + failures);
           const uint8_t* a = par_rows.data() + rng.below(np) * cols;
           const uint8_t* b = par_rows.data() + rng.below(np) * cols;
-          return var.crossover(a, b, rng, out, failures);
+          return v.crossover(a, b, rng, out, failures);
         },
         &brood, &stats);
     if (brood.size == 0) break;  // every reachable subnet near the parents was scored already
@@ -154,6 +201,10 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
     pop_keys.swap(par_keys);
     pop_scores.swap(par_scores);
     absorb_brood();
+    if (result.best_score > best_before) {
+      best_before = result.best_score;
+      last_better = g;
+    }
     result.generations_run = g;
     if (on_generation && !on_generation(g)) {
       result.stopped = true;

@@ -48,6 +48,7 @@ void EvolutionOptions::validate() const {
   validate_shared(kMinPopulation, kMaxPopulation);
   require(parent_ratio > 0.0 && parent_ratio <= 1.0, "parent_ratio must be in (0, 1]");
   require(resolution_niche >= 0, "resolution_niche must be >= 0");
+  require(restart_patience >= 0, "restart_patience must be >= 0 (0: never restart)");
 }
 
 void ParetoOptions::validate() const { validate_shared(kMinPopulation, kMaxPopulation); }

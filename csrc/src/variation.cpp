@@ -164,12 +164,13 @@ void Variation::canonical(const uint8_t* row, uint8_t* out) const {
   }
 }
 
-bool Variation::sample(Rng& rng, int64_t peak_cap, uint8_t* out) const {
+bool Variation::sample(Rng& rng, int64_t peak_cap, uint8_t* out, int resolution) const {
   const int64_t cap = std::min(peak_cap, c_.max_peak);
   uint8_t res[256];
   uint8_t depth_ok[256];
   int n_res_ok = 0;
   for (int r : feasible_res_) {
+    if (resolution >= 0 && r != resolution) continue;
     bool ok = ev_.fixed_peak(r) <= cap;
     for (int s = 0; ok && s < n_stages_; ++s) {
       bool any = false;

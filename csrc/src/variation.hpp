@@ -35,7 +35,8 @@ class Variation {
   // sample: a random subnet whose peak is at most peak_cap (<= max_peak): resolution,
   // then per stage a depth, then per slot a kernel/expand, each uniform among the
   // choices that can still fit.
-  bool sample(Rng& rng, int64_t peak_cap, uint8_t* out) const;
+  // With resolution >= 0, only that input resolution is drawn (false if nothing fits there).
+  bool sample(Rng& rng, int64_t peak_cap, uint8_t* out, int resolution = -1) const;
   // strength scales the mutation probabilities (capped at 1): the search raises it when
   // a child keeps landing on subnets it has already scored.
   bool mutate(const uint8_t* parent, Rng& rng, uint8_t* out, double strength = 1.0) const;
@@ -50,6 +51,8 @@ class Variation {
 
   // Largest peak any subnet of the space can reach (with no budget).
   int64_t peak_ceiling() const { return ceiling_; }
+  // Resolution indices where some subnet fits max_peak.
+  const std::vector<uint8_t>& feasible_resolutions() const { return feasible_res_; }
 
  private:
   // SpaceSpec's column layout, its offsets cached (SpaceSpec::n_slots() sums the stages).

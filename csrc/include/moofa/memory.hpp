@@ -95,6 +95,15 @@ class Evaluator {
     return slot_peak_[slot_index(slot, r, k, e)];
   }
   int stage_first_slot(int stage) const { return stage_first_slot_[stage]; }
+  // MACs and parameters are sums too: fixed part plus one figure per active slot.
+  int64_t fixed_macs(int r) const { return fixed_macs_[r]; }
+  int64_t slot_macs(int slot, int r, int k, int e) const {
+    return slot_macs_[slot_index(slot, r, k, e)];
+  }
+  int64_t fixed_params() const { return fixed_params_; }
+  int64_t slot_params(int slot, int k, int e) const {
+    return slot_params_[(static_cast<std::size_t>(slot) * n_k_ + k) * n_e_ + e];
+  }
 
  private:
   std::size_t slot_index(int slot, int r, int k, int e) const {

@@ -60,6 +60,9 @@ struct EvolutionOptions : SearchOptions {
 
   double parent_ratio = 0.25;
   int resolution_niche = 1;  // parents kept per input resolution before the rest by score (0: OFA)
+  // Generations without a better best after which the population is drawn afresh (the best
+  // found is kept in the result): independent tries at other basins. 0: never.
+  int restart_patience = 0;
 
   void validate() const;
 };

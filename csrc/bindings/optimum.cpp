@@ -1,0 +1,106 @@
+// pybind11 layer over moofa/optimum.hpp: shapes checked with the GIL, the branch and
+// bound without it.
+#include "moofa/optimum.hpp"
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bindings.hpp"
+#include "moofa/memory.hpp"
+
+namespace py = pybind11;
+
+namespace moofa::bind {
+
+namespace {
+
+using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+DenseLayer dense(const Floats& weight, const Floats& bias, std::size_t i) {
+  const std::string name = "weights[" + std::to_string(i) + "]";
+  if (weight.ndim() != 2)
+    throw py::value_error(name + " must be a 2-D (in, out) array, got " +
+                          std::to_string(weight.ndim()) + " dimensions");
+  if (bias.ndim() != 1 || bias.shape(0) != weight.shape(1))
+    throw py::value_error("biases[" + std::to_string(i) + "] must have shape (" +
+                          std::to_string(weight.shape(1)) + ",)");
+  DenseLayer L;
+  L.in = static_cast<int>(weight.shape(0));
+  L.out = static_cast<int>(weight.shape(1));
+  L.weight.assign(weight.data(), weight.data() + weight.size());
+  L.bias.assign(bias.data(), bias.data() + bias.size());
+  return L;
+}
+
+}  // namespace
+
+void optimum(py::module_& m) {
+  m.def(
+      "mlp_optimum",
+      [](const Evaluator& evaluator, const std::vector<Floats>& weights,
+         const std::vector<Floats>& biases, const std::optional<Floats>& skip, float scale,
+         float offset, int64_t max_peak, std::optional<double> max_mflops,
+         std::optional<int64_t> max_params, double time_limit, int64_t max_nodes,
+         const std::optional<Rows>& start_row) {
+        if (weights.size() != biases.size())
+          throw py::value_error("weights and biases must have one entry per layer");
+        std::vector<DenseLayer> layers;
+        for (std::size_t i = 0; i < weights.size(); ++i)
+          layers.push_back(dense(weights[i], biases[i], i));
+        std::vector<float> sk;
+        if (skip) {
+          if (skip->ndim() != 1) throw py::value_error("skip must be a 1-D array");
+          sk.assign(skip->data(), skip->data() + skip->size());
+        }
+        Constraints c;
+        c.max_peak = max_peak;
+        if (max_mflops) c.max_mflops = *max_mflops;
+        if (max_params) c.max_params = *max_params;
+        if (!(time_limit >= 0) || !std::isfinite(time_limit))
+          throw py::value_error("time_limit must be a finite number >= 0");
+        if (max_nodes < 0) throw py::value_error("max_nodes must be >= 0");
+        OptimumOptions o;
+        o.time_limit = time_limit;
+        o.max_nodes = max_nodes;
+        if (start_row) {
+          std::size_t n = 0;
+          const uint8_t* data = rows_of(*start_row, evaluator.space(), &n);
+          if (n != 1) throw py::value_error("start_row must hold one encoded subnet");
+          o.start_row.assign(data, data + evaluator.n_columns());
+        }
+        OptimumResult r;
+        const auto t0 = std::chrono::steady_clock::now();
+        {
+          py::gil_scoped_release nogil;
+          r = mlp_optimum(evaluator, c, layers, sk, scale, offset, o);
+        }
+        const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
+        py::array_t<uint8_t> row(static_cast<py::ssize_t>(r.best_row.size()));
+        std::copy(r.best_row.begin(), r.best_row.end(), row.mutable_data());
+        py::dict out;
+        out["best_row"] = row;
+        out["best_score"] = r.best_score;
+        out["proven_optimal"] = r.proven_optimal;
+        out["upper_bound"] = r.upper_bound;
+        out["nodes"] = r.nodes;
+        out["seconds"] = dt.count();
+        return out;
+      },
+      py::arg("evaluator"), py::arg("weights"), py::arg("biases"), py::kw_only(),
+      py::arg("skip") = py::none(), py::arg("scale") = 1.0f, py::arg("offset") = 0.0f,
+      py::arg("max_peak") = std::numeric_limits<int64_t>::max(), py::arg("max_mflops") = py::none(),
+      py::arg("max_params") = py::none(), py::arg("time_limit") = 0.0, py::arg("max_nodes") = 0,
+      py::arg("start_row") = py::none(),
+      "Exact best subnet of a linear or one-hidden-layer ReLU predictor under the constraints "
+      "(branch and bound); proven_optimal is False when time_limit or max_nodes stopped it");
+}
+
+}  // namespace moofa::bind

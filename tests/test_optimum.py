@@ -1,0 +1,283 @@
+"""moofa.optimum: the branch and bound against an exhaustive, independent enumeration.
+
+Ground truth: every subnet of small user-defined spaces, its peak, MFLOPs and parameters
+from the plain layer-by-layer oracle (tests/oracle.py) and its score from a float64 numpy
+forward pass of the predictor on the one-hot encoding built here.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from oracle import evaluate
+
+import moofa
+from moofa._ext import core
+
+SMALL = moofa.Space(
+    name="test-optimum-small",
+    stages=(moofa.Stage(16, 2, max_depth=2), moofa.Stage(24, 2, se=True, max_depth=2), moofa.Stage(40, 1, max_depth=2)),
+    kernels=(3, 5),
+    expands=(2, 4),
+    depths=(1, 2),
+    resolutions=(96, 128),
+)
+COUPLED = moofa.Space(
+    name="test-optimum-coupled",
+    stages=(moofa.Stage(16, 2, max_depth=3), moofa.Stage(32, 2, max_depth=3)),
+    kernels=(3, 5, 7),
+    expands=(3, 6),
+    depths=(2, 3),
+    resolutions=(96, 128, 160),
+    expand_by_depth={2: 3, 3: 6},
+)
+
+
+def enumerate_space(sp: moofa.Space) -> list[dict]:
+    """Every subnet of sp as dict(ks, e, d, image_size) over the active slots, with the
+    oracle's peak (both memory models), MFLOPs and params and the one-hot features."""
+    per_stage = []
+    for st in sp.stages:
+        options = []
+        for d in sp.depths:
+            n = min(d, st.max_depth)
+            if sp.expand_by_depth is not None:
+                expands = [(sp.expand_by_depth[d],) * n]
+            else:
+                expands = list(itertools.product(sp.expands, repeat=n))
+            for ks in itertools.product(sp.kernels, repeat=n):
+                for es in expands:
+                    options.append((d, ks, es))
+        per_stage.append(options)
+    nets = []
+    n_res, n_k, n_e = len(sp.resolutions), len(sp.kernels), len(sp.expands)
+    n_slots = sum(st.max_depth for st in sp.stages)
+    for ri, r in enumerate(sp.resolutions):
+        for combo in itertools.product(*per_stage):
+            ks, es, ds = [], [], []
+            feats = [ri]
+            slot = 0
+            for st, (d, k_st, e_st) in zip(sp.stages, combo):
+                ds.append(d)
+                for p in range(st.max_depth):
+                    if p < len(k_st):
+                        ks.append(k_st[p])
+                        es.append(e_st[p])
+                        feats.append(n_res + slot * n_k + sp.kernels.index(k_st[p]))
+                        feats.append(n_res + n_slots * n_k + slot * n_e + sp.expands.index(e_st[p]))
+                    else:
+                        ks.append(sp.kernels[0])
+                        es.append(sp.expand_by_depth[d] if sp.expand_by_depth else sp.expands[0])
+                    slot += 1
+            full = evaluate(sp, ks, es, ds, r)
+            act = evaluate(sp, ks, es, ds, r, activations_only=True)
+            nets.append(
+                {
+                    "ks": ks,
+                    "e": es,
+                    "d": ds,
+                    "image_size": r,
+                    "peak_full": full["peak"],
+                    "peak_activations": act["peak"],
+                    "mflops": full["mflops"],
+                    "params": full["params"],
+                    "feats": feats,
+                }
+            )
+    return nets
+
+
+def forward(nets: list[dict], pred: moofa.Predictor) -> np.ndarray:
+    n_in = pred.weights[0].shape[0]
+    x = np.zeros((len(nets), n_in))
+    for i, net in enumerate(nets):
+        x[i, net["feats"]] = 1.0
+    h = x
+    for j, (w, b) in enumerate(zip(pred.weights, pred.biases)):
+        h = h @ w.astype(np.float64) + b.astype(np.float64)
+        if j + 1 < len(pred.weights):
+            h = np.maximum(h, 0.0)
+    y = h[:, 0]
+    if pred.skip is not None:
+        y = y + x @ pred.skip.astype(np.float64)
+    return pred.offset + pred.scale * y
+
+
+def random_predictor(sp: moofa.Space, hidden: tuple, seed: int, skip: bool) -> moofa.Predictor:
+    rng = np.random.default_rng(seed)
+    n_in = core.LinearScorer.n_features(moofa.memory.spec(sp))
+    sizes = [n_in, *hidden, 1]
+    weights = [rng.normal(size=(a, b)).astype(np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
+    biases = [(rng.normal(size=b) * 0.5).astype(np.float32) for b in sizes[1:]]
+    s = rng.normal(size=n_in).astype(np.float32) if skip else None
+    return moofa.Predictor(sp, weights, biases, skip=s, scale=0.2, offset=50.0)
+
+
+@pytest.fixture(scope="module")
+def small_nets():
+    return enumerate_space(SMALL)
+
+
+@pytest.fixture(scope="module")
+def coupled_nets():
+    return enumerate_space(COUPLED)
+
+
+def brute_best(nets, scores, budget, model="full", max_mflops=None, max_params=None):
+    ok = np.array([n[f"peak_{model}"] <= budget for n in nets])
+    if max_mflops is not None:
+        ok &= np.array([n["mflops"] <= max_mflops for n in nets])
+    if max_params is not None:
+        ok &= np.array([n["params"] <= max_params for n in nets])
+    assert ok.any()
+    return float(scores[ok].max())
+
+
+def _key(sp: moofa.Space, ks, es, ds, image_size) -> tuple:
+    active = []
+    slot = 0
+    for st, d in zip(sp.stages, ds):
+        for p in range(st.max_depth):
+            if p < min(d, st.max_depth):
+                active.append((ks[slot], es[slot]))
+            slot += 1
+    return (image_size, tuple(ds), tuple(active))
+
+
+def oracle_score(sp: moofa.Space, net: moofa.Subnet, nets, scores) -> tuple[float, dict]:
+    """The enumeration's score and entry of a subnet the search returned."""
+    cfg = net.to_dict()
+    want = _key(sp, cfg["ks"], cfg["e"], cfg["d"], cfg["image_size"])
+    for n, s in zip(nets, scores):
+        if _key(sp, n["ks"], n["e"], n["d"], n["image_size"]) == want:
+            return float(s), n
+    raise AssertionError(f"subnet {cfg} not in the enumeration")
+
+
+def unseeded(sp, pred, budget, nets, scores, **limits) -> float:
+    """The branch and bound alone (no starting subnet from a search): its proven best, checked
+    against the enumeration; returns the enumeration's score of the subnet it returned."""
+    raw = core.mlp_optimum(
+        moofa.evaluator(sp, limits.pop("memory_model", "full")),
+        pred.weights,
+        pred.biases,
+        skip=pred.skip,
+        scale=pred.scale,
+        offset=pred.offset,
+        max_peak=budget,
+        **limits,
+    )
+    assert raw["proven_optimal"] and raw["upper_bound"] == raw["best_score"]
+    got, _ = oracle_score(sp, moofa.decode(raw["best_row"][None, :], sp)[0], nets, scores)
+    assert raw["best_score"] == pytest.approx(got, abs=1e-6)
+    return got
+
+
+@pytest.mark.parametrize("hidden,skip", [((), False), ((24,), True), ((48,), False)])
+@pytest.mark.parametrize("quantile", [0.05, 0.4, 1.0])
+def test_optimum_matches_enumeration(small_nets, hidden, skip, quantile):
+    pred = random_predictor(SMALL, hidden, seed=len(hidden) * 7 + int(quantile * 100), skip=skip)
+    scores = forward(small_nets, pred)
+    peaks = np.array([n["peak_full"] for n in small_nets])
+    budget = int(np.quantile(peaks, quantile))
+    want = brute_best(small_nets, scores, budget)
+    assert unseeded(SMALL, pred, budget, small_nets, scores) == pytest.approx(want, abs=1e-6)
+    r = moofa.optimum(budget, SMALL, pred, population=20, generations=5)
+    assert r.proven_optimal
+    got, net = oracle_score(SMALL, r.subnet, small_nets, scores)
+    assert net["peak_full"] <= budget and r.peak == net["peak_full"]
+    assert got == pytest.approx(want, abs=1e-6)
+    assert r.top1 == pytest.approx(want, abs=1e-3)  # the predictor's own float32 score
+
+
+@pytest.mark.parametrize("model", ["full", "activations"])
+def test_optimum_under_flops_and_params_limits(small_nets, model):
+    pred = random_predictor(SMALL, (32,), seed=11, skip=True)
+    scores = forward(small_nets, pred)
+    peaks = np.array([n[f"peak_{model}"] for n in small_nets])
+    budget = int(np.quantile(peaks, 0.7))
+    max_mflops = float(np.quantile([n["mflops"] for n in small_nets], 0.3))
+    max_params = int(np.quantile([n["params"] for n in small_nets], 0.5))
+    want = brute_best(small_nets, scores, budget, model, max_mflops, max_params)
+    got = unseeded(
+        SMALL, pred, budget, small_nets, scores, memory_model=model, max_mflops=max_mflops, max_params=max_params
+    )
+    assert got == pytest.approx(want, abs=1e-6)
+    r = moofa.optimum(
+        budget, SMALL, pred, memory_model=model, max_mflops=max_mflops, max_params=max_params, generations=5
+    )
+    got, net = oracle_score(SMALL, r.subnet, small_nets, scores)
+    assert r.proven_optimal and got == pytest.approx(want, abs=1e-6)
+    assert net["mflops"] <= max_mflops and net["params"] <= max_params and net[f"peak_{model}"] <= budget
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_optimum_in_a_coupled_space(coupled_nets, seed):
+    pred = random_predictor(COUPLED, (40,), seed=seed, skip=seed % 2 == 0)
+    scores = forward(coupled_nets, pred)
+    peaks = np.array([n["peak_full"] for n in coupled_nets])
+    budget = int(np.quantile(peaks, 0.3 * seed))
+    want = brute_best(coupled_nets, scores, budget)
+    assert unseeded(COUPLED, pred, budget, coupled_nets, scores) == pytest.approx(want, abs=1e-6)
+    r = moofa.optimum(budget, COUPLED, pred, population=10, generations=3)
+    got, net = oracle_score(COUPLED, r.subnet, coupled_nets, scores)
+    assert r.proven_optimal and got == pytest.approx(want, abs=1e-6) and net["peak_full"] <= budget
+
+
+def test_linear_scorer_optimum(small_nets):
+    rng = np.random.default_rng(5)
+    n = core.LinearScorer.n_features(moofa.memory.spec(SMALL))
+    w = rng.normal(size=n).astype(np.float32)
+    scorer = moofa.linear_scorer(w, 0.25, space=SMALL)
+    x = np.zeros((len(small_nets), n))
+    for i, net in enumerate(small_nets):
+        x[i, net["feats"]] = 1.0
+    scores = x @ w.astype(np.float64) + 0.25
+    budget = int(np.quantile([m["peak_full"] for m in small_nets], 0.5))
+    r = moofa.optimum(budget, SMALL, scorer, generations=2)
+    got, _ = oracle_score(SMALL, r.subnet, small_nets, scores)
+    assert r.proven_optimal and got == pytest.approx(brute_best(small_nets, scores, budget), abs=1e-6)
+
+
+def test_search_method_exact_and_auto():
+    r = moofa.search("400k", space="moofa", method="exact")
+    assert r.proven_optimal and r.to_dict()["proven_optimal"] is True and "proven_optimal=True" in repr(r)
+    auto = moofa.search("400k", space="moofa", method="auto")
+    assert auto.proven_optimal and auto.subnet == r.subnet
+    evo = moofa.search("400k", space="moofa")
+    assert not evo.proven_optimal and evo.top1 <= r.top1 + 1e-4
+
+
+def test_time_limit_gives_an_unproven_but_valid_answer():
+    r = moofa.optimum("800k", space="ofa", time_limit=0.05)
+    assert r.peak <= 800_000 and r.proven_optimal is False
+    assert r.top1 >= moofa.search("800k", space="ofa").top1 - 1e-4
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="memory_model"):
+        moofa.optimum("128KiB", space="moofa-e1-2", memory_model="tflm")
+    deep = random_predictor(SMALL, (8, 8), seed=0, skip=False)
+    with pytest.raises(ValueError, match="predictor"):
+        moofa.optimum(10**9, SMALL, deep)
+    with pytest.raises(ValueError, match="time_limit"):
+        moofa.optimum("400k", time_limit=-1)
+    with pytest.raises(ValueError, match="method"):
+        moofa.search("400k", method="fast")
+    with pytest.raises(ValueError, match="restart_patience"):
+        moofa.search("400k", restart_patience=-1)
+    with pytest.raises(TypeError, match="optimum"):
+        moofa.optimum("400k", nonsense=1)
+
+
+@pytest.mark.parametrize("budget", [325_000, 600_000])
+def test_linear_optimum_on_moofa_matches_the_stagewise_oracle(budget):
+    import search_helpers as helpers
+    from conftest import FIXTURES
+
+    scorer, w, b = helpers.ridge_scorer(FIXTURES, "moofa-imagenet", "moofa")
+    want = helpers.exact_linear_optimum(w, b, "moofa", budget, helpers.SlotTables("moofa"))
+    r = moofa.optimum(budget, "moofa", scorer)
+    assert r.proven_optimal and r.peak <= budget and r.top1 == pytest.approx(want, abs=2e-3)
