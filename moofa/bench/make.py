@@ -63,6 +63,10 @@ def _write_atomic(path: Path, doc: dict) -> None:
         raise
 
 
+# Time the branch and bound may take per problem before the problem falls back to searches.
+CERTIFY_SECONDS = 30.0
+
+
 def _certified(d: dict):
     """(top1, subnet) from moofa.optimum when this moofa has it, else None."""
     import moofa
@@ -70,8 +74,18 @@ def _certified(d: dict):
     optimum = getattr(moofa, "optimum", None)
     if not callable(optimum):
         return None
-    r = optimum(d["budget"], space=d["space"], predictor=d["predictor"], memory_model=d["memory_model"])
-    return float(r.top1), r.subnet
+    try:
+        r = optimum(
+            d["budget"],
+            space=d["space"],
+            predictor=d["predictor"],
+            memory_model=d["memory_model"],
+            time_limit=CERTIFY_SECONDS,
+        )
+    except ValueError:  # a memory model or predictor the branch and bound does not cover
+        return None
+    # Unproven within the time limit: the searches below give the best known instead.
+    return (float(r.top1), r.subnet) if r.proven_optimal else None
 
 
 def _searched(d: dict, searches: int, population: int, generations: int):
