@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "moofa/predictor.hpp"
 #include "moofa/space.hpp"
 
 namespace moofa::bind {
@@ -17,6 +18,26 @@ void predictor(pybind11::module_& m);
 void search(pybind11::module_& m);
 void latency(pybind11::module_& m);
 void optimum(pybind11::module_& m);
+
+// A dense layer's weights as the entries that take MLPs accept them: float32, C order.
+using Floats = pybind11::array_t<float, pybind11::array::c_style | pybind11::array::forcecast>;
+
+// Layer i from its (in, out) weight and (out,) bias, or ValueError naming layers[i].
+inline DenseLayer dense_layer(const Floats& weight, const Floats& bias, std::size_t i) {
+  const std::string name = "layers[" + std::to_string(i) + "]";
+  if (weight.ndim() != 2)
+    throw pybind11::value_error(name + ": weight must be a 2-D (in, out) array, got " +
+                                std::to_string(weight.ndim()) + " dimensions");
+  if (bias.ndim() != 1 || bias.shape(0) != weight.shape(1))
+    throw pybind11::value_error(name + ": bias must hold " + std::to_string(weight.shape(1)) +
+                                " values, a 1-D (out,) array");
+  DenseLayer layer;
+  layer.in = static_cast<int>(weight.shape(0));
+  layer.out = static_cast<int>(weight.shape(1));
+  layer.weight.assign(weight.data(), weight.data() + weight.size());
+  layer.bias.assign(bias.data(), bias.data() + bias.size());
+  return layer;
+}
 
 // Encoded configs as every entry takes them: uint8, C order (no copy when they already are).
 using Rows = pybind11::array_t<uint8_t, pybind11::array::c_style | pybind11::array::forcecast>;

@@ -20,28 +20,6 @@ namespace py = pybind11;
 
 namespace moofa::bind {
 
-namespace {
-
-using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
-
-DenseLayer dense(const Floats& weight, const Floats& bias, std::size_t i) {
-  const std::string name = "weights[" + std::to_string(i) + "]";
-  if (weight.ndim() != 2)
-    throw py::value_error(name + " must be a 2-D (in, out) array, got " +
-                          std::to_string(weight.ndim()) + " dimensions");
-  if (bias.ndim() != 1 || bias.shape(0) != weight.shape(1))
-    throw py::value_error("biases[" + std::to_string(i) + "] must have shape (" +
-                          std::to_string(weight.shape(1)) + ",)");
-  DenseLayer L;
-  L.in = static_cast<int>(weight.shape(0));
-  L.out = static_cast<int>(weight.shape(1));
-  L.weight.assign(weight.data(), weight.data() + weight.size());
-  L.bias.assign(bias.data(), bias.data() + bias.size());
-  return L;
-}
-
-}  // namespace
-
 void optimum(py::module_& m) {
   m.def(
       "mlp_optimum",
@@ -54,7 +32,7 @@ void optimum(py::module_& m) {
           throw py::value_error("weights and biases must have one entry per layer");
         std::vector<DenseLayer> layers;
         for (std::size_t i = 0; i < weights.size(); ++i)
-          layers.push_back(dense(weights[i], biases[i], i));
+          layers.push_back(dense_layer(weights[i], biases[i], i));
         std::vector<float> sk;
         if (skip) {
           if (skip->ndim() != 1) throw py::value_error("skip must be a 1-D array");

@@ -18,24 +18,6 @@ namespace moofa::bind {
 
 namespace {
 
-using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
-
-DenseLayer to_layer(const Floats& weight, const Floats& bias, std::size_t i) {
-  const std::string name = "layers[" + std::to_string(i) + "]";
-  if (weight.ndim() != 2)
-    throw py::value_error(name + ": weight must be a 2-D (in, out) array, got " +
-                          std::to_string(weight.ndim()) + " dimensions");
-  if (bias.ndim() != 1)
-    throw py::value_error(name + ": bias must be a 1-D (out,) array, got " +
-                          std::to_string(bias.ndim()) + " dimensions");
-  DenseLayer L;
-  L.in = static_cast<int>(weight.shape(0));
-  L.out = static_cast<int>(weight.shape(1));
-  L.weight.assign(weight.data(), weight.data() + weight.size());
-  L.bias.assign(bias.data(), bias.data() + bias.size());
-  return L;
-}
-
 // Scores of a batch of encoded configs, every row checked first (ValueError naming it).
 template <class S>
 py::array_t<float> score_rows(const S& scorer, const Rows& rows, int threads) {
@@ -69,7 +51,7 @@ void predictor(py::module_& m) {
                    std::to_string(weights.size()) + " and " + std::to_string(biases.size()));
              std::vector<DenseLayer> layers;
              for (std::size_t i = 0; i < weights.size(); ++i)
-               layers.push_back(to_layer(weights[i], biases[i], i));
+               layers.push_back(dense_layer(weights[i], biases[i], i));
              std::vector<float> skip_w;
              if (!skip.is_none()) {
                auto s = skip.cast<Floats>();
