@@ -199,7 +199,15 @@ def test_niche_and_polish_are_deterministic_across_thread_counts():
     ev = moofa.evaluator("moofa")
     runs = [
         _core.evolve(
-            ev, scorer, max_peak=400_000, population=600, generations=6, seed=3, threads=t, polish_radius=2, depth_niche=2
+            ev,
+            scorer,
+            max_peak=400_000,
+            population=600,
+            generations=6,
+            seed=3,
+            threads=t,
+            polish_radius=2,
+            depth_niche=2,
         )
         for t in (1, 3)
     ]

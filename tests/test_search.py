@@ -155,7 +155,10 @@ def test_search_is_deterministic_for_a_seed_whatever_the_threads():
 def test_polish_through_the_facade_keeps_the_constraints_and_never_lowers_the_score():
     space = "moofa"
     small = moofa.min_peak(space)[1]
-    limits = {"max_mflops": moofa.profile(small, space).mflops * 2, "max_params": moofa.profile(small, space).params * 2}
+    limits = {
+        "max_mflops": moofa.profile(small, space).mflops * 2,
+        "max_params": moofa.profile(small, space).params * 2,
+    }
     for seed in range(3):
         kw = {"population": 20, "generations": 5, "seed": seed, **limits}
         plain = moofa.search("500k", space, linear(space, seed), **kw)
