@@ -9,9 +9,17 @@
   cell's best known score is the largest of the ten and of ``moofa.optimum`` (5 s limit;
   proven where it finishes), and at least 9 of the 10 seeds must reach it. The full sweep,
   the published predictors included, is ``benchmarks/optimality_sweep.py``.
+- group "optimality-sweep-published": the same with the published MOOFA predictor
+  (``moofa.pth.tar`` in the folder named by ``MOOFA_PUBLISHED_PREDICTORS``, which needs
+  torch; skipped without), 325k / 400k / 800k, against the best scores known from long
+  searches (docs/search.md): at least 7 of the 10 seeds must reach them (the structure
+  niche's measured 7-8; without it 0, 0 and 3).
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +74,29 @@ def test_shipped_seed_sweep(benchmark):
     assert len(cells) == 13
     missed = [c for c in cells if c["hits"] < 9]
     assert not missed, missed
+
+
+# Best scores known with the published MOOFA predictor (long searches with restarts).
+PUBLISHED_MOOFA_BEST = {325_000: 78.804, 400_000: 84.283, 800_000: 103.457}
+
+
+@pytest.mark.benchmark(group="optimality-sweep-published")
+@pytest.mark.filterwarnings("ignore::moofa.predictor.PredictionRangeWarning")  # 103.5 "percent" at 800k
+def test_published_moofa_seed_sweep(benchmark):
+    folder = os.environ.get("MOOFA_PUBLISHED_PREDICTORS")
+    if not folder or not (Path(folder) / "moofa.pth.tar").is_file():
+        pytest.skip("set MOOFA_PUBLISHED_PREDICTORS to the folder holding moofa.pth.tar")
+    pytest.importorskip("torch")
+    predictor = moofa.load_predictor(str(Path(folder) / "moofa.pth.tar"))
+
+    def sweep() -> dict:
+        out = {}
+        for budget, known in PUBLISHED_MOOFA_BEST.items():
+            scores = [moofa.search(budget, "moofa", predictor, seed=s).top1 for s in range(10)]
+            best = max(max(scores), known)
+            out[budget] = sum(s >= best - 1e-3 for s in scores)
+        return out
+
+    hits = benchmark.pedantic(sweep, rounds=1, iterations=1)
+    benchmark.extra_info["hits"] = hits
+    assert all(h >= 7 for h in hits.values()), hits

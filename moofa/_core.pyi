@@ -145,6 +145,10 @@ class EvolutionOptions:
     parent_ratio: float
     resolution_niche: int
     restart_patience: int
+    depth_niche: int
+    depth_niche_share: float
+    polish_radius: int
+    polish_keep: int
     def validate(self) -> None: ...
 
 class ParetoOptions:
@@ -189,6 +193,10 @@ def evolve(
     latency: AdditiveCost | None = None,
     max_latency_ms: float | None = None,
     restart_patience: int = ...,
+    polish_radius: int = ...,
+    depth_niche: int = ...,
+    polish_keep: int = ...,
+    depth_niche_share: float = ...,
 ) -> dict[str, Any]: ...
 def nsga2(
     evaluator: Evaluator,

@@ -58,6 +58,12 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "resolution_niche": _EVOLUTION.resolution_niche,  # parents kept per input resolution first (0: plain OFA)
     # generations without a new best before the population is drawn afresh (0: never)
     "restart_patience": _EVOLUTION.restart_patience,
+    # parents kept per structure (resolution + first two stage depths) first, for a share of the generations
+    "depth_niche": _EVOLUTION.depth_niche,
+    "depth_niche_share": _EVOLUTION.depth_niche_share,
+    # stage changes of the final structure polish, and depth vectors it tunes per resolution (0: no polish)
+    "polish_radius": _EVOLUTION.polish_radius,
+    "polish_keep": _EVOLUTION.polish_keep,
     "max_mflops": None,  # optional constraint
     "max_params": None,  # optional constraint
     "min_uniformity": None,  # optional constraint: Profile.uniformity (avg / max layer) in [0, 1]
@@ -506,6 +512,10 @@ def search(
         resolution_niche=_int("resolution_niche", opts["resolution_niche"], 0, _INT32_MAX),
         latency=latency,
         restart_patience=_int("restart_patience", opts["restart_patience"], 0, _INT32_MAX),
+        depth_niche=_int("depth_niche", opts["depth_niche"], 0, _INT32_MAX),
+        depth_niche_share=_ratio("depth_niche_share", opts["depth_niche_share"]),
+        polish_radius=_int("polish_radius", opts["polish_radius"], 0, _INT32_MAX),
+        polish_keep=_int("polish_keep", opts["polish_keep"], 1, _INT32_MAX),
     )
     if raw["interrupted"]:
         raise KeyboardInterrupt

@@ -130,6 +130,102 @@ def test_evolve_scores_each_subnet_once_and_only_valid_ones(space):
     assert max(batches) <= 40  # one batch per generation
 
 
+# --- structure niche and polish ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space", ["compofa", "moofa"])
+@pytest.mark.parametrize("budget", [325_000, 800_000])
+def test_polish_of_every_structure_reaches_the_exact_optimum_of_a_linear_model(space, budget):
+    # A linear model under a separable peak: with every depth vector of every resolution in
+    # reach (radius = the number of stages, no pruning), one ascent sweep per vector gives
+    # each vector's exact optimum, so the polish of a one-generation search must reach the
+    # exact optimum (per-stage DP over oracle slot figures), which that search alone does not.
+    scorer, w, b = random_linear(space, seed=3)
+    best = helpers.exact_linear_optimum(w, b, space, budget, helpers.SlotTables(space))
+    ev = moofa.evaluator(space)
+    n_stages = moofa.get_space(space).n_stages
+    opts = {"max_peak": budget, "population": 100, "generations": 1, "seed": 4}
+    plain = _core.evolve(ev, scorer, **opts)
+    out = _core.evolve(ev, scorer, **opts, polish_radius=n_stages, polish_keep=10**6)
+    assert plain["best_score"] < best - 1e-3
+    assert out["best_score"] == pytest.approx(best, abs=2e-3)
+    assert oracle_peak(space, out["best_row"]) <= budget
+    assert float(scorer.score(out["best_row"][None, :])[0]) == out["best_score"]
+
+
+@pytest.mark.parametrize("space", ["compofa", "moofa-e1-2"])
+def test_polish_scores_each_subnet_once_and_only_valid_ones(space):
+    seen: set[bytes] = set()
+    batches = []
+    budget = moofa.min_peak(space)[0] + 100_000
+    tables = helpers.SlotTables(space)
+    base, _, _ = random_linear(space, seed=5)
+
+    def predictor(rows):
+        moofa.decode(rows, space)  # checks every column, CompOFA's depth -> expand coupling too
+        assert np.all(tables.peaks(rows) <= budget)
+        for row in rows:
+            key = bytes(canonical(space, row))
+            assert key not in seen, "a subnet was scored twice"
+            seen.add(key)
+        batches.append(len(rows))
+        return base.score(rows)
+
+    kw = {"max_peak": budget, "population": 40, "generations": 10, "seed": 2}
+    plain = _core.evolve(moofa.evaluator(space), base, **kw)
+    out = _core.evolve(moofa.evaluator(space), predictor, **kw, polish_radius=2)
+    assert sum(batches) == out["evaluations"] == len(seen) > plain["evaluations"]
+    # The polish runs after the evolution: it can only raise the best score.
+    assert out["best_score"] >= plain["best_score"]
+    assert np.array_equal(out["history"], plain["history"])
+
+
+def test_polish_respects_mflops_params_and_uniformity_limits():
+    space = "ofa"
+    scorer, _, _ = random_linear(space, seed=6)
+    limits = {"max_peak": 700_000, "max_mflops": 150.0, "max_params": 4_000_000, "min_uniformity": 0.2}
+    out = _core.evolve(
+        moofa.evaluator(space), scorer, **limits, population=30, generations=5, seed=1, polish_radius=3, polish_keep=50
+    )
+    net = moofa.decode(out["best_row"][None, :], space)[0]
+    truth = oracle.evaluate(moofa.get_space(space), net.ks, net.e, net.d, net.image_size)
+    assert truth["peak"] <= 700_000 and truth["mflops"] <= 150.0 and truth["params"] <= 4_000_000
+    hist = np.asarray(truth["hist"], dtype=float)
+    assert hist.mean() / hist.max() >= 0.2
+
+
+def test_niche_and_polish_are_deterministic_across_thread_counts():
+    scorer, _, _ = random_linear("moofa", seed=7)
+    ev = moofa.evaluator("moofa")
+    runs = [
+        _core.evolve(
+            ev,
+            scorer,
+            max_peak=400_000,
+            population=600,
+            generations=6,
+            seed=3,
+            threads=t,
+            polish_radius=2,
+            depth_niche=2,
+        )
+        for t in (1, 3)
+    ]
+    for key, value in runs[0].items():
+        np.testing.assert_array_equal(runs[1][key], value, err_msg=key)
+
+
+def test_structure_niche_off_for_a_zero_share_is_the_plain_search():
+    scorer, _, _ = random_linear("moofa", seed=8)
+    ev = moofa.evaluator("moofa")
+    kw = {"max_peak": 400_000, "population": 50, "generations": 30, "seed": 9}
+    a = _core.evolve(ev, scorer, **kw, depth_niche=0)
+    b = _core.evolve(ev, scorer, **kw, depth_niche_share=0.0)
+    c = _core.evolve(ev, scorer, **kw)
+    np.testing.assert_array_equal(a["history"], b["history"])
+    assert not np.array_equal(a["history"], c["history"]) or not np.array_equal(a["best_row"], c["best_row"])
+
+
 def canonical(space: str, row: np.ndarray) -> np.ndarray:
     """Idle slots zeroed (their genes do not change the subnet), computed independently."""
     sp = moofa.get_space(space)
@@ -194,6 +290,10 @@ def test_evolve_activations_memory_model():
         ({"max_params": 0}, "max_params"),
         ({"resolution_niche": -1}, "resolution_niche"),
         ({"max_evaluations": -5}, "max_evaluations"),
+        ({"depth_niche": -1}, "depth_niche"),
+        ({"depth_niche_share": 1.5}, "depth_niche_share"),
+        ({"polish_radius": -1}, "polish_radius"),
+        ({"polish_keep": 0}, "polish_keep"),
     ],
 )
 def test_evolve_rejects_bad_options(bad, message):

@@ -152,6 +152,22 @@ def test_search_is_deterministic_for_a_seed_whatever_the_threads():
     assert runs[0].evaluations == runs[1].evaluations and runs[0].candidates == runs[1].candidates
 
 
+def test_polish_through_the_facade_keeps_the_constraints_and_never_lowers_the_score():
+    space = "moofa"
+    small = moofa.min_peak(space)[1]
+    limits = {
+        "max_mflops": moofa.profile(small, space).mflops * 2,
+        "max_params": moofa.profile(small, space).params * 2,
+    }
+    for seed in range(3):
+        kw = {"population": 20, "generations": 5, "seed": seed, **limits}
+        plain = moofa.search("500k", space, linear(space, seed), **kw)
+        r = moofa.search("500k", space, linear(space, seed), polish_radius=2, **kw)
+        assert r.top1 >= plain.top1 and r.evaluations > plain.evaluations
+        t = truth(space, r.subnet)
+        assert t["peak"] <= 500_000 and t["mflops"] <= limits["max_mflops"] and t["params"] <= limits["max_params"]
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 
@@ -224,6 +240,11 @@ def test_bad_predictor_output_gives_clear_value_errors(predictor, message):
         ("max_tries", 2**31),
         ("resolution_niche", 2**31),
         ("max_evaluations", 10**19),
+        ("depth_niche", -1),
+        ("depth_niche_share", 1.5),
+        ("depth_niche_share", math.nan),
+        ("polish_radius", -1),
+        ("polish_keep", 0),
     ],
 )
 def test_bad_option_values_name_the_option(option, value):

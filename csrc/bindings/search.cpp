@@ -225,7 +225,11 @@ void bind_options(py::module_& m, const char* name, const char* doc) {
   if constexpr (std::is_same_v<Options, EvolutionOptions>) {
     c.def_readwrite("parent_ratio", &Options::parent_ratio)
         .def_readwrite("resolution_niche", &Options::resolution_niche)
-        .def_readwrite("restart_patience", &Options::restart_patience);
+        .def_readwrite("restart_patience", &Options::restart_patience)
+        .def_readwrite("polish_radius", &Options::polish_radius)
+        .def_readwrite("depth_niche", &Options::depth_niche)
+        .def_readwrite("polish_keep", &Options::polish_keep)
+        .def_readwrite("depth_niche_share", &Options::depth_niche_share);
   } else {
     c.def_readwrite("minimize_mflops", &Options::minimize_mflops);
     c.def_readwrite("maximize_uniformity", &Options::maximize_uniformity);
@@ -250,12 +254,17 @@ void search(py::module_& m) {
          double resolution_mutate_prob, int resolution_niche, uint64_t seed, int threads,
          int max_tries, int64_t max_evaluations, const py::object& progress,
          std::optional<double> min_uniformity, const std::shared_ptr<AdditiveCost>& latency,
-         std::optional<double> max_latency_ms, int restart_patience) {
+         std::optional<double> max_latency_ms, int restart_patience, int polish_radius,
+         int depth_niche, int polish_keep, double depth_niche_share) {
         const Constraints c =
             with_latency(make_constraints(max_peak, max_mflops, max_params, min_uniformity),
                          latency, max_latency_ms);
         EvolutionOptions o;
         o.restart_patience = restart_patience;
+        o.polish_radius = polish_radius;
+        o.depth_niche = depth_niche;
+        o.polish_keep = polish_keep;
+        o.depth_niche_share = depth_niche_share;
         o.population = population;
         o.generations = generations;
         o.parent_ratio = parent_ratio;
@@ -299,6 +308,10 @@ void search(py::module_& m) {
       py::arg("min_uniformity") = py::none(), py::arg("latency") = py::none(),
       py::arg("max_latency_ms") = py::none(),
       py::arg("restart_patience") = kEvolution.restart_patience,
+      py::arg("polish_radius") = kEvolution.polish_radius,
+      py::arg("depth_niche") = kEvolution.depth_niche,
+      py::arg("polish_keep") = kEvolution.polish_keep,
+      py::arg("depth_niche_share") = kEvolution.depth_niche_share,
       "OFA-style evolutionary search under a peak budget; returns a dict (best_row, best_score, "
       "history, ...)");
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <stdexcept>
@@ -10,6 +11,134 @@
 #include "breeding.hpp"
 
 namespace moofa {
+
+namespace {
+
+// Stages whose depths (with the input resolution) make a structure of the depth niche.
+constexpr std::size_t kNicheStages = 2;
+
+// The structure polish. Bases: the best subnet found at each input resolution. From each,
+// every depth vector within radius stage changes (same resolution) is scored, and the
+// best `keep` of them per base are improved by coordinate ascent over their active slots
+// (per slot, the best of its choices that fit, the others fixed; sweeps until none moves,
+// at most kSweeps), all together so that each slot's candidates form one batch. While it
+// finds a better best, again from that one. The population's basins differ in the
+// resolution and the depths of several stages at once, and a depth change moves a coupled
+// space's expands too: jumps that single-gene mutations rarely make good. Deterministic:
+// no random draws, and ties keep the first found.
+void polish(const Variation& var, const Scorer& scorer, RowSet& seen,
+            std::vector<float>& seen_scores, const std::vector<std::vector<uint8_t>>& bases,
+            int radius, int keep, int64_t eval_limit, WorkerPool& pool, bool parallel, int threads,
+            EvolutionResult* result) {
+  constexpr int kSweeps = 3, kRounds = 4;
+  constexpr float kNone = -std::numeric_limits<float>::infinity();
+  const auto cols = static_cast<std::size_t>(var.n_columns());
+  std::vector<uint8_t> cur, cand, fresh;
+  std::vector<float> cur_score, cand_score, fresh_score;
+  std::vector<std::size_t> owner, fresh_at;
+  bool go_on = true;
+  // Scores of the n rows (each fits the constraints): known ones from seen, the others
+  // scored in one batch and remembered; rows past the evaluation limit stay kNone.
+  auto score = [&](const std::vector<uint8_t>& rows, std::vector<float>* out) {
+    const std::size_t n = rows.size() / cols;
+    out->assign(n, kNone);
+    fresh.clear();
+    fresh_at.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+      const uint8_t* row = rows.data() + i * cols;
+      const uint64_t h = seen.hash(row);
+      const std::ptrdiff_t id = seen.find(row, h);
+      if (id >= 0) {
+        (*out)[i] = seen_scores[static_cast<std::size_t>(id)];
+      } else if (result->evaluations + static_cast<int64_t>(fresh_at.size()) < eval_limit) {
+        seen.insert(row, h);
+        fresh.insert(fresh.end(), row, row + cols);
+        fresh_at.push_back(i);
+      } else {
+        go_on = false;
+      }
+    }
+    if (fresh_at.empty()) return;
+    fresh_score.resize(fresh_at.size());
+    try {
+      score_rows(scorer, fresh.data(), fresh_at.size(), fresh_score.data(), pool, parallel,
+                 threads);
+    } catch (const SearchStopped&) {
+      result->stopped = true;
+      go_on = false;
+      fresh_score.assign(fresh_at.size(), kNone);  // not scored: the search reports what it had
+    }
+    seen_scores.insert(seen_scores.end(), fresh_score.begin(), fresh_score.end());
+    result->evaluations += static_cast<int64_t>(fresh_at.size());
+    for (std::size_t j = 0; j < fresh_at.size(); ++j) (*out)[fresh_at[j]] = fresh_score[j];
+  };
+
+  std::vector<uint8_t> nb;
+  std::vector<float> nb_score;
+  std::vector<std::size_t> idx;
+  std::vector<std::vector<uint8_t>> from = bases;
+  for (int round = 0; round < kRounds && go_on && !from.empty(); ++round) {
+    cur.clear();
+    cur_score.clear();
+    for (const auto& base : from) {
+      nb.clear();
+      var.depth_neighbours(base.data(), radius, &nb);
+      const std::size_t m = nb.size() / cols;
+      // Rows that break a constraint other than the peak stay unscored (left out).
+      cand.clear();
+      owner.clear();
+      for (std::size_t i = 0; i < m; ++i)
+        if (var.fits(nb.data() + i * cols)) {
+          cand.insert(cand.end(), nb.begin() + i * cols, nb.begin() + (i + 1) * cols);
+          owner.push_back(i);
+        }
+      score(cand, &nb_score);
+      idx.resize(owner.size());
+      std::iota(idx.begin(), idx.end(), std::size_t{0});
+      std::stable_sort(idx.begin(), idx.end(),
+                       [&](std::size_t x, std::size_t y) { return nb_score[x] > nb_score[y]; });
+      for (std::size_t j = 0; j < idx.size() && j < static_cast<std::size_t>(keep); ++j) {
+        if (nb_score[idx[j]] == kNone) break;
+        cur.insert(cur.end(), cand.begin() + idx[j] * cols, cand.begin() + (idx[j] + 1) * cols);
+        cur_score.push_back(nb_score[idx[j]]);
+      }
+    }
+    const std::size_t m = cur_score.size();
+    for (int sweep = 0; sweep < kSweeps && go_on; ++sweep) {
+      bool moved = false;
+      for (int slot = 0; slot < var.n_slots() && go_on; ++slot) {
+        cand.clear();
+        owner.clear();
+        for (std::size_t i = 0; i < m; ++i) {
+          const uint8_t* row = cur.data() + i * cols;
+          if (!var.active(row, slot)) continue;
+          const std::size_t before = cand.size() / cols;
+          var.slot_variants(row, slot, &cand);
+          owner.insert(owner.end(), cand.size() / cols - before, i);
+        }
+        score(cand, &cand_score);
+        for (std::size_t j = 0; j < owner.size(); ++j) {
+          const std::size_t i = owner[j];
+          if (cand_score[j] > cur_score[i]) {
+            cur_score[i] = cand_score[j];
+            std::copy_n(cand.begin() + j * cols, cols, cur.begin() + i * cols);
+            moved = true;
+          }
+        }
+      }
+      if (!moved) break;
+    }
+    std::size_t top = m;
+    for (std::size_t i = 0; i < m; ++i)
+      if (cur_score[i] > result->best_score && (top == m || cur_score[i] > cur_score[top])) top = i;
+    if (top == m) break;
+    result->best_score = cur_score[top];
+    result->best_row.assign(cur.begin() + top * cols, cur.begin() + (top + 1) * cols);
+    from.assign(1, result->best_row);
+  }
+}
+
+}  // namespace
 
 EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
                        const Constraints& constraints, const EvolutionOptions& options,
@@ -21,6 +150,9 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
   const Variation var_focus(evaluator, constraints, options.mutate_prob, 0.0);
   const std::size_t n_res = evaluator.space().resolutions.size();
   const std::size_t cols = static_cast<std::size_t>(evaluator.n_columns());
+  const std::size_t depth_col = static_cast<std::size_t>(evaluator.space().column_offsets().depth);
+  const std::size_t niche_stages =
+      std::min<std::size_t>(kNicheStages, static_cast<std::size_t>(evaluator.space().n_stages()));
   const int n_parents =
       std::max(1, static_cast<int>(std::lround(options.parent_ratio * options.population)));
   const int n_mutants = static_cast<int>(std::lround(options.mutation_ratio * options.population));
@@ -65,21 +197,32 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
   std::vector<int> per_res;
   std::vector<char> reserved;
   std::vector<float> res_best(n_res, -std::numeric_limits<float>::infinity());
-  std::vector<int> epochs_at(n_res, 0);  // epochs spent on each resolution
-  int focus = -1;                        // resolution of the current epoch (-1: all)
+  std::vector<std::vector<uint8_t>> res_best_row(n_res);  // the best subnet at each resolution
+  std::vector<int> epochs_at(n_res, 0);                   // epochs spent on each resolution
+  int focus = -1;  // resolution of the current epoch (-1: all)
   // Best first; ties in population order, as a stable sort would leave them (std::sort
   // with the index as tie-break gives that order without a stable sort's buffer).
   auto better = [&](std::size_t a, std::size_t b) {
     return pop_scores[a] > pop_scores[b] || (pop_scores[a] == pop_scores[b] && a < b);
   };
 
+  // Scores of the rows in seen, by id (breed adds the kept children in order, and every
+  // kept child is scored): the polish reads them instead of scoring a row twice.
+  std::vector<float> seen_scores;
+  seen_scores.reserve(static_cast<std::size_t>(expected));
+
   auto absorb_brood = [&]() {
+    seen_scores.insert(seen_scores.end(), child_scores.begin(),
+                       child_scores.begin() + static_cast<std::ptrdiff_t>(brood.size));
     pop_rows.insert(pop_rows.end(), brood.rows.begin(), brood.rows.end());
     pop_keys.insert(pop_keys.end(), brood.keys.begin(), brood.keys.end());
     for (std::size_t i = 0; i < brood.size; ++i) {
       pop_scores.push_back(child_scores[i]);
-      float& rb = res_best[brood.keys[i * cols]];
-      rb = std::max(rb, child_scores[i]);
+      const uint8_t r = brood.keys[i * cols];
+      if (child_scores[i] > res_best[r] || res_best_row[r].empty()) {
+        res_best[r] = child_scores[i];
+        res_best_row[r].assign(brood.keys.begin() + i * cols, brood.keys.begin() + (i + 1) * cols);
+      }
       // Strictly better only: among equal scores the first found stays the best.
       if (child_scores[i] > result.best_score || result.best_row.empty()) {
         result.best_score = child_scores[i];
@@ -151,17 +294,42 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
     std::iota(order.begin(), order.end(), std::size_t{0});
     std::sort(order.begin(), order.end(), better);
     const std::size_t n_par = std::min<std::size_t>(static_cast<std::size_t>(n_parents), n_pop);
-    if (options.resolution_niche > 0) {
+    // The structure niche holds for the first depth_niche_share of the generations; the
+    // rest tune the best structures by plain truncation.
+    const bool structure_niche =
+        options.depth_niche > 0 &&
+        g <= static_cast<int>(std::lround(options.depth_niche_share * options.generations));
+    if (options.resolution_niche > 0 || structure_niche) {
       per_res.assign(evaluator.space().resolutions.size(), 0);
       reserved.assign(n_pop, 0);
       picked.clear();
-      for (std::size_t i : order) {
-        if (picked.size() == n_par) break;
-        if (per_res[pop_keys[i * cols]]++ < options.resolution_niche) {
+      if (options.resolution_niche > 0)
+        for (std::size_t i : order) {
+          if (picked.size() == n_par) break;
+          if (per_res[pop_keys[i * cols]]++ < options.resolution_niche) {
+            reserved[i] = 1;
+            picked.push_back(i);
+          }
+        }
+      // Then the best depth_niche of each structure (input resolution and the depths of the
+      // first kNicheStages stages, which hold the largest activations and so set the peak)
+      // not yet kept: with the published deep predictors the basins differ in these, and a
+      // population tuned on one rarely crosses to another whose own optimum is better.
+      if (structure_niche)
+        for (std::size_t i : order) {
+          if (picked.size() == n_par) break;
+          if (reserved[i]) continue;
+          const uint8_t* key = pop_keys.data() + i * cols;
+          int same = 0;
+          for (std::size_t j : picked) {
+            const uint8_t* other = pop_keys.data() + j * cols;
+            same += key[0] == other[0] &&
+                    std::memcmp(key + depth_col, other + depth_col, niche_stages) == 0;
+          }
+          if (same >= options.depth_niche) continue;
           reserved[i] = 1;
           picked.push_back(i);
         }
-      }
       for (std::size_t i : order) {
         if (picked.size() == n_par) break;
         if (!reserved[i]) picked.push_back(i);
@@ -210,6 +378,15 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
       result.stopped = true;
       break;
     }
+  }
+
+  if (options.polish_radius > 0 && !result.stopped && !result.best_row.empty() &&
+      seen_scores.size() == seen.size()) {
+    std::vector<std::vector<uint8_t>> bases;
+    for (std::size_t r = 0; r < n_res; ++r)
+      if (!res_best_row[r].empty()) bases.push_back(res_best_row[r]);
+    polish(var, scorer, seen, seen_scores, bases, options.polish_radius, options.polish_keep,
+           eval_limit, pool, options.parallel_scoring, threads, &result);
   }
 
   result.candidates = stats.candidates;

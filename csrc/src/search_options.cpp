@@ -49,6 +49,11 @@ void EvolutionOptions::validate() const {
   require(parent_ratio > 0.0 && parent_ratio <= 1.0, "parent_ratio must be in (0, 1]");
   require(resolution_niche >= 0, "resolution_niche must be >= 0");
   require(restart_patience >= 0, "restart_patience must be >= 0 (0: never restart)");
+  require(depth_niche >= 0, "depth_niche must be >= 0 (0: no structure niche)");
+  require(depth_niche_share >= 0.0 && depth_niche_share <= 1.0,
+          "depth_niche_share must be in [0, 1]");
+  require(polish_radius >= 0, "polish_radius must be >= 0 (0: no polish)");
+  require(polish_keep >= 1, "polish_keep must be at least 1");
 }
 
 void ParetoOptions::validate() const { validate_shared(kMinPopulation, kMaxPopulation); }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 
 #include "moofa/latency.hpp"
 #include "require.hpp"
@@ -161,6 +162,74 @@ void Variation::canonical(const uint8_t* row, uint8_t* out) const {
       out[col_kernel(first_slot_[s] + j)] = 0;
       out[col_expand(first_slot_[s] + j)] = idle_e;
     }
+  }
+}
+
+void Variation::depth_neighbours(const uint8_t* row, int radius, std::vector<uint8_t>* out) const {
+  const auto cols = static_cast<std::size_t>(n_cols_);
+  const int r = row[0];
+  const int n_ke = n_k_ * n_e_;
+  const uint8_t* ok = slot_ok_.data() + static_cast<std::size_t>(r) * n_slots_ * n_ke;
+  std::vector<int> depth(static_cast<std::size_t>(n_stages_));
+  std::vector<uint8_t> cand(cols);
+  // Depth vectors in lexicographic order of (changed stages, their new depths): row's own
+  // first, then one change, then two, ...
+  auto emit = [&]() {
+    std::memcpy(cand.data(), row, cols);
+    for (int s = 0; s < n_stages_; ++s) {
+      if (depth[s] == row[col_depth(s)]) continue;
+      set_depth(cand.data(), s, depth[s]);
+      const int first = first_slot_[s];
+      for (int slot = first + spec_.depths[row[col_depth(s)]];
+           slot < first + spec_.depths[depth[s]]; ++slot) {
+        if (ok[slot * n_ke + cand[col_kernel(slot)] * n_e_ + cand[col_expand(slot)]]) continue;
+        const std::size_t cell =
+            (static_cast<std::size_t>(r) * n_slots_ + slot) * fit_stride_ +
+            static_cast<std::size_t>(coupled_ ? coupled_expand(depth[s]) + 1 : 0);
+        if (fit_begin_[cell] == fit_begin_[cell + 1]) return;
+        const uint16_t pair = fit_pairs_[fit_begin_[cell]];
+        cand[col_kernel(slot)] = static_cast<uint8_t>(pair / n_e_);
+        cand[col_expand(slot)] = static_cast<uint8_t>(pair % n_e_);
+      }
+    }
+    const std::size_t at = out->size();
+    out->resize(at + cols);
+    canonical(cand.data(), out->data() + at);
+  };
+  for (int s = 0; s < n_stages_; ++s) depth[s] = row[col_depth(s)];
+  // Changes at stages above `from`, `left` more allowed.
+  std::function<void(int, int)> walk = [&](int from, int left) {
+    for (int s = from; s < n_stages_; ++s) {
+      const int own = row[col_depth(s)];
+      for (int di = 0; di < n_d_; ++di) {
+        if (di == own || !depth_fits(s, di, r, c_.max_peak)) continue;
+        depth[s] = di;
+        emit();
+        if (left > 1) walk(s + 1, left - 1);
+        depth[s] = own;
+      }
+    }
+  };
+  emit();
+  if (radius > 0) walk(0, radius);
+}
+
+void Variation::slot_variants(const uint8_t* row, int slot, std::vector<uint8_t>* out) const {
+  const auto cols = static_cast<std::size_t>(n_cols_);
+  const int r = row[0];
+  const int forced = coupled_ ? coupled_expand(row[col_depth(slot_stage_[slot])]) : -1;
+  const std::size_t cell = (static_cast<std::size_t>(r) * n_slots_ + slot) * fit_stride_ +
+                           static_cast<std::size_t>(forced >= 0 ? forced + 1 : 0);
+  for (uint32_t i = fit_begin_[cell]; i < fit_begin_[cell + 1]; ++i) {
+    const auto k = static_cast<uint8_t>(fit_pairs_[i] / n_e_);
+    const auto e = static_cast<uint8_t>(fit_pairs_[i] % n_e_);
+    if (k == row[col_kernel(slot)] && e == row[col_expand(slot)]) continue;
+    const std::size_t at = out->size();
+    out->insert(out->end(), row, row + cols);
+    uint8_t* v = out->data() + at;
+    v[col_kernel(slot)] = k;
+    v[col_expand(slot)] = e;
+    if (!fits(v)) out->resize(at);
   }
 }
 

@@ -45,6 +45,22 @@ class Variation {
                  double strength = 0.0) const;
 
   bool fits(const uint8_t* row) const;
+
+  // The structure polish (search.cpp) walks these neighbourhoods of a canonical row.
+  int n_slots() const { return n_slots_; }
+  // Whether slot is active in row (within its stage's depth).
+  bool active(const uint8_t* row, int slot) const {
+    return slot - first_slot_[slot_stage_[slot]] < spec_.depths[row[col_depth(slot_stage_[slot])]];
+  }
+  // Appends to out, canonical, row with the stage depths of every depth vector within
+  // radius stage changes of row's (row itself first), at row's resolution; newly active
+  // slots that break the peak budget take their first choice that fits it (a vector where
+  // some slot has none is left out). The rows may still break the other constraints.
+  void depth_neighbours(const uint8_t* row, int radius, std::vector<uint8_t>* out) const;
+  // Appends to out row with active slot's (kernel, expand) set to each other choice that
+  // fits the peak budget (in a coupled space: its stage's expand), where the row then meets
+  // every constraint (fits).
+  void slot_variants(const uint8_t* row, int slot, std::vector<uint8_t>* out) const;
   // The same subnet with inactive slots reset (kernel 0, expand 0 or the stage's coupled
   // expand): equal subnets get equal rows, which the de-duplication and the scorer see.
   void canonical(const uint8_t* row, uint8_t* out) const;

@@ -5,7 +5,10 @@
 // uniform crossover of two random parents. Every child fits the constraints (checked
 // by the Evaluator) and is new: configs already scored are never scored again. Each
 // generation's children are scored together: one batch, or with parallel_scoring one
-// part per thread.
+// part per thread. Parents are kept first per input resolution (resolution_niche) and,
+// during the first depth_niche_share of the generations, per structure (resolution and the
+// first two stage depths: depth_niche); with polish_radius > 0 a structure polish tunes the
+// best subnets after the last generation (search_options.hpp, search.cpp).
 //
 // Deterministic for a seed whatever the thread count: child i of generation g draws
 // from its own random stream (seed, g, i), and duplicates are resolved in child order.

@@ -63,6 +63,18 @@ struct EvolutionOptions : SearchOptions {
   // Generations without a better best after which the population is drawn afresh (the best
   // found is kept in the result): independent tries at other basins. 0: never.
   int restart_patience = 0;
+  // Parents kept per structure (input resolution and the depths of the first two stages)
+  // before the rest by score, during the first depth_niche_share of the generations; the
+  // later ones tune the best structures by plain truncation (and the resolution niche).
+  // 0: no structure niche.
+  int depth_niche = 1;
+  double depth_niche_share = 0.5;
+  // After the last generation, the structure polish of the best subnet found at each input
+  // resolution: every vector of stage depths within polish_radius stage changes of its own,
+  // the best polish_keep of them per resolution tuned slot by slot (coordinate ascent over
+  // the choices that fit; see search.cpp). 0: no polish.
+  int polish_radius = 0;
+  int polish_keep = 4;
 
   void validate() const;
 };
