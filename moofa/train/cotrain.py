@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_write_text
+from .metrics import records_up_to
 
 __all__ = ["COTRAIN_JSONL", "PREDICTOR", "CoTrainer"]
 
@@ -71,18 +72,8 @@ class CoTrainer:
         """On resume: keep the records up to the checkpoint's step; returns how many were cut."""
         if not self.is_main or not self.path.is_file():
             return 0
-        keep, dropped = [], 0
-        for line in self.path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:  # a line torn by the interruption
-                dropped += 1
-                continue
-            if isinstance(rec, dict) and rec.get("global_step", 0) <= global_step:
-                keep.append(line + "\n")
-            else:
-                dropped += 1
-        atomic_write_text(self.path, "".join(keep))
+        keep, dropped = records_up_to(self.path, global_step)
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
         return dropped
 
     def records(self, phase: str | None = None) -> list[dict]:

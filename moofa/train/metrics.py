@@ -27,6 +27,24 @@ CSV_FIELDS = [
 ]
 
 
+def records_up_to(path, global_step: int) -> tuple[list[dict], int]:
+    """The JSON-lines records of ``path`` up to ``global_step`` (what a resumed run keeps) and
+    how many lines were dropped: later records, which the run writes again, and lines torn by
+    the interruption."""
+    keep, dropped = [], 0
+    for line in Path(path).read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line torn by the interruption
+            dropped += 1
+            continue
+        if isinstance(rec, dict) and rec.get("global_step", 0) <= global_step:
+            keep.append(rec)
+        else:
+            dropped += 1
+    return keep, dropped
+
+
 class Metrics:
     """Appends records to metrics.jsonl and metrics.csv (rank 0 only: ``enabled``)."""
 
@@ -50,17 +68,7 @@ class Metrics:
         (and lines torn by the interruption). Returns how many records were dropped."""
         if not self.enabled or not self.jsonl.is_file():
             return 0
-        keep, dropped = [], 0
-        for line in self.jsonl.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:  # a line torn by the interruption
-                dropped += 1
-                continue
-            if isinstance(rec, dict) and rec.get("global_step", 0) <= global_step:
-                keep.append(rec)
-            else:
-                dropped += 1
+        keep, dropped = records_up_to(self.jsonl, global_step)
         atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in keep))
         buf = io.StringIO()
         writer = csv.DictWriter(buf, CSV_FIELDS, extrasaction="ignore")
