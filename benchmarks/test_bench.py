@@ -116,6 +116,15 @@ def test_ofa_efficiency_predictor_one_dict(benchmark):
 
     benchmark(one)
     assert [ep.get_efficiency(d) for d in dicts] == want.tolist()
+    if benchmark.enabled:  # the same 200 configs one at a time, interleaved repeats
+        ev = moofa.evaluator(SPACE)
+        rows = _population(200)
+        singles = [rows[i : i + 1] for i in range(200)]
+        t_core = _min_time(lambda: [ev.peaks(r, threads=1) for r in singles], repeats=50)
+        t_plugin = _min_time(lambda: [ep.get_efficiency(d) for d in dicts], repeats=50)
+        ratio = t_plugin / t_core
+        benchmark.extra_info.update(ratio_to_core=ratio)
+        assert ratio <= 2.0, f"get_efficiency takes {ratio:.2f}x the C++ call on one encoded row"
 
 
 @pytest.mark.benchmark(group="plugin-ofa-one-dict")

@@ -101,3 +101,48 @@ def test_threads_at_the_limits_give_the_same_peaks():
     ref = moofa.peak_memory(rows, "moofa", threads=1)
     for threads in (0, np.int64(3), 1024):
         np.testing.assert_array_equal(moofa.peak_memory(rows, "moofa", threads=threads), ref)
+
+
+@pytest.mark.parametrize(
+    ("space", "model"), [("moofa", "full"), ("ofa", "activations"), ("compofa", "full"), ("moofa-e1-2", "tflm")]
+)
+def test_config_peak_of_plain_dicts_equals_encoded_rows(space, model):
+    """Evaluator.config_peak reads an OFA-style dict in C++; the row path is the reference."""
+    sp = moofa.get_space(space)
+    ev = moofa.evaluator(space, model)
+    rows = moofa.random_subnets(200, space, seed=11)
+    rng = np.random.default_rng(3)
+    for net, want in zip(moofa.decode(rows, space), ev.peaks(rows, 1)):
+        d = net.to_dict()
+        first = 0
+        for stage, depth in zip(sp.stages, d["d"]):
+            for j in range(depth, stage.max_depth):  # idle slots as the tools write them
+                junk = [0, None, sp.kernels[-1]][int(rng.integers(3))]
+                d["ks"][first + j], d["e"][first + j] = junk, junk if junk != sp.kernels[-1] else 0
+            first += stage.max_depth
+        if sp.expand_by_depth:  # the finders draw e on their own: not read in coupled spaces
+            d["e"] = [float(x) for x in rng.choice(sp.expands, sp.n_slots)]
+        if rng.random() < 0.5:
+            d = {"ks": tuple(d["ks"]), "e": d["e"], "d": d["d"], "r": [d["image_size"]], "wid": None}
+        assert ev.config_peak(d) == int(want)
+
+
+def test_config_peak_leaves_other_forms_to_the_general_path():
+    ev = moofa.evaluator("moofa")
+    good = {"ks": [7] * 20, "e": [4] * 20, "d": [4] * 5, "image_size": 224}
+    want = int(ev.peaks(moofa.encode([good], "moofa"), 1)[0])
+    assert ev.config_peak(good) == want
+    assert ev.config_peak({**good, "e": [4.0] * 20}) == want
+    for bad in (
+        {**good, "ks": [5] * 19},  # wrong length
+        {**good, "ks": [6] * 20},  # not a kernel
+        {**good, "d": [4, 4, 4, 4, True]},  # bools are not depths
+        {**good, "image_size": np.int64(224)},  # numpy scalars: the general path reads them
+        {**good, "ks": np.array([7] * 20)},
+        {k: v for k, v in good.items() if k != "d"},
+        {**good, "image_size": 2**70},
+        {**good, "ks": [7] * 19 + [None]},  # an active slot with no kernel
+        moofa.Subnet.from_dict(good),
+        [good],
+    ):
+        assert ev.config_peak(bad) is None

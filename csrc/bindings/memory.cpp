@@ -7,6 +7,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "bindings.hpp"
 
@@ -15,6 +16,63 @@ namespace py = pybind11;
 namespace moofa::bind {
 
 namespace {
+
+// Reads n numbers from a list or tuple (None reads as 0); false for anything else.
+bool read_numbers(PyObject* seq, std::size_t n, double* out) {
+  if (seq == nullptr || !(PyList_Check(seq) || PyTuple_Check(seq))) return false;
+  const bool list = PyList_Check(seq);
+  if (static_cast<std::size_t>(list ? PyList_GET_SIZE(seq) : PyTuple_GET_SIZE(seq)) != n)
+    return false;
+  for (std::size_t i = 0; i < n; ++i) {
+    PyObject* v = list ? PyList_GET_ITEM(seq, i) : PyTuple_GET_ITEM(seq, i);
+    if (v == Py_None) {
+      out[i] = 0;
+    } else if (PyLong_CheckExact(v)) {
+      out[i] = static_cast<double>(PyLong_AsLong(v));
+      if (out[i] == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return false;
+      }
+    } else if (PyFloat_CheckExact(v)) {
+      out[i] = PyFloat_AS_DOUBLE(v);
+    } else {
+      return false;  // bools, numpy scalars, strings...: the general path decides
+    }
+  }
+  return true;
+}
+
+// The row of an OFA-style config dict (ks, e, d, image_size or r: [size]), or false when the
+// dict is not in that plain form or holds a value that is not a choice.
+bool config_row(const SpaceSpec& space, const py::handle& cfg, uint8_t* row) {
+  PyObject* dict = cfg.ptr();
+  if (!PyDict_Check(dict)) return false;
+  const std::size_t slots = static_cast<std::size_t>(space.n_slots());
+  std::vector<double> values(2 * slots + space.n_stages() + 1);
+  double* ks = values.data();
+  double* e = ks + slots;
+  double* d = e + slots;
+  double* size = d + space.n_stages();
+  PyObject* r = PyDict_GetItemString(dict, "image_size");
+  const bool as_list = r == nullptr;
+  if (as_list) r = PyDict_GetItemString(dict, "r");
+  if (!read_numbers(PyDict_GetItemString(dict, "ks"), slots, ks) ||
+      !read_numbers(PyDict_GetItemString(dict, "e"), slots, e) ||
+      !read_numbers(PyDict_GetItemString(dict, "d"), space.n_stages(), d))
+    return false;
+  if (as_list) {
+    if (!read_numbers(r, 1, size)) return false;
+  } else if (PyLong_CheckExact(r)) {
+    *size = static_cast<double>(PyLong_AsLong(r));
+    if (*size == -1 && PyErr_Occurred()) {
+      PyErr_Clear();
+      return false;
+    }
+  } else {
+    return false;
+  }
+  return space.encode_values(ks, e, d, *size, row);
+}
 
 // The first invalid row of `rows` (row -1: none) and its column; `checker` (a SpaceSpec, or
 // an Evaluator, which keeps its row check built) scans without the GIL.
@@ -170,6 +228,18 @@ void memory(py::module_& m) {
             return out;
           },
           py::arg("rows"), py::arg("threads") = 0)
+      .def(
+          "config_peak",
+          [](const Evaluator& ev, const py::handle& cfg) -> py::object {
+            std::vector<uint8_t> row(ev.n_columns());
+            if (!config_row(ev.space(), cfg, row.data())) return py::none();
+            return py::int_(ev.peak(row.data()));
+          },
+          py::arg("config"),
+          "Peak of one OFA-style config dict (plain lists of numbers; ks, e, d, image_size or "
+          "r: [size]; idle slots 0, None or a choice; a coupled space's e not read), or None "
+          "when it is not in that form or holds a value that is not a choice (a slow path names "
+          "the error). For tools that ask one config at a time.")
       .def(
           "profiles",
           [](const Evaluator& ev, const Rows& rows, int threads, bool with_hist) {

@@ -273,4 +273,45 @@ std::ptrdiff_t RowCheck::first_invalid(const uint8_t* rows, std::size_t n, int* 
   return -1;
 }
 
+namespace {
+
+// Index of value among choices, or -1.
+template <class T>
+int choice_index(const std::vector<T>& choices, double value) {
+  for (std::size_t i = 0; i < choices.size(); ++i)
+    if (static_cast<double>(choices[i]) == value) return static_cast<int>(i);
+  return -1;
+}
+
+}  // namespace
+
+bool SpaceSpec::encode_values(const double* ks, const double* e, const double* d, double image_size,
+                              uint8_t* row) const {
+  std::fill(row, row + n_columns(), uint8_t{0});
+  const int r = choice_index(resolutions, image_size);
+  if (r < 0) return false;
+  row[0] = static_cast<uint8_t>(r);
+  int slot = 0;
+  for (int s = 0; s < n_stages(); ++s) {
+    const int di = choice_index(depths, d[s]);
+    if (di < 0) return false;
+    row[col_depth(s)] = static_cast<uint8_t>(di);
+    const int depth = depths[di];
+    const int idle_e = coupled() ? expand_by_depth[di] : 0;
+    for (int j = 0; j < stages[s].max_depth; ++j, ++slot) {
+      const int k = choice_index(kernels, ks[slot]);
+      const int x = choice_index(expands, e[slot]);
+      if (j < depth) {
+        if (k < 0 || (x < 0 && !coupled())) return false;
+        row[col_kernel(slot)] = static_cast<uint8_t>(k);
+        row[col_expand(slot)] = static_cast<uint8_t>(coupled() ? idle_e : x);
+      } else {
+        if ((k < 0 && ks[slot] != 0) || (x < 0 && e[slot] != 0)) return false;
+        row[col_expand(slot)] = static_cast<uint8_t>(idle_e);
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace moofa

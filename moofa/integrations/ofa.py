@@ -69,6 +69,12 @@ class EfficiencyPredictor:
         return self.context.config_row(arch_dict)
 
     def get_efficiency(self, arch_dict: Mapping) -> float:
+        if self.metric == "peak" and self._scale == 1:
+            # One C++ call for a plain dict (the finders ask one config at a time); None:
+            # another form, or a value that is not a choice, for the path that names it.
+            peak = self._evaluator.config_peak(arch_dict)
+            if peak is not None:
+                return peak
         row = self.context.config_row(arch_dict)[None, :]
         if self.metric == "peak":
             v = int(self._evaluator.peaks(row, threads=1)[0]) * self._scale

@@ -86,6 +86,14 @@ struct SpaceSpec {
   std::string invalid_message(std::size_t row, int column, const uint8_t* row_data) const;
   // Field name of a column: "image_size", "d[i]", "ks[j]" or "e[j]".
   std::string column_name(int column) const;
+
+  // The canonical row of a config given by its values, as OFA-style tools write them:
+  // ks and e per slot (n_slots() each), d per stage, the input resolution. A slot beyond
+  // its stage's depth may hold 0 or any choice (it is reset); in a coupled space every
+  // active slot takes the expand its stage's depth dictates, whatever e says (the finders
+  // draw e on its own). False, row unspecified, when a value is not a choice.
+  bool encode_values(const double* ks, const double* e, const double* d, double image_size,
+                     uint8_t* row) const;
 };
 
 // Same search space: every field but the name (and, with ignore_classes, the class
