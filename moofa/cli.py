@@ -173,6 +173,8 @@ def _search_options(args) -> dict:
         opts["max_mflops"] = args.max_mflops
     if args.max_params is not None:
         opts["max_params"] = args.max_params
+    if args.min_uniformity is not None:
+        opts["min_uniformity"] = args.min_uniformity
     if args.max_latency_ms is not None or args.latency_table is not None:
         opts["max_latency_ms"], opts["latency_table"] = args.max_latency_ms, args.latency_table
     return opts
@@ -492,6 +494,7 @@ def _add_problem_args(p) -> None:
     )
     p.add_argument("--max-mflops", type=float, help="also require MFLOPs <= this")
     p.add_argument("--max-params", type=int, help="also require parameters <= this")
+    p.add_argument("--min-uniformity", type=float, help="also require uniformity (avg / max layer memory) >= this")
     p.add_argument("--max-latency-ms", type=float, help="also require latency <= this, by --latency-table")
     p.add_argument("--latency-table", metavar="FILE.json", help="a table from moofa latency-table")
     p.add_argument("--threads", type=int, default=0, help="0: automatic")

@@ -41,7 +41,9 @@ from .search import (
     ParetoFront,
     _check_options,
     _int,
+    _latency_limit,
     _limit,
+    _min_uniformity,
     _resolve_predictor,
     _seed,
     _top1_predictor_name,
@@ -58,6 +60,9 @@ _INT64_MAX = 2**63 - 1
 SPECIALISE_OPTIONS: dict[str, Any] = {
     "max_mflops": None,  # optional constraint, as in moofa.search
     "max_params": None,  # optional constraint
+    "min_uniformity": None,  # optional constraint: Profile.uniformity, as in moofa.search
+    "max_latency_ms": None,  # optional constraint: latency by latency_table, as in moofa.search
+    "latency_table": None,  # a moofa.latency.LatencyTable or the path of one
     "memory_model": "full",  # "full", "activations" ("mcu") or "tflm", as in moofa.search
     "bytes_per_item": None,  # to read byte budgets: None is 4 (float32), or 1 under "tflm"
     "threads": 0,  # 0: all cores; results never depend on it
@@ -126,7 +131,8 @@ def _build_front(ev, scorer, sp: Space, constraints: dict, opts: dict, seed: int
     evaluations = int(raw["evaluations"])
     if len(rows) == 0:
         raise ValueError(
-            "no subnet satisfying the constraints was found (max_mflops, max_params): loosen them"
+            "no subnet satisfying the constraints was found (max_mflops, max_params, min_uniformity, "
+            "max_latency_ms): loosen them"
         )  # pragma: no cover (nsga2 raises first)
 
     def refine(knot: int) -> dict:
@@ -294,6 +300,10 @@ def _polish(ev, scorer, sp: Space, constraints: dict, rows, top1, peak, rounds: 
                 ok &= prof["mflops"] <= constraints["max_mflops"]
             if "max_params" in constraints:
                 ok &= prof["params"] <= constraints["max_params"]
+            if "min_uniformity" in constraints:
+                ok &= prof["uniformity"] >= constraints["min_uniformity"]
+            if "latency" in constraints:
+                ok &= constraints["latency"].costs(cand) <= constraints["max_latency_ms"]
             cand = cand[ok]
         if len(cand) == 0:
             break
@@ -564,9 +574,13 @@ def specialise(budgets, space: str | Space = "moofa", predictor=None, *, seed: i
         for k, v in (
             ("max_mflops", _limit("max_mflops", opts["max_mflops"], float)),
             ("max_params", _limit("max_params", opts["max_params"], int)),
+            ("min_uniformity", _min_uniformity(opts["min_uniformity"])),
         )
         if v is not None
     }
+    limit, latency = _latency_limit(opts, sp)
+    if latency is not None:
+        constraints.update(max_latency_ms=limit, latency=latency)
     nsga = core.ParetoOptions
     knobs = {
         "population": _int("population", opts["population"], nsga.MIN_POPULATION, nsga.MAX_POPULATION),
@@ -646,7 +660,7 @@ def specialise(budgets, space: str | Space = "moofa", predictor=None, *, seed: i
         front=pareto_front,
         space=sp.name,
         memory_model=model,
-        constraints=constraints,
+        constraints={k: v for k, v in constraints.items() if k != "latency"},
         seed=seed,
         evaluations=front.evaluations,
         seconds=time.perf_counter() - start,

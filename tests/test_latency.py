@@ -420,3 +420,30 @@ def test_median_table():
         ml.median_table([tables[0], synthetic_table("ofa")])
     with pytest.raises(TypeError, match="non-empty sequence of moofa.latency.LatencyTable"):
         ml.median_table([])
+
+
+def test_specialise_meets_latency_and_uniformity_limits():
+    table = synthetic_table("moofa", seed=4)
+    nets = moofa.subnet.decode(moofa.subnet.random_subnets(2000, "moofa", seed=9), "moofa")
+    limit = float(np.quantile(python_sum(table, nets), 0.3))
+    budgets = ["400k", "600k", "1M"]
+    free = moofa.specialise(budgets, "moofa", population=100, generations=20, cache=False)
+    r = moofa.specialise(
+        budgets,
+        "moofa",
+        max_latency_ms=limit,
+        latency_table=table,
+        min_uniformity=0.45,
+        population=100,
+        generations=20,
+        cache=False,
+    )
+    assert r.feasible.all() and r.constraints == {"max_latency_ms": limit, "min_uniformity": 0.45}
+    got = r.subnets()
+    assert (python_sum(table, got) <= limit + 1e-9).all()
+    hists = [np.asarray(moofa.profile(n, "moofa").hist, dtype=float) for n in got]
+    assert all(h.mean() / h.max() >= 0.45 for h in hists)
+    assert (python_sum(table, free.subnets()) > limit).any()  # the limits bind
+    assert np.all(r.top1 <= free.top1 + 1e-6)
+    with pytest.raises(ValueError, match="max_latency_ms needs latency_table"):
+        moofa.specialise(budgets, "moofa", max_latency_ms=limit)
