@@ -42,7 +42,6 @@ pytest.importorskip("sklearn")
 
 import moofa.nn as mnn  # noqa: E402
 from moofa import train as mtrain  # noqa: E402
-from moofa.data import load_dataset  # noqa: E402
 from moofa.dataset import build_dataset  # noqa: E402
 from moofa.pipeline import SubnetEvaluator  # noqa: E402
 from moofa.predictor_train import balance_by_bin, kendall_tau, train_predictor  # noqa: E402
@@ -114,15 +113,7 @@ def test_train_cotrained(benchmark, root):
 
 
 def _evaluator(supernet, cfg, seed=0):
-    return SubnetEvaluator(
-        supernet,
-        load_dataset(cfg.data, "train"),
-        load_dataset(cfg.data, "val"),
-        calib_batches=cfg.calib_batches,
-        batch_size=cfg.batch_size,
-        crop_scale=cfg.crop_scale,
-        seed=seed,
-    )
+    return SubnetEvaluator.for_config(supernet, cfg, seed=seed)
 
 
 @pytest.mark.benchmark(group="predictor-data-digits-demo")

@@ -515,7 +515,6 @@ def dataset_main(argv: Sequence[str] | None = None) -> int:
     import torch
     import torch.distributed as dist
 
-    from .data import load_dataset
     from .nn import Supernet
     from .pipeline import SubnetEvaluator
     from .train import load_config
@@ -537,15 +536,7 @@ def dataset_main(argv: Sequence[str] | None = None) -> int:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     try:
         supernet = Supernet.load(weights).to(device)
-        evaluate = SubnetEvaluator(
-            supernet,
-            load_dataset(data, "train"),
-            load_dataset(data, "val"),
-            calib_batches=cfg.calib_batches,
-            batch_size=cfg.batch_size,
-            crop_scale=cfg.crop_scale,
-            seed=args.seed,
-        )
+        evaluate = SubnetEvaluator.for_config(supernet, cfg, seed=args.seed, data=data)
         summary = build_dataset(
             supernet.space,
             evaluate,

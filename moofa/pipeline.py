@@ -96,6 +96,23 @@ class SubnetEvaluator:
         self._calib: dict[int, list] = {}
         self._val: dict[int, list] = {}
 
+    @classmethod
+    def for_config(cls, supernet, cfg, *, seed: int = 0, data=None) -> SubnetEvaluator:
+        """The evaluator a training config implies: its data set (or ``data``), calibration
+        batches, batch size and crop scale."""
+        from .data import load_dataset
+
+        data = cfg.data if data is None else data
+        return cls(
+            supernet,
+            load_dataset(data, "train"),
+            load_dataset(data, "val"),
+            calib_batches=cfg.calib_batches,
+            batch_size=cfg.batch_size,
+            crop_scale=cfg.crop_scale,
+            seed=seed,
+        )
+
     def _batches(self, res: int):
         from .data import make_loader
 
@@ -202,7 +219,6 @@ def _run(
 ) -> PipelineResult:
     import numpy as np
 
-    from .data import load_dataset
     from .dataset import build_dataset
     from .predictor_train import train_predictor
     from .search import search
@@ -220,15 +236,7 @@ def _run(
 
     t0 = time.perf_counter()
     _stage(progress, 2, f"measuring {n_per_bin} x {bins} subnets over the peak-memory range")
-    evaluator = SubnetEvaluator(
-        supernet,
-        load_dataset(cfg.data, "train"),
-        load_dataset(cfg.data, "val"),
-        calib_batches=cfg.calib_batches,
-        batch_size=cfg.batch_size,
-        crop_scale=cfg.crop_scale,
-        seed=seed,
-    )
+    evaluator = SubnetEvaluator.for_config(supernet, cfg, seed=seed)
     dataset = workdir / "accuracy.jsonl"
     summary = build_dataset(space, evaluator, dataset, n_per_bin=n_per_bin, bins=bins, seed=seed, progress=progress)
     records = [json.loads(line) for line in dataset.read_text().splitlines() if line]
