@@ -27,6 +27,7 @@ __all__ = [
     "SyntheticImages",
     "UnreadableImageWarning",
     "batch_seed",
+    "calibration_batches",
     "load_dataset",
     "make_loader",
     "write_image_folder",
@@ -420,3 +421,10 @@ def make_loader(
         pin_memory=pin_memory,
         persistent_workers=False,
     )
+
+
+def calibration_batches(dataset, n: int, batch_size: int, resolution: int, *, seed: int, scale=(0.08, 1.0)) -> list:
+    """The first ``n`` training batches of images (labels dropped) at one resolution, for
+    BatchNorm recalibration: the same images for a seed on every call and every process."""
+    loader = make_loader(dataset, min(batch_size, len(dataset)), [resolution], train=True, seed=seed, scale=scale)
+    return [images for _, (images, _) in zip(range(n), loader)]

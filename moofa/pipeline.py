@@ -114,18 +114,13 @@ class SubnetEvaluator:
         )
 
     def _batches(self, res: int):
-        from .data import make_loader
+        from .data import calibration_batches, make_loader
 
         if res not in self._calib:
-            loader = make_loader(
-                self.train_set,
-                min(self.batch_size, len(self.train_set)),
-                [res],
-                train=True,
-                seed=self.seed,
-                scale=self.crop_scale,
+            calib = calibration_batches(
+                self.train_set, self.calib_batches, self.batch_size, res, seed=self.seed, scale=self.crop_scale
             )
-            self._calib[res] = [x.to(self.device) for _, (x, _) in zip(range(self.calib_batches), loader)]
+            self._calib[res] = [x.to(self.device) for x in calib]
             self._val[res] = list(make_loader(self.val_set, 256, [res], train=False))
         return self._calib[res], self._val[res]
 

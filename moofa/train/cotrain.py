@@ -145,7 +145,7 @@ class CoTrainer:
         return len(chosen)
 
     def _top1(self, run, config: dict) -> float:
-        from ..data import make_loader
+        from ..data import calibration_batches, make_loader
         from ..subnet import Subnet
         from .loop import evaluate
 
@@ -153,15 +153,9 @@ class CoTrainer:
         net = Subnet.from_dict(config)
         res = net.image_size
         if res not in self._calib:
-            calib = make_loader(
-                run.train_set,
-                min(cfg.batch_size, len(run.train_set)),
-                [res],
-                train=True,
-                seed=cfg.seed + 2,
-                scale=cfg.crop_scale,
+            self._calib[res] = calibration_batches(
+                run.train_set, cfg.calib_batches, cfg.batch_size, res, seed=cfg.seed + 2, scale=cfg.crop_scale
             )
-            self._calib[res] = [images for _, (images, _) in zip(range(cfg.calib_batches), calib)]
             val: Any = make_loader(run.val_set, cfg.val_batch_size, [res], train=False, workers=cfg.workers)
             if cfg.val_batches is not None or len(run.val_set) <= CACHE_VAL_IMAGES:  # decoded once, kept
                 val = [b for _, b in zip(range(cfg.val_batches or len(val)), val)]

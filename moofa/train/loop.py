@@ -518,21 +518,15 @@ def _validate(run: _Run, ph: _PhaseRun) -> tuple[float, float]:
     """Top-1 of the largest and the smallest subnet of the phase, each with its BatchNorm
     statistics recalibrated on ``calib_batches`` training batches (shared statistics fit
     no single subnet, as in OFA's validation)."""
-    from ..data import make_loader
+    from ..data import calibration_batches, make_loader
     from ..subnet import Subnet
 
     cfg, model, dev = run.cfg, run.model, run.dev
     res = max(run.resolutions)
     loader = make_loader(run.val_set, cfg.val_batch_size, [res], train=False, workers=cfg.workers)
-    calib = make_loader(
-        run.train_set,
-        min(cfg.batch_size, len(run.train_set)),
-        [res],
-        train=True,
-        seed=cfg.seed + 1,
-        scale=cfg.crop_scale,
+    batches = calibration_batches(
+        run.train_set, cfg.calib_batches, cfg.batch_size, res, seed=cfg.seed + 1, scale=cfg.crop_scale
     )
-    batches = [images for _, (images, _) in zip(range(cfg.calib_batches), calib)]
     largest = model.largest_subnet(res)
     smallest = model.sample_active_subnet(
         0, kernels=ph.kernels[:1], depths=ph.depths[:1], expands=ph.expands[:1]
