@@ -482,7 +482,9 @@ def search(
         raise ValueError(f"method must be one of {list(SEARCH_METHODS)}, got {method!r}")
     sp = get_space(space)
     model = _model_name(opts["memory_model"])
-    if method == "exact" or (method == "auto" and model != "tflm" and _exact_model(predictor, sp) is not None):
+    if method == "exact" or (
+        method == "auto" and model != "tflm" and not _beyond_exact(options) and _exact_model(predictor, sp) is not None
+    ):
         return optimum(
             budget,
             sp,
@@ -709,6 +711,11 @@ def pareto(
 # --- exact optimum ----------------------------------------------------------------------
 
 
+def _beyond_exact(options: dict) -> list[str]:
+    """The constraints among ``options`` that the branch and bound does not model."""
+    return [k for k in ("min_uniformity", "max_latency_ms", "latency_table") if options.get(k) is not None]
+
+
 def _exact_model(predictor, sp: Space) -> tuple | None:
     """(weights, biases, skip, scale, offset) of a predictor the branch and bound can take
     (a linear model or an MLP with one hidden layer), or None."""
@@ -759,6 +766,12 @@ def optimum(
         limit = _real(time_limit)
         if limit is None or not math.isfinite(limit) or limit <= 0:
             raise ValueError(f"time_limit must be a finite number of seconds > 0 or None, got {time_limit!r}")
+    beyond = _beyond_exact(options)
+    if beyond:
+        raise ValueError(
+            f"{', '.join(beyond)}: the exact optimum takes the peak, max_mflops and max_params limits "
+            "only (uniformity is no sum over blocks; latency limits are not in the bound); use moofa.search"
+        )
     exact = _exact_model(predictor, sp)
     if exact is None:
         raise ValueError(

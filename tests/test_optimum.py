@@ -281,3 +281,14 @@ def test_linear_optimum_on_moofa_matches_the_stagewise_oracle(budget):
     want = helpers.exact_linear_optimum(w, b, "moofa", budget, helpers.SlotTables("moofa"))
     r = moofa.optimum(budget, "moofa", scorer)
     assert r.proven_optimal and r.peak <= budget and r.top1 == pytest.approx(want, abs=2e-3)
+
+
+def test_constraints_outside_the_bound_are_refused_or_searched():
+    # The branch and bound models peak, MFLOPs and params only: a proof under other limits
+    # would be a proof of something else.
+    with pytest.raises(ValueError, match="min_uniformity"):
+        moofa.optimum("400k", "moofa", min_uniformity=0.6)
+    r = moofa.search("400k", "moofa", method="auto", min_uniformity=0.6)
+    assert not r.proven_optimal
+    hist = np.asarray(r.profile.hist, dtype=float)
+    assert hist.mean() / hist.max() >= 0.6
