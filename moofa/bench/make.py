@@ -1,7 +1,7 @@
 """The problem definitions of the benchmark and the computation of their optima.
 
 ``python -m moofa.bench regenerate`` computes each problem's optimum: certified by
-``moofa.optimum`` when this moofa has it, else the best of several long ``moofa.search``
+``moofa.optimum`` where it proves the optimum (one-hidden-layer predictors, peak a max over layers), else the best of several long ``moofa.search``
 runs (and of the optimum already on file), with that provenance written beside it. The file
 is rewritten atomically after every problem, and a rerun skips problems already computed
 with the same settings and predictor (resume).
@@ -68,12 +68,9 @@ CERTIFY_SECONDS = 30.0
 
 
 def _certified(d: dict):
-    """(top1, subnet) from moofa.optimum when this moofa has it, else None."""
-    import moofa
+    """(top1, subnet) proven by moofa.optimum, or None where it does not apply or finish."""
+    from ..search import optimum
 
-    optimum = getattr(moofa, "optimum", None)
-    if not callable(optimum):
-        return None
     try:
         r = optimum(
             d["budget"],
