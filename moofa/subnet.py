@@ -21,9 +21,10 @@ def _int_list(field: str, values) -> tuple[int, ...]:
         raise TypeError(f"Subnet.{field} must be a list of integers, got {type(values).__name__}")
     out = []
     for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or math.trunc(v) != v:
+        # float() first: numpy integers lack __trunc__, and 3.0 is accepted as 3.
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not float(v).is_integer():
             raise TypeError(f"Subnet.{field}[{i}] must be an integer, got {v!r}")
-        out.append(int(math.trunc(v)))
+        out.append(int(v))
     return tuple(out)
 
 

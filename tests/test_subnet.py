@@ -87,6 +87,8 @@ def test_bad_configs_name_the_field(change, match):
     [
         (dict(MAX, ks="7777"), TypeError, "Subnet.ks must be a list of integers"),
         (dict(MAX, ks=[7.5] * 20), TypeError, r"Subnet.ks\[0\] must be an integer"),
+        (dict(MAX, d=[float("nan")] * 5), TypeError, r"Subnet.d\[0\] must be an integer"),
+        (dict(MAX, d=[float("inf")] * 5), TypeError, r"Subnet.d\[0\] must be an integer"),
         (dict(MAX, e=[None] * 20), TypeError, r"Subnet.e\[0\] must be a finite number"),
         (dict(MAX, image_size="224"), TypeError, "Subnet.image_size must be an integer"),
         ({"ks": MAX["ks"], "e": MAX["e"]}, ValueError, "missing"),
@@ -96,6 +98,15 @@ def test_bad_configs_name_the_field(change, match):
 def test_malformed_configs(config, error, match):
     with pytest.raises(error, match=match):
         moofa.peak_memory([config], "moofa")
+
+
+def test_numpy_integers_are_integers():
+    # Configs built with numpy (rng.choice, arrays) are common; numpy integers lack __trunc__.
+    arr = moofa.Subnet(ks=np.array(MAX["ks"]), e=np.array(MAX["e"]), d=np.array(MAX["d"]), image_size=np.int64(224))
+    plain = moofa.Subnet(ks=MAX["ks"], e=MAX["e"], d=MAX["d"], image_size=224)
+    assert arr == plain
+    assert all(type(k) is int for k in arr.ks + arr.d)
+    assert moofa.peak_memory([arr], "moofa")[0] == moofa.peak_memory([plain], "moofa")[0]
 
 
 def test_unknown_space_and_model():
