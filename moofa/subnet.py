@@ -24,7 +24,7 @@ def _int_list(field: str, values) -> tuple[int, ...]:
         # float() first: numpy integers lack __trunc__, and 3.0 is accepted as 3.
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not float(v).is_integer():
             raise TypeError(f"Subnet.{field}[{i}] must be an integer, got {v!r}")
-        out.append(int(v))
+        out.append(int(v) if isinstance(v, numbers.Integral) else int(float(v)))
     return tuple(out)
 
 
