@@ -78,9 +78,13 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "predictor_input": "rows",  # what a callable predictor receives, see PREDICTOR_INPUTS
     "max_latency_ms": None,  # optional constraint: latency by latency_table, in ms
     "latency_table": None,  # a moofa.latency.LatencyTable or the path of one (moofa.latency.build_table)
-    # "evolution"; "exact" (moofa.optimum: linear or one-hidden-layer predictors, "full" or
+    # "evolution"; "exact" (moofa.optimum: linear or MLP predictors, "full" or
     # "activations"); "auto": exact where it applies, else evolution
     "method": "evolution",
+    # branch-and-bound nodes after the evolution, from its best subnet (0: none); None: 1 per
+    # 16 evaluations (population x generations / 16) for MLPs with two or more hidden layers
+    # under "full"/"activations", else none. A dive that finishes proves the optimum.
+    "dive_nodes": None,
 }
 SEARCH_METHODS = ("evolution", "exact", "auto")
 # A callable predictor receives a batch as: "rows" a uint8 array from moofa.encode (fastest),
@@ -483,7 +487,7 @@ def search(
     sp = get_space(space)
     model = _model_name(opts["memory_model"])
     if method == "exact" or (
-        method == "auto" and model != "tflm" and not _beyond_exact(options) and _exact_model(predictor, sp) is not None
+        method == "auto" and model != "tflm" and not _beyond_exact(options) and _shallow_exact(predictor, sp)
     ):
         return optimum(
             budget,
@@ -495,6 +499,7 @@ def search(
             **{k: v for k, v in options.items() if k != "method"},
         )
     items = _budget_items(budget, sp, model, opts["bytes_per_item"])
+    loaded = _loaded_predictor(predictor, sp)
     constraints = {
         "max_peak": items,
         "max_mflops": _limit("max_mflops", opts["max_mflops"], float),
@@ -503,8 +508,9 @@ def search(
     }
     constraints["max_latency_ms"], latency = _latency_limit(opts, sp)
     shared = _shared_options(_EVOLUTION, opts, population, generations, seed)
-    scorer = _resolve_predictor(predictor, sp, opts["predictor_input"])
+    scorer = _resolve_predictor(loaded, sp, opts["predictor_input"])
     percent_of = _top1_predictor_name(predictor, sp)
+    dive = _dive_nodes(opts["dive_nodes"], loaded, sp, model, options, shared)
     raw = core.evolve(
         evaluator(sp, model),
         scorer,
@@ -522,12 +528,17 @@ def search(
     if raw["interrupted"]:
         raise KeyboardInterrupt
     net = decode(raw["best_row"][None, :], sp)[0]
+    top1, history, proven = float(raw["best_score"]), raw["history"], False
+    if dive:
+        net, top1, proven = _dive(net, top1, dive, loaded, scorer, sp, model, constraints)
+        if top1 > history[-1]:
+            history = np.append(history, np.float32(top1))
     prof = profile(net, sp, memory_model=model)
     if percent_of is not None:
-        warn_outside_percent(raw["best_score"], percent_of, stacklevel=2)
+        warn_outside_percent(top1, percent_of, stacklevel=2)
     return SearchResult(
         subnet=net,
-        top1=float(raw["best_score"]),
+        top1=top1,
         peak=int(prof.peak),
         avg=float(prof.avg),
         std=float(prof.std),
@@ -544,8 +555,69 @@ def search(
         seed=shared["seed"],
         generations=int(raw["generations_run"]),
         constraints={k: v for k, v in constraints.items() if v is not None},
-        latency_ms=None if latency is None else float(latency.costs(raw["best_row"][None, :])[0]),
+        latency_ms=None if latency is None else float(latency.costs(encode([net], sp))[0]),
+        proven_optimal=proven,
     )
+
+
+def _loaded_predictor(predictor, sp: Space):
+    """The predictor object (the shipped one for None, loaded for a name or path), loaded once."""
+    if predictor is None:
+        try:
+            return load_predictor(sp.name)
+        except (ValueError, FileNotFoundError) as exc:
+            raise ValueError(
+                f"space {sp.name!r} has no shipped predictor ({exc}); pass predictor= (a moofa predictor, "
+                "a moofa._core.Scorer, or a callable returning one score per config)"
+            ) from None
+    if isinstance(predictor, (str, Path)):
+        return load_predictor(predictor)
+    return predictor
+
+
+def _dive_nodes(value, predictor, sp: Space, model: str, options: dict, shared: dict) -> int:
+    """Nodes of the branch-and-bound dive after the evolution (0: none)."""
+    if value is not None:
+        nodes = _int("dive_nodes", value, 0, _INT64_MAX)
+        if nodes and (model == "tflm" or _beyond_exact(options) or _exact_model(predictor, sp) is None):
+            raise ValueError(
+                "dive_nodes: the branch-and-bound dive needs a linear or MLP predictor, the 'full' or "
+                "'activations' memory model and no min_uniformity or latency limit; use dive_nodes=0"
+            )
+        return nodes
+    # Auto: deep MLPs only. Their optima sit in narrow basins that the evolution's local
+    # moves miss (docs/search.md); linear and one-hidden-layer predictors reach their proven
+    # optima without it.
+    if model == "tflm" or _beyond_exact(options) or not isinstance(predictor, Predictor) or len(predictor.weights) < 3:
+        return 0
+    return max(1, shared["population"] * shared["generations"] // 16)
+
+
+def _dive(net: Subnet, top1: float, nodes: int, predictor, scorer, sp: Space, model: str, constraints: dict):
+    """A branch and bound of at most ``nodes`` nodes from the evolution's best: (subnet,
+    score, proven). The score is the predictor's own (float32) one."""
+    exact = _exact_model(predictor, sp)
+    assert exact is not None  # _dive_nodes gave nodes only for such predictors
+    weights, biases, skip, scale, offset = exact
+    raw = core.mlp_optimum(
+        evaluator(sp, model),
+        list(weights),
+        list(biases),
+        skip=skip,
+        scale=scale,
+        offset=offset,
+        max_peak=constraints["max_peak"],
+        max_mflops=constraints["max_mflops"],
+        max_params=constraints["max_params"],
+        max_nodes=nodes,
+        start_row=encode([net], sp),
+    )
+    found = decode(raw["best_row"][None, :], sp)[0]
+    if found != net:
+        score = float(scorer.score(encode([found], sp), 1)[0])
+        if score > top1:  # float32 ties between double-equal subnets keep the evolution's
+            net, top1 = found, score
+    return net, top1, bool(raw["proven_optimal"])
 
 
 def sweep(
@@ -718,7 +790,7 @@ def _beyond_exact(options: dict) -> list[str]:
 
 def _exact_model(predictor, sp: Space) -> tuple | None:
     """(weights, biases, skip, scale, offset) of a predictor the branch and bound can take
-    (a linear model or an MLP with one hidden layer), or None."""
+    (a linear model or a ReLU MLP), or None."""
     if predictor is None:
         try:
             predictor = load_predictor(sp.name)
@@ -726,12 +798,19 @@ def _exact_model(predictor, sp: Space) -> tuple | None:
             return None
     elif isinstance(predictor, (str, Path)):
         predictor = load_predictor(predictor)
-    if isinstance(predictor, Predictor) and len(predictor.weights) <= 2:
+    if isinstance(predictor, Predictor):
         return (predictor.weights, predictor.biases, predictor.skip, predictor.scale, predictor.offset)
     if isinstance(predictor, core.LinearScorer):
         w = np.asarray(predictor.weights, dtype=np.float32)[:, None]
         return ([w], [np.array([predictor.bias], dtype=np.float32)], None, 1.0, 0.0)
     return None
+
+
+def _shallow_exact(predictor, sp: Space) -> bool:
+    """A predictor whose branch and bound ``method="auto"`` runs to the end: linear or one
+    hidden layer (deeper nets get the search's dive, whose node limit bounds its time)."""
+    exact = _exact_model(predictor, sp)
+    return exact is not None and len(exact[0]) <= 2
 
 
 def optimum(

@@ -175,7 +175,9 @@ def unseeded(sp, pred, budget, nets, scores, **limits) -> float:
     return got
 
 
-@pytest.mark.parametrize("hidden,skip", [((), False), ((24,), True), ((48,), False)])
+@pytest.mark.parametrize(
+    "hidden,skip", [((), False), ((24,), True), ((48,), False), ((16, 16), False), ((24, 12, 8), True)]
+)
 @pytest.mark.parametrize("quantile", [0.05, 0.4, 1.0])
 def test_optimum_matches_enumeration(small_nets, hidden, skip, quantile):
     pred = random_predictor(SMALL, hidden, seed=len(hidden) * 7 + int(quantile * 100), skip=skip)
@@ -193,8 +195,9 @@ def test_optimum_matches_enumeration(small_nets, hidden, skip, quantile):
 
 
 @pytest.mark.parametrize("model", ["full", "activations"])
-def test_optimum_under_flops_and_params_limits(small_nets, model):
-    pred = random_predictor(SMALL, (32,), seed=11, skip=True)
+@pytest.mark.parametrize("hidden", [(32,), (16, 16)])
+def test_optimum_under_flops_and_params_limits(small_nets, model, hidden):
+    pred = random_predictor(SMALL, hidden, seed=11, skip=True)
     scores = forward(small_nets, pred)
     peaks = np.array([n[f"peak_{model}"] for n in small_nets])
     budget = int(np.quantile(peaks, 0.7))
@@ -214,8 +217,9 @@ def test_optimum_under_flops_and_params_limits(small_nets, model):
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_optimum_in_a_coupled_space(coupled_nets, seed):
-    pred = random_predictor(COUPLED, (40,), seed=seed, skip=seed % 2 == 0)
+@pytest.mark.parametrize("hidden", [(40,), (20, 20)])
+def test_optimum_in_a_coupled_space(coupled_nets, seed, hidden):
+    pred = random_predictor(COUPLED, hidden, seed=seed, skip=seed % 2 == 0)
     scores = forward(coupled_nets, pred)
     peaks = np.array([n["peak_full"] for n in coupled_nets])
     budget = int(np.quantile(peaks, 0.3 * seed))
@@ -259,9 +263,8 @@ def test_time_limit_gives_an_unproven_but_valid_answer():
 def test_bad_inputs():
     with pytest.raises(ValueError, match="memory_model"):
         moofa.optimum("128KiB", space="moofa-e1-2", memory_model="tflm")
-    deep = random_predictor(SMALL, (8, 8), seed=0, skip=False)
     with pytest.raises(ValueError, match="predictor"):
-        moofa.optimum(10**9, SMALL, deep)
+        moofa.optimum(10**9, SMALL, lambda rows: np.zeros(len(rows), np.float32))
     with pytest.raises(ValueError, match="time_limit"):
         moofa.optimum("400k", time_limit=-1)
     with pytest.raises(ValueError, match="method"):
@@ -292,3 +295,74 @@ def test_constraints_outside_the_bound_are_refused_or_searched():
     assert not r.proven_optimal
     hist = np.asarray(r.profile.hist, dtype=float)
     assert hist.mean() / hist.max() >= 0.6
+
+
+# --- the search's branch-and-bound dive ---------------------------------------------------
+
+
+@pytest.mark.parametrize("hidden", [(16, 16), (24, 12, 8)])
+def test_search_dive_proves_the_optimum_of_deep_predictors(small_nets, hidden):
+    pred = random_predictor(SMALL, hidden, seed=len(hidden) + 20, skip=len(hidden) == 3)
+    scores = forward(small_nets, pred)
+    budget = int(np.quantile([n["peak_full"] for n in small_nets], 0.4))
+    want = brute_best(small_nets, scores, budget)
+    # The dive (on by default for two or more hidden layers, population x generations / 16
+    # nodes: 3,125 here) must finish, and prove it.
+    r = moofa.search(budget, SMALL, pred, population=100, generations=500)
+    got, net = oracle_score(SMALL, r.subnet, small_nets, scores)
+    assert r.proven_optimal and got == pytest.approx(want, abs=1e-6) and net["peak_full"] <= budget
+    assert r.top1 == pytest.approx(want, abs=1e-3) and r.history[-1] == pytest.approx(r.top1)
+    off = moofa.search(budget, SMALL, pred, population=100, generations=500, dive_nodes=0)
+    assert not off.proven_optimal and off.top1 <= r.top1 + 1e-5
+    # A one-node dive cannot finish: never proven, never worse than no dive.
+    short = moofa.search(budget, SMALL, pred, population=4, generations=2, dive_nodes=1)
+    alone = moofa.search(budget, SMALL, pred, population=4, generations=2, dive_nodes=0)
+    assert not short.proven_optimal and short.top1 >= alone.top1 - 1e-6
+
+
+def test_dive_is_off_by_default_for_one_hidden_layer_and_on_request(coupled_nets):
+    pred = random_predictor(COUPLED, (40,), seed=4, skip=True)
+    scores = forward(coupled_nets, pred)
+    budget = int(np.quantile([n["peak_full"] for n in coupled_nets], 0.5))
+    assert not moofa.search(budget, COUPLED, pred, population=8, generations=3).proven_optimal
+    r = moofa.search(budget, COUPLED, pred, population=8, generations=3, dive_nodes=10**6)
+    got, _ = oracle_score(COUPLED, r.subnet, coupled_nets, scores)
+    assert r.proven_optimal and got == pytest.approx(brute_best(coupled_nets, scores, budget), abs=1e-6)
+
+
+def test_dive_bad_inputs():
+    deep = random_predictor(SMALL, (8, 8), seed=0, skip=False)
+    budget = 10**9
+    with pytest.raises(ValueError, match="dive_nodes"):
+        moofa.search(budget, SMALL, deep, dive_nodes=-1)
+    with pytest.raises(ValueError, match="dive_nodes must be an integer"):
+        moofa.search(budget, SMALL, deep, dive_nodes=2.5)
+    with pytest.raises(ValueError, match="dive_nodes: the branch-and-bound dive needs"):
+        moofa.search(budget, SMALL, lambda rows: np.zeros(len(rows), np.float32), dive_nodes=10)
+    with pytest.raises(ValueError, match="dive_nodes: the branch-and-bound dive needs"):
+        moofa.search(budget, SMALL, deep, dive_nodes=10, min_uniformity=0.1)
+
+
+def test_published_compofa_predictor_optimum_by_default(shared_dir):
+    # The published 400x3 CompOFA predictor's best subnet under 325k items sits in a narrow
+    # basin (depths 2,4,2,3,4 at 128 px) that the evolution alone never reaches; the
+    # default search's dive must reach it and prove it.
+    from conftest import read_fixture
+    from oracle import evaluate
+    from test_predictor import reference_one_hot, torch_published
+
+    path = shared_dir / "reference" / "predictors" / "compofa.pth.tar"
+    pred = moofa.load_predictor(path)
+    budget = 325_000
+    r = moofa.search(budget, "compofa", pred, seed=0)
+    assert r.proven_optimal
+    cfg = r.subnet.to_dict()
+    assert evaluate(moofa.get_space("compofa"), cfg["ks"], cfg["e"], cfg["d"], cfg["image_size"])["peak"] <= budget
+    forward = torch_published(path)
+    assert forward(reference_one_hot([r.subnet], "compofa"))[0] == pytest.approx(r.top1, abs=1e-3)
+    # Lower bounds from elsewhere: the evolution without the dive, and the published
+    # dataset's subnets that fit.
+    alone = moofa.search(budget, "compofa", pred, seed=0, dive_nodes=0)
+    recs = [x for x in read_fixture("accuracy", "compofa-imagenet") if x["peak_memory"] <= budget]
+    assert recs and r.top1 >= alone.top1 and r.top1 >= forward(reference_one_hot(recs, "compofa")).max() - 1e-3
+    assert r.top1 > alone.top1 + 1.0  # the basin the evolution misses is worth points

@@ -18,6 +18,13 @@ struct Choice {
   int64_t macs = 0, params = 0;
 };
 
+// A hidden layer after the first (x @ W + b), kept in double with |W| and W transposed:
+// the bound runs interval arithmetic forward (|W|) and a linear bound backward (W^T).
+struct Hidden {
+  int in = 0, out = 0;
+  std::vector<double> w, abs_w, wt, b;
+};
+
 class Solver {
  public:
   Solver(const Evaluator& ev, const Constraints& c, const std::vector<DenseLayer>& layers,
@@ -29,13 +36,11 @@ class Solver {
           "memory_model: the exact optimum needs a peak that is a max over layers ('full' or "
           "'activations'/'mcu'); 'tflm' plans the arena over the whole graph: use the search");
     const int n_f = sp_.one_hot_size();
-    if (layers.empty() || layers.size() > 2)
-      throw std::invalid_argument(
-          "layers: the exact optimum takes a linear model or an MLP with one hidden layer, got " +
-          std::to_string(layers.size()) + " layers");
+    if (layers.empty())
+      throw std::invalid_argument("layers: the exact optimum needs at least one layer");
     for (std::size_t i = 0; i < layers.size(); ++i) {
       const DenseLayer& L = layers[i];
-      const int want_in = i == 0 ? n_f : layers[0].out;
+      const int want_in = i == 0 ? n_f : layers[i - 1].out;
       const int want_out = i + 1 == layers.size() ? 1 : L.out;
       if (L.in != want_in || L.out != want_out || L.out < 1 ||
           L.weight.size() != static_cast<std::size_t>(L.in) * L.out ||
@@ -73,12 +78,34 @@ class Solver {
       H_ = layers[0].out;
       W0_.assign(layers[0].weight.begin(), layers[0].weight.end());
       b0_.assign(layers[0].bias.begin(), layers[0].bias.end());
-      w2_.resize(H_);
-      for (int j = 0; j < H_; ++j) w2_[j] = sc * layers[1].weight[j];
-      c0_ = offset + sc * layers[1].bias[0];
+      for (std::size_t i = 1; i + 1 < layers.size(); ++i) {
+        const DenseLayer& L = layers[i];
+        Hidden h;
+        h.in = L.in;
+        h.out = L.out;
+        h.w.assign(L.weight.begin(), L.weight.end());
+        h.b.assign(L.bias.begin(), L.bias.end());
+        h.abs_w.resize(h.w.size());
+        h.wt.resize(h.w.size());
+        for (int a = 0; a < L.in; ++a)
+          for (int o = 0; o < L.out; ++o) {
+            const double x = h.w[static_cast<std::size_t>(a) * L.out + o];
+            h.abs_w[static_cast<std::size_t>(a) * L.out + o] = std::abs(x);
+            h.wt[static_cast<std::size_t>(o) * L.in + a] = x;
+          }
+        deep_.push_back(std::move(h));
+      }
+      const DenseLayer& last = layers.back();
+      w2_.resize(last.in);
+      for (int j = 0; j < last.in; ++j) w2_[j] = sc * last.weight[j];
+      c0_ = offset + sc * last.bias[0];
     }
-    for (float x : layers.back().weight)
-      if (!std::isfinite(x)) throw std::invalid_argument("layers: weights must be finite");
+    for (const DenseLayer& L : layers)
+      for (float x : L.weight)
+        if (!std::isfinite(x)) throw std::invalid_argument("layers: weights must be finite");
+    for (const DenseLayer& L : layers)
+      for (float x : L.bias)
+        if (!std::isfinite(x)) throw std::invalid_argument("layers: biases must be finite");
     for (double x : W0_)
       if (!std::isfinite(x)) throw std::invalid_argument("layers: weights must be finite");
     for (double x : lin_)
@@ -106,7 +133,10 @@ class Solver {
     std::sort(roots.begin(), roots.end(), [](const auto& a, const auto& b) {
       return a.first > b.first || (a.first == b.first && a.second < b.second);
     });
-    double open = -kInf;  // largest root bound of a resolution left unfinished
+    // Phase 1 lists the structures (resolution and stage depths) whose bound beats the
+    // incumbent; phase 2 chooses the slots of each, best bound first over all
+    // resolutions, so the most promising structure is searched first wherever it is.
+    double open = -kInf;  // largest bound of a part of the space left unsearched
     for (const auto& [root, r] : roots) {
       if (root <= best_) continue;
       if (stop_) {
@@ -116,6 +146,37 @@ class Solver {
       prepare(r);
       depth_dfs(0);
       if (stop_) open = std::max(open, root);
+    }
+    std::stable_sort(structures_.begin(), structures_.end(),
+                     [](const Structure& a, const Structure& b) { return a.bound > b.bound; });
+    int prepared = -1;
+    auto enter = [&](const Structure& x) {
+      if (x.r != prepared) {
+        prepare(x.r);
+        prepared = x.r;
+      }
+      for (int st = 0; st < S_; ++st) set_depth(st, x.depth[st]);
+      setup_slots();
+    };
+    // A greedy descent into each structure first (the most promising choice of every
+    // slot, no backtracking): a good incumbent early, for at most half the node limit.
+    greedy_ = true;
+    for (const Structure& x : structures_) {
+      if (stop_ || x.bound <= best_) break;
+      if (opt_.max_nodes > 0 && 2 * nodes_ > opt_.max_nodes) break;
+      enter(x);
+      slot_dfs(0);
+    }
+    greedy_ = false;
+    for (const Structure& x : structures_) {
+      if (x.bound <= best_) break;  // sorted: no structure left can beat the incumbent
+      if (stop_) {
+        open = std::max(open, x.bound);
+        break;
+      }
+      enter(x);
+      slot_dfs(0);
+      if (stop_) open = std::max(open, x.bound);
     }
     OptimumResult out;
     out.nodes = nodes_;
@@ -167,8 +228,27 @@ class Solver {
         add(e_base_ + s * n_e_ + row[sp_.col_expand(s)]);
       }
     }
-    for (int j = 0; j < H_; ++j) lin += w2_[j] * std::max(z[j], 0.0);
-    return lin;
+    return lin + head(z);
+  }
+
+  // w2 . relu(...) of the layers above the first, from the first layer's pre-activations.
+  double head(const std::vector<double>& z1) const {
+    if (H_ == 0) return 0.0;
+    std::vector<double> h(z1), z;
+    for (double& x : h) x = std::max(x, 0.0);
+    for (const Hidden& L : deep_) {
+      z = L.b;
+      for (int a = 0; a < L.in; ++a) {
+        if (h[a] == 0.0) continue;
+        const double* w = &L.w[static_cast<std::size_t>(a) * L.out];
+        for (int o = 0; o < L.out; ++o) z[o] += h[a] * w[o];
+      }
+      h.resize(z.size());
+      for (std::size_t o = 0; o < z.size(); ++o) h[o] = std::max(z[o], 0.0);
+    }
+    double y = 0.0;
+    for (std::size_t j = 0; j < h.size(); ++j) y += w2_[j] * h[j];
+    return y;
   }
 
   // Tables of resolution r; false when no subnet can fit there.
@@ -302,7 +382,19 @@ class Solver {
     depth_.assign(S_, 0);
     macs_fixed_depth_ = 0;
     params_fixed_depth_ = 0;
-    // Slots by influence on the output: sum over units of |w| times the slot's range.
+    // Slots by influence on the output: sum over units of |w| times the slot's range, w
+    // the unit's weight to the output (deeper nets: its coefficient in the root's bound).
+    lo1_.assign(H, 0.0);
+    hi1_.assign(H, 0.0);
+    blo_.assign(deep_.size(), {});
+    bhi_.assign(deep_.size(), {});
+    std::vector<double> unit_w;
+    if (deep_.empty()) {
+      unit_w = w2_;
+    } else {
+      linearise(stmin_.data(), stmax_.data());
+      unit_w = a_;
+    }
     std::vector<double> impact(n_slots_, 0.0);
     for (int s = 0; s < n_slots_; ++s) {
       double tlo = kInf, thi = -kInf;
@@ -317,7 +409,7 @@ class Solver {
           lo = std::min(lo, G_[s][c * H + j]);
           hi = std::max(hi, G_[s][c * H + j]);
         }
-        impact[s] += std::abs(w2_[j]) * (hi - lo);
+        impact[s] += std::abs(unit_w[j]) * (hi - lo);
       }
     }
     slot_rank_.resize(n_slots_);
@@ -353,23 +445,73 @@ class Solver {
   // The linear upper bound of every hidden unit on [lo, hi] (pre-activations F_ + the
   // remaining part's [rmin, rmax]); returns the constant part of the bound (the
   // coefficients, in a_, still multiply the remaining part's first-layer sum).
+  //
+  // Deeper nets: interval bounds of every later layer's pre-activations from those of the
+  // first (exact there), then one backward pass from the output relaxes each ReLU the
+  // same way (chord above, 0 or identity below, by the sign of the coefficient that
+  // reaches it) down to the first layer: a linear bound in the first layer's sum whose
+  // maximum over the remaining choices is taken per slot, as for one hidden layer.
   double linearise(const double* rmin, const double* rmax) {
     const auto H = static_cast<std::size_t>(H_);
     double cst = lin_acc_;
     for (std::size_t j = 0; j < H; ++j) {
-      const double lo = F_[j] + rmin[j], hi = F_[j] + rmax[j];
-      const double w = w2_[j];
-      double a = 0.0, b = 0.0;
-      if (hi <= 0.0) {
-        a = 0.0;
-      } else if (lo >= 0.0) {
-        a = w;
-      } else if (w >= 0.0) {
-        a = w * (hi / (hi - lo));
-        b = -a * lo;
-      } else {
-        a = hi >= -lo ? w : 0.0;
+      lo1_[j] = F_[j] + rmin[j];
+      hi1_[j] = F_[j] + rmax[j];
+    }
+    const double* lam = w2_.data();
+    if (!deep_.empty()) {
+      // Forward: intervals of each hidden layer's pre-activations.
+      const double* plo = lo1_.data();
+      const double* phi = hi1_.data();
+      for (std::size_t k = 0; k < deep_.size(); ++k) {
+        const Hidden& L = deep_[k];
+        std::vector<double>& lo = blo_[k];
+        std::vector<double>& hi = bhi_[k];
+        std::vector<double>& rad = rad_;
+        lo = L.b;
+        rad.assign(static_cast<std::size_t>(L.out), 0.0);
+        for (int a = 0; a < L.in; ++a) {
+          const double l = std::max(plo[a], 0.0), u = std::max(phi[a], 0.0);
+          if (u == 0.0) continue;
+          const double c = 0.5 * (l + u), r = 0.5 * (u - l);
+          const double* w = &L.w[static_cast<std::size_t>(a) * L.out];
+          const double* aw = &L.abs_w[static_cast<std::size_t>(a) * L.out];
+          for (int o = 0; o < L.out; ++o) lo[o] += c * w[o];
+          if (r > 0.0)
+            for (int o = 0; o < L.out; ++o) rad[o] += r * aw[o];
+        }
+        hi.resize(lo.size());
+        for (std::size_t o = 0; o < lo.size(); ++o) {
+          hi[o] = lo[o] + rad[o];
+          lo[o] -= rad[o];
+        }
+        plo = lo.data();
+        phi = hi.data();
       }
+      // Backward: coefficients on each layer's pre-activations, from the output down.
+      lam_ = w2_;
+      for (std::size_t k = deep_.size(); k-- > 0;) {
+        const Hidden& L = deep_[k];
+        mu_.assign(static_cast<std::size_t>(L.out), 0.0);
+        for (int o = 0; o < L.out; ++o) {
+          double a = 0.0, b = 0.0;
+          relax(blo_[k][o], bhi_[k][o], lam_[o], &a, &b);
+          mu_[o] = a;
+          cst += b + a * L.b[o];
+        }
+        lam_.assign(static_cast<std::size_t>(L.in), 0.0);
+        for (int o = 0; o < L.out; ++o) {
+          const double m = mu_[o];
+          if (m == 0.0) continue;
+          const double* wt = &L.wt[static_cast<std::size_t>(o) * L.in];
+          for (int a = 0; a < L.in; ++a) lam_[a] += m * wt[a];
+        }
+      }
+      lam = lam_.data();
+    }
+    for (std::size_t j = 0; j < H; ++j) {
+      double a = 0.0, b = 0.0;
+      relax(lo1_[j], hi1_[j], lam[j], &a, &b);
       a_[j] = a;
       cst += a * F_[j] + b;
     }
@@ -378,6 +520,21 @@ class Solver {
     for (std::size_t j = 0; j < H; ++j)
       if (a_[j] != 0.0) live_.push_back(static_cast<int>(j));
     return cst;
+  }
+
+  // w * relu(z) <= a * z + b for z in [lo, hi].
+  static void relax(double lo, double hi, double w, double* a, double* b) {
+    *b = 0.0;
+    if (hi <= 0.0) {
+      *a = 0.0;
+    } else if (lo >= 0.0) {
+      *a = w;
+    } else if (w >= 0.0) {
+      *a = w * (hi / (hi - lo));
+      *b = -*a * lo;
+    } else {
+      *a = hi >= -lo ? w : 0.0;
+    }
   }
 
   // v_ for every choice of the slots listed (or of all slots from `from` on).
@@ -448,8 +605,7 @@ class Solver {
   }
 
   void leaf() {
-    double score = lin_acc_;
-    for (int j = 0; j < H_; ++j) score += w2_[j] * std::max(F_[j], 0.0);
+    const double score = lin_acc_ + head(F_);
     if (score > best_ && fits(row_.data())) {
       best_ = score;
       best_row_ = row_;
@@ -478,7 +634,9 @@ class Solver {
   void depth_dfs(int st) {
     if (stop_) return;
     if (st == S_) {
-      start_slots();
+      setup_slots();
+      const double b = slot_bound();
+      if (b > best_) structures_.push_back({b, r_, depth_});
       return;
     }
     if (out_of_time()) return;
@@ -518,9 +676,9 @@ class Solver {
     }
   }
 
-  // Every depth is set: list the active slots and sum their ranges, then choose them one
-  // by one.
-  void start_slots() {
+  // Every depth is set: list the active slots and sum their ranges (slot_dfs then chooses
+  // them one by one).
+  void setup_slots() {
     const auto H = static_cast<std::size_t>(H_);
     order_.clear();
     for (int s : slot_rank_)
@@ -539,7 +697,6 @@ class Solver {
       rem_macs_ += macs1_[k];
       rem_params_ += params1_[k];
     }
-    slot_dfs(0);
   }
 
   // Phase 2: q slots are chosen; the next is the one whose choices spread the bound most.
@@ -597,6 +754,7 @@ class Solver {
       apply(s, c, -1.0);
       macs_ -= ch_[s][c].macs;
       params_ -= ch_[s][c].params;
+      if (greedy_) break;
     }
     chosen_[s] = 0;
     for (std::size_t j = 0; j < H; ++j) {
@@ -617,6 +775,10 @@ class Solver {
   int k_base_ = 0, e_base_ = 0;
   std::vector<int> first_slot_, max_depth_;
   std::vector<double> W0_, b0_, w2_, lin_;
+  std::vector<Hidden> deep_;  // hidden layers after the first
+  // Scratch of linearise: first-layer and deeper intervals, backward coefficients.
+  std::vector<double> lo1_, hi1_, rad_, lam_, mu_;
+  std::vector<std::vector<double>> blo_, bhi_;
   double c0_ = 0.0;
   // Tables of the current resolution.
   int r_ = 0;
@@ -642,6 +804,13 @@ class Solver {
   double best_ = -kInf;
   int64_t nodes_ = 0;
   bool stop_ = false;
+  bool greedy_ = false;  // slot_dfs follows the first child only
+  struct Structure {
+    double bound;
+    int r;
+    std::vector<int> depth;
+  };
+  std::vector<Structure> structures_;  // phase 1's output
   std::chrono::steady_clock::time_point start_;
 };
 

@@ -1,4 +1,4 @@
-// Exact optimum of a linear or one-hidden-layer ReLU predictor under the constraints.
+// Exact optimum of a linear model or a ReLU MLP predictor under the constraints.
 //
 // Under a decomposable memory model ("full", "activations") the peak is a max over
 // layers and every block slot's layers depend only on its own (kernel, expand), the
