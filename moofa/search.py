@@ -85,6 +85,10 @@ SEARCH_OPTIONS: dict[str, Any] = {
     # 16 evaluations (population x generations / 16) for MLPs with two or more hidden layers
     # under "full"/"activations", else none. A dive that finishes proves the optimum.
     "dive_nodes": None,
+    # independent evolutions that share population x generations (each runs generations //
+    # islands), best kept; run on parallel threads. None: 4 for MLPs with two or more hidden
+    # layers (the dive's rule), else 1. Island 0 uses seed, the others seeds derived from it.
+    "islands": None,
 }
 SEARCH_METHODS = ("evolution", "exact", "auto")
 # A callable predictor receives a batch as: "rows" a uint8 array from moofa.encode (fastest),
@@ -511,11 +515,13 @@ def search(
     scorer = _resolve_predictor(loaded, sp, opts["predictor_input"])
     percent_of = _top1_predictor_name(predictor, sp)
     dive = _dive_nodes(opts["dive_nodes"], loaded, sp, model, options, shared)
-    raw = core.evolve(
+    islands = _islands(opts["islands"], loaded, model, options)
+    raw = _evolve(
+        islands,
         evaluator(sp, model),
         scorer,
-        **constraints,
-        **shared,
+        constraints,
+        shared,
         parent_ratio=_ratio("parent_ratio", opts["parent_ratio"], open_low=True),
         resolution_niche=_int("resolution_niche", opts["resolution_niche"], 0, _INT32_MAX),
         latency=latency,
@@ -560,6 +566,62 @@ def search(
     )
 
 
+def _deep(predictor) -> bool:
+    """An MLP predictor with two or more hidden layers (the dive's and islands' auto rule)."""
+    return isinstance(predictor, Predictor) and len(predictor.weights) >= 3
+
+
+def _islands(value, predictor, model: str, options: dict) -> int:
+    if value is not None:
+        return _int("islands", value, 1, 1024)
+    # Auto: the deep predictors' basins lie far apart and one evolution settles in one of
+    # them; independent evolutions with the same evaluations in all find the best more
+    # often (docs/search.md). The shallow predictors' landscapes want the full length.
+    return 4 if _deep(predictor) and model != "tflm" and not _beyond_exact(options) else 1
+
+
+def _island_seed(seed: int, i: int) -> int:
+    """Island 0 keeps the seed (one island is the plain search); the others get seeds
+    derived from it that no other seed's island 0 uses in practice."""
+    if i == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, i]).generate_state(2, np.uint32).view(np.uint64)[0])
+
+
+def _evolve(islands: int, ev, scorer, constraints: dict, shared: dict, **options) -> dict:
+    """core.evolve, or ``islands`` independent ones (threads) with the best kept."""
+    if islands == 1:
+        return core.evolve(ev, scorer, **constraints, **shared, **options)
+    per = dict(shared, generations=max(1, shared["generations"] // islands))
+    if shared["max_evaluations"]:
+        per["max_evaluations"] = max(1, shared["max_evaluations"] // islands)
+
+    def run(i: int) -> dict:
+        return core.evolve(ev, scorer, **constraints, **dict(per, seed=_island_seed(shared["seed"], i)), **options)
+
+    workers = min(islands, os.cpu_count() or 1)
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            runs = list(pool.map(run, range(islands)))
+    else:
+        runs = [run(i) for i in range(islands)]
+    best = max(range(islands), key=lambda i: (runs[i]["best_score"], -i))
+    # history[g]: the best over the islands after their generation g.
+    n = max(len(r["history"]) for r in runs)
+    hist = np.max([np.pad(r["history"], (0, n - len(r["history"])), mode="edge") for r in runs], axis=0)
+    return {
+        "best_row": runs[best]["best_row"],
+        "best_score": runs[best]["best_score"],
+        "history": hist.astype(runs[best]["history"].dtype),
+        "evaluations": sum(int(r["evaluations"]) for r in runs),
+        "candidates": sum(int(r["candidates"]) for r in runs),
+        "generations_run": max(int(r["generations_run"]) for r in runs),
+        "interrupted": any(bool(r["interrupted"]) for r in runs),
+    }
+
+
 def _loaded_predictor(predictor, sp: Space):
     """The predictor object (the shipped one for None, loaded for a name or path), loaded once."""
     if predictor is None:
@@ -588,7 +650,7 @@ def _dive_nodes(value, predictor, sp: Space, model: str, options: dict, shared: 
     # Auto: deep MLPs only. Their optima sit in narrow basins that the evolution's local
     # moves miss (docs/search.md); linear and one-hidden-layer predictors reach their proven
     # optima without it.
-    if model == "tflm" or _beyond_exact(options) or not isinstance(predictor, Predictor) or len(predictor.weights) < 3:
+    if model == "tflm" or _beyond_exact(options) or not _deep(predictor):
         return 0
     return max(1, shared["population"] * shared["generations"] // 16)
 

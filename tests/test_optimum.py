@@ -366,3 +366,32 @@ def test_published_compofa_predictor_optimum_by_default(shared_dir):
     recs = [x for x in read_fixture("accuracy", "compofa-imagenet") if x["peak_memory"] <= budget]
     assert recs and r.top1 >= alone.top1 and r.top1 >= forward(reference_one_hot(recs, "compofa")).max() - 1e-3
     assert r.top1 > alone.top1 + 1.0  # the basin the evolution misses is worth points
+
+
+# --- islands ---------------------------------------------------------------------------
+
+
+def test_islands_are_independent_evolutions_with_the_best_kept(small_nets):
+    deep = random_predictor(SMALL, (16, 16), seed=7, skip=False)
+    budget = int(np.quantile([n["peak_full"] for n in small_nets], 0.5))
+    kw = dict(population=20, generations=40, dive_nodes=0)
+    one = moofa.search(budget, SMALL, deep, seed=3, islands=1, **kw)
+    # islands=1 with the deep predictor is the plain evolution, whatever the default.
+    plain = moofa.search(budget, SMALL, deep.scorer, seed=3, **kw)
+    assert one.subnet == plain.subnet and one.top1 == plain.top1 and one.generations == plain.generations
+    four = moofa.search(budget, SMALL, deep, seed=3, islands=4, **kw)
+    again = moofa.search(budget, SMALL, deep, seed=3, islands=4, threads=1, **kw)
+    assert four.subnet == again.subnet and four.top1 == again.top1  # threads never change results
+    assert four.generations <= 10 and four.evaluations <= 4 * 20 * 11
+    assert np.all(np.diff(four.history) >= 0) and four.history[-1] == pytest.approx(four.top1)
+    # Island 0 runs the seed's own evolution (10 generations): the islands keep the best.
+    first = moofa.search(budget, SMALL, deep.scorer, seed=3, population=20, generations=10, dive_nodes=0)
+    assert four.top1 >= first.top1
+    assert (
+        four.peak <= budget
+        and oracle_score(SMALL, four.subnet, small_nets, forward(small_nets, deep))[1]["peak_full"] <= budget
+    )
+    # The default for deep MLPs: four islands (each a quarter of the generations).
+    assert moofa.search(budget, SMALL, deep, seed=3, **kw).generations == 10
+    with pytest.raises(ValueError, match="islands"):
+        moofa.search(budget, SMALL, deep, islands=0)
