@@ -77,7 +77,7 @@ void optimum(py::module_& m) {
       py::arg("max_peak") = std::numeric_limits<int64_t>::max(), py::arg("max_mflops") = py::none(),
       py::arg("max_params") = py::none(), py::arg("time_limit") = 0.0, py::arg("max_nodes") = 0,
       py::arg("start_row") = py::none(),
-      "Exact best subnet of a linear or one-hidden-layer ReLU predictor under the constraints "
+      "Exact best subnet of a linear or ReLU MLP predictor under the constraints "
       "(branch and bound); proven_optimal is False when time_limit or max_nodes stopped it");
 }
 

@@ -8,11 +8,18 @@
 // a branch and bound over (resolution, stage depth, slot choice) with a separable upper
 // bound finds the best subnet and proves it:
 //
-//   every hidden unit's pre-activation z lies in an interval [l, u] over the subnets
-//   below a node; w * relu(z) is then at most a linear function of z (the chord of relu
-//   on [l, u] when w > 0, w * alpha * z with alpha in {0, 1} when w < 0), and a linear
-//   function of the first layer is a sum of per-slot terms whose maximum is taken stage
-//   by stage (best depth, then the best choice of each active slot).
+//   every first-layer unit's pre-activation z lies in an exact interval [l, u] over the
+//   subnets below a node; w * relu(z) is then at most a linear function of z (the chord
+//   of relu on [l, u] when w > 0, w * alpha * z with alpha in {0, 1} when w < 0), and a
+//   linear function of the first layer is a sum of per-slot terms whose maximum is taken
+//   stage by stage (best depth, then the best choice of each active slot). Deeper nets:
+//   interval arithmetic carries [l, u] through the later layers, and one backward pass
+//   from the output relaxes every ReLU the same way (by the sign of the coefficient that
+//   reaches it) down to a linear function of the first layer.
+//
+// The search lists the structures (resolution and stage depths) whose bound beats the
+// incumbent, makes one greedy descent into each (best bound first), then searches them
+// in full, best bound first.
 //
 // MFLOPs and parameters are sums over the active slots: nodes that cannot meet them
 // are cut, and every leaf is checked by the evaluator. Bounds are computed in double.
@@ -45,12 +52,11 @@ struct OptimumResult {
   int64_t nodes = 0;  // branch-and-bound nodes visited
 };
 
-// The predictor: offset + scale * y with
-//   y = W_1 relu(b_0 + sum of selected rows of W_0) + b_1 + sum of selected skip weights
-// (layers: [W_0 (features x H), W_1 (H x 1)]), or y = b_0 + sum of selected rows of
-// W_0 (one layer, features x 1: a linear model). Throws std::invalid_argument for deeper
-// nets, bad shapes, an evaluator whose peak is not separable (the "tflm" model) or a bad
-// start_row.
+// The predictor: offset + scale * y with y a ReLU MLP of the one-hot input plus the sum
+// of the selected skip weights: layers [W_0 (features x H_1), ..., W_n (H_n x 1)], ReLU
+// after every layer but the last; one layer (features x 1) is a linear model. Throws
+// std::invalid_argument for bad shapes, non-finite weights, an evaluator whose peak is
+// not separable (the "tflm" model) or a bad start_row.
 OptimumResult mlp_optimum(const Evaluator& evaluator, const Constraints& constraints,
                           const std::vector<DenseLayer>& layers, const std::vector<float>& skip,
                           float scale, float offset, const OptimumOptions& options = {});
