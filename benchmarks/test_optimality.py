@@ -9,6 +9,9 @@
   cell's best known score is the largest of the ten and of ``moofa.optimum`` (5 s limit;
   proven where it finishes), and at least 9 of the 10 seeds must reach it. The full sweep,
   the published predictors included, is ``benchmarks/optimality_sweep.py``.
+- group "search-325k-published-compofa": the default search with the published CompOFA
+  predictor (four islands and the dive: proven optimal) against one evolution of the same
+  size without the dive (the baseline; it stops more than a point lower).
 - group "optimality-sweep-published": the published predictors (``*.pth.tar`` in the
   folder named by ``MOOFA_PUBLISHED_PREDICTORS``, else ``../shared/reference/predictors``;
   torch needed; skipped without). CompOFA at 325k / 400k / 800k: ``moofa.optimum`` proves
@@ -94,6 +97,25 @@ PUBLISHED_BEST = {
     "moofa": {325_000: 78.804, 400_000: 84.283, 800_000: 143.302},
     "ofa": {325_000: 82.213, 400_000: 82.213},
 }
+
+
+@pytest.mark.benchmark(group="search-325k-published-compofa")
+def test_published_default_search(benchmark):
+    # The default for a deep predictor: four islands, then the dive, which proves the optimum.
+    predictor = _published("compofa")
+    r = benchmark(moofa.search, 325_000, "compofa", predictor)
+    alone = moofa.search(325_000, "compofa", predictor, islands=1, dive_nodes=0)
+    assert r.proven_optimal and r.peak <= 325_000 and r.top1 > alone.top1 + 1.0
+    benchmark.extra_info.update(top1=r.top1, evolution_alone=alone.top1)
+
+
+@pytest.mark.benchmark(group="search-325k-published-compofa")
+def test_published_evolution_alone(benchmark):
+    # Baseline: one evolution of the same size, no dive (what the search did before).
+    predictor = _published("compofa")
+    r = benchmark(moofa.search, 325_000, "compofa", predictor, islands=1, dive_nodes=0)
+    assert not r.proven_optimal and r.peak <= 325_000
+    benchmark.extra_info.update(top1=r.top1)
 
 
 @pytest.mark.benchmark(group="optimality-sweep-published")
