@@ -657,11 +657,17 @@ def _dive_nodes(value, predictor, sp: Space, model: str, options: dict, shared: 
 
 def _dive(net: Subnet, top1: float, nodes: int, predictor, scorer, sp: Space, model: str, constraints: dict):
     """A branch and bound of at most ``nodes`` nodes from the evolution's best: (subnet,
-    score, proven). The score is the predictor's own (float32) one."""
+    score, proven)."""
     exact = _exact_model(predictor, sp)
     assert exact is not None  # _dive_nodes gave nodes only for such predictors
+    raw = _branch_and_bound(exact, sp, model, net, constraints, max_nodes=nodes)
+    return (*_adopt(raw, net, top1, scorer, sp), bool(raw["proven_optimal"]))
+
+
+def _branch_and_bound(exact: tuple, sp: Space, model: str, start: Subnet, constraints: dict, **limits) -> dict:
+    """core.mlp_optimum of the model ``exact`` (see _exact_model) from the incumbent ``start``."""
     weights, biases, skip, scale, offset = exact
-    raw = core.mlp_optimum(
+    return core.mlp_optimum(
         evaluator(sp, model),
         list(weights),
         list(biases),
@@ -669,17 +675,22 @@ def _dive(net: Subnet, top1: float, nodes: int, predictor, scorer, sp: Space, mo
         scale=scale,
         offset=offset,
         max_peak=constraints["max_peak"],
-        max_mflops=constraints["max_mflops"],
-        max_params=constraints["max_params"],
-        max_nodes=nodes,
-        start_row=encode([net], sp),
+        max_mflops=constraints.get("max_mflops"),
+        max_params=constraints.get("max_params"),
+        start_row=encode([start], sp),
+        **limits,
     )
+
+
+def _adopt(raw: dict, net: Subnet, top1: float, scorer, sp: Space) -> tuple[Subnet, float]:
+    """The branch and bound's subnet with the predictor's own (float32) score when it beats
+    the incumbent ``net`` (float32 ties between double-ordered subnets keep the incumbent)."""
     found = decode(raw["best_row"][None, :], sp)[0]
     if found != net:
         score = float(scorer.score(encode([found], sp), 1)[0])
-        if score > top1:  # float32 ties between double-equal subnets keep the evolution's
-            net, top1 = found, score
-    return net, top1, bool(raw["proven_optimal"])
+        if score > top1:
+            return found, score
+    return net, top1
 
 
 def sweep(
@@ -885,10 +896,13 @@ def optimum(
 ) -> SearchResult:
     """The best subnet of ``space`` under ``budget``, proven by branch and bound.
 
-    For a linear predictor (``linear_scorer``) or an MLP with one hidden layer (every
-    shipped predictor) under the memory models ``"full"`` and ``"activations"``: with those
-    the subnets fitting a budget are, per resolution, a product of per-block choices, and
-    the predictor's first layer a sum over the blocks, which gives a separable upper bound.
+    For a linear predictor (``linear_scorer``) or a ReLU MLP of any depth (``Predictor``:
+    the shipped and the published ones) under the memory models ``"full"`` and
+    ``"activations"``: with those the subnets fitting a budget are, per resolution, a
+    product of per-block choices, and the predictor's first layer a sum over the blocks,
+    which gives a separable upper bound (relaxed through the deeper layers). A proof can
+    take long where the bound is loose (free expand ratios with a deep predictor): pass
+    ``time_limit``.
     A default :func:`search` runs first and its best subnet starts the branch and bound.
     ``proven_optimal`` is True unless ``time_limit`` (seconds) stopped it; the result is then
     the best found. Other options: those of :func:`search`.
@@ -916,28 +930,19 @@ def optimum(
     exact = _exact_model(predictor, sp)
     if exact is None:
         raise ValueError(
-            "predictor: the exact optimum needs a linear model (moofa.linear_scorer) or an MLP with one hidden "
-            "layer (the shipped predictors); for other predictors use moofa.search"
+            "predictor: the exact optimum needs a linear model (moofa.linear_scorer) or a ReLU MLP "
+            "(moofa.Predictor: the shipped and the published predictors); for other predictors use moofa.search"
         )
-    weights, biases, skip, scale, offset = exact
     evo = search(budget, sp, predictor, **{k: v for k, v in options.items() if k != "method"})
-    raw = core.mlp_optimum(
-        evaluator(sp, model),
-        list(weights),
-        list(biases),
-        skip=skip,
-        scale=scale,
-        offset=offset,
-        max_peak=evo.budget,
-        max_mflops=evo.constraints.get("max_mflops"),
-        max_params=evo.constraints.get("max_params"),
+    raw = _branch_and_bound(
+        exact,
+        sp,
+        model,
+        evo.subnet,
+        {"max_peak": evo.budget, **evo.constraints},
         time_limit=0.0 if time_limit is None else float(time_limit),
-        start_row=encode([evo.subnet], sp),
     )
-    net = decode(raw["best_row"][None, :], sp)[0]
-    top1 = evo.top1
-    if net != evo.subnet:  # a better subnet than the search's: the predictor's own (float32) score
-        top1 = float(_resolve_predictor(predictor, sp, "rows").score(encode([net], sp), 1)[0])
+    net, top1 = _adopt(raw, evo.subnet, evo.top1, _resolve_predictor(predictor, sp, "rows"), sp)
     prof = profile(net, sp, memory_model=model)
     return SearchResult(
         subnet=net,
