@@ -378,16 +378,7 @@ def _resolve_predictor(predictor, sp: Space, predictor_input: str):
     """A ``_core.Scorer`` or a callable taking encoded rows, for the C++ search."""
     if predictor_input not in PREDICTOR_INPUTS:
         raise ValueError(f"predictor_input must be one of {list(PREDICTOR_INPUTS)}, got {predictor_input!r}")
-    if predictor is None:
-        try:
-            predictor = load_predictor(sp.name)
-        except (ValueError, FileNotFoundError) as exc:
-            raise ValueError(
-                f"space {sp.name!r} has no shipped predictor ({exc}); pass predictor= (a moofa predictor, "
-                "a moofa._core.Scorer, or a callable returning one score per config)"
-            ) from None
-    elif isinstance(predictor, (str, Path)):
-        predictor = load_predictor(predictor)
+    predictor = _loaded_predictor(predictor, sp)
     _check_predictor_space(predictor, sp)
     if isinstance(predictor, core.Scorer):
         return predictor
