@@ -55,6 +55,15 @@ PAPER_TABLE1 = {
 # --- one result ---------------------------------------------------------------------------
 
 
+def _islands_and_dive(result) -> str:
+    text = f" x {result.islands} islands" if result.islands > 1 else ""
+    if result.dive_nodes:
+        text += f", a dive of {result.dive_nodes:,} branch-and-bound nodes"
+    if result.proven_optimal:
+        text += " (proven optimal)"
+    return text
+
+
 def format_result(
     result: SearchResult,
     bars: bool = True,
@@ -99,7 +108,8 @@ def format_result(
         f"config            {compact_config(result.subnet, result.space)}",
         f"average memory    {result.avg:,.0f} +- {result.std:,.0f} {unit} per layer",
         f"search            {result.evaluations:,} evaluations, {result.candidates:,} candidates "
-        f"checked, {result.generations} generations in {result.seconds:.3f} s (seed {result.seed})",
+        f"checked, {result.generations} generations{_islands_and_dive(result)} in {result.seconds:.3f} s "
+        f"(seed {result.seed})",
         f"config as JSON    {json.dumps(result.config)}",
     ]
     if bars:

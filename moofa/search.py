@@ -142,9 +142,11 @@ class SearchResult:
     generations: int = 0
     constraints: dict = field(default_factory=dict)
     latency_ms: float | None = None  # by the latency table, when the search was given one
-    # True when no subnet meeting the constraints scores higher (moofa.optimum finished its
-    # branch and bound); the evolutionary search never proves it.
+    # True when no subnet meeting the constraints scores higher: moofa.optimum or the
+    # search's dive finished its branch and bound (the evolution alone never proves it).
     proven_optimal: bool = False
+    islands: int = 1  # independent evolutions (generations is each one's)
+    dive_nodes: int = 0  # branch-and-bound nodes of the search's dive (0: none)
 
     @property
     def config(self) -> dict:
@@ -179,6 +181,8 @@ class SearchResult:
             "seconds": self.seconds,
             "seed": self.seed,
             "proven_optimal": self.proven_optimal,
+            "islands": self.islands,
+            "dive_nodes": self.dive_nodes,
         }
 
     def __repr__(self) -> str:
@@ -525,9 +529,9 @@ def search(
     if raw["interrupted"]:
         raise KeyboardInterrupt
     net = decode(raw["best_row"][None, :], sp)[0]
-    top1, history, proven = float(raw["best_score"]), raw["history"], False
+    top1, history, proven, dived = float(raw["best_score"]), raw["history"], False, 0
     if dive:
-        net, top1, proven = _dive(net, top1, dive, loaded, scorer, sp, model, constraints)
+        net, top1, proven, dived = _dive(net, top1, dive, loaded, scorer, sp, model, constraints)
         if top1 > history[-1]:
             history = np.append(history, np.float32(top1))
     prof = profile(net, sp, memory_model=model)
@@ -554,6 +558,8 @@ def search(
         constraints={k: v for k, v in constraints.items() if v is not None},
         latency_ms=None if latency is None else float(latency.costs(encode([net], sp))[0]),
         proven_optimal=proven,
+        islands=islands,
+        dive_nodes=dived,
     )
 
 
@@ -648,11 +654,11 @@ def _dive_nodes(value, predictor, sp: Space, model: str, options: dict, shared: 
 
 def _dive(net: Subnet, top1: float, nodes: int, predictor, scorer, sp: Space, model: str, constraints: dict):
     """A branch and bound of at most ``nodes`` nodes from the evolution's best: (subnet,
-    score, proven)."""
+    score, proven, nodes visited)."""
     exact = _exact_model(predictor, sp)
     assert exact is not None  # _dive_nodes gave nodes only for such predictors
     raw = _branch_and_bound(exact, sp, model, net, constraints, max_nodes=nodes)
-    return (*_adopt(raw, net, top1, scorer, sp), bool(raw["proven_optimal"]))
+    return (*_adopt(raw, net, top1, scorer, sp), bool(raw["proven_optimal"]), int(raw["nodes"]))
 
 
 def _branch_and_bound(exact: tuple, sp: Space, model: str, start: Subnet, constraints: dict, **limits) -> dict:

@@ -312,8 +312,14 @@ def test_search_dive_proves_the_optimum_of_deep_predictors(small_nets, hidden):
     got, net = oracle_score(SMALL, r.subnet, small_nets, scores)
     assert r.proven_optimal and got == pytest.approx(want, abs=1e-6) and net["peak_full"] <= budget
     assert r.top1 == pytest.approx(want, abs=1e-3) and r.history[-1] == pytest.approx(r.top1)
+    assert r.islands == 4 and 0 < r.dive_nodes <= 100 * 500 // 16
+    assert r.to_dict()["islands"] == 4 and r.to_dict()["dive_nodes"] == r.dive_nodes
+    from moofa.report import format_result
+
+    text = format_result(r)
+    assert "x 4 islands" in text and f"a dive of {r.dive_nodes:,} branch-and-bound nodes (proven optimal)" in text
     off = moofa.search(budget, SMALL, pred, population=100, generations=500, dive_nodes=0)
-    assert not off.proven_optimal and off.top1 <= r.top1 + 1e-5
+    assert not off.proven_optimal and off.top1 <= r.top1 + 1e-5 and off.dive_nodes == 0
     # A one-node dive cannot finish: never proven, never worse than no dive.
     short = moofa.search(budget, SMALL, pred, population=4, generations=2, dive_nodes=1)
     alone = moofa.search(budget, SMALL, pred, population=4, generations=2, dive_nodes=0)
