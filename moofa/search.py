@@ -598,6 +598,8 @@ def _evolve(islands: int, ev, scorer, constraints: dict, shared: dict, **options
 
     workers = min(islands, os.cpu_count() or 1)
     if workers > 1:
+        # The cores are shared between the islands (results never depend on threads).
+        per["threads"] = shared["threads"] or max(1, (os.cpu_count() or 1) // workers)
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(workers) as pool:
