@@ -1,8 +1,8 @@
 """The problem definitions of the benchmark and the computation of their optima.
 
 ``python -m moofa.bench regenerate`` computes each problem's optimum: certified by
-``moofa.optimum`` where it proves the optimum (one-hidden-layer predictors, peak a max
-over layers), else the best of several long ``moofa.search`` runs (and of the optimum
+``moofa.optimum`` where it proves the optimum (ReLU MLP predictors, peak a max over
+layers), else the best of several long ``moofa.search`` runs (and of the optimum
 already on file), with that provenance written beside it. The file
 is rewritten atomically after every problem, and a rerun skips problems already computed
 with the same settings and predictor (resume).
