@@ -11,6 +11,7 @@ from collections import Counter
 import numpy as np
 import oracle
 import pytest
+from conftest import read_jsonl
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
@@ -56,10 +57,6 @@ def quick_config(**overrides):
     return mtrain.load_config("digits-tiny", **base)
 
 
-def read(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """One uninterrupted co-trained run."""
@@ -78,7 +75,7 @@ def test_cotraining_leaves_the_supernet_unchanged_and_records_trained_subnets(st
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
     assert not (tmp_path / "plain" / "cotrain.jsonl").exists()
 
-    records = read(workdir / "cotrain.jsonl")
+    records = read_jsonl(workdir / "cotrain.jsonl")
     space = cfg.space_obj()
     # No record in the teacher phase (nothing elastic); 1 candidate per kernel step, 3 per expand step.
     by_phase = Counter(r["phase"] for r in records)
@@ -155,8 +152,8 @@ def test_interrupted_cotraining_resumes_to_the_same_records(tmp_path):
         f.write('{"ks": [3, 5')  # torn by the interruption
     resumed = mtrain.train(cfg, tmp_path / "b", resume=True, progress=False)
     assert resumed.global_step == result.global_step
-    assert read(tmp_path / "b" / "cotrain.jsonl") == read(workdir / "cotrain.jsonl")
-    assert Counter(r["phase"] for r in read(workdir / "cotrain.jsonl")) == {"kernel": 3, "expand": 12}
+    assert read_jsonl(tmp_path / "b" / "cotrain.jsonl") == read_jsonl(workdir / "cotrain.jsonl")
+    assert Counter(r["phase"] for r in read_jsonl(workdir / "cotrain.jsonl")) == {"kernel": 3, "expand": 12}
     a = moofa.load_predictor(workdir / "predictor.npz", space=cfg.space_obj())
     b = moofa.load_predictor(tmp_path / "b" / "predictor.npz", space=cfg.space_obj())
     nets = moofa.random_subnets(50, cfg.space_obj(), seed=0)
@@ -211,10 +208,10 @@ def test_cotraining_under_two_gloo_processes(tmp_path):
         shutil.rmtree(tmp_path / "run")
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    metrics = read(tmp_path / "run" / "metrics.jsonl")
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     for r in (m for m in metrics if m["kind"] == "sync"):
         assert r["checksums"][0] == r["checksums"][1]
-    records = read(tmp_path / "run" / "cotrain.jsonl")
+    records = read_jsonl(tmp_path / "run" / "cotrain.jsonl")
     # kernel: 2 epochs x 3 steps, 1 subnet a step; depth-1, depth-2, expand-1, expand-2: 2 a step.
     assert Counter(r["phase"] for r in records) == {
         "kernel": 6,

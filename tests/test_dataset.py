@@ -9,6 +9,7 @@ from collections import Counter
 import numpy as np
 import oracle
 import pytest
+from conftest import read_jsonl
 
 import moofa
 from moofa.dataset import bin_edges, build_dataset
@@ -46,11 +47,6 @@ def key(config, space):
     return tuple(out)
 
 
-def read(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f]
-
-
 def test_interrupted_build_resumes_without_loss_or_repeats(tmp_path):
     space, n_per_bin = "moofa", 6
     edges = bin_edges(space, 5)
@@ -58,7 +54,7 @@ def test_interrupted_build_resumes_without_loss_or_repeats(tmp_path):
     first = Evaluator(stop_after=13)
     with pytest.raises(Interrupt):
         build_dataset(space, first, out, n_per_bin=n_per_bin, bins=5, seed=3, progress=False)
-    partial = read(out)
+    partial = read_jsonl(out)
     assert len(partial) == 13
     # Round-robin order: even an interrupted set is balanced to within one sample per bin.
     counts = Counter(r["bin"] for r in partial)
@@ -68,7 +64,7 @@ def test_interrupted_build_resumes_without_loss_or_repeats(tmp_path):
         f.write('{"ks": [3, 5, 7')
     second = Evaluator()
     summary = build_dataset(space, second, out, n_per_bin=n_per_bin, bins=5, seed=3, progress=False)
-    records = read(out)
+    records = read_jsonl(out)
     assert summary["records"] == len(records) == 5 * n_per_bin
     assert summary["evaluated"] == len(second.calls) == 5 * n_per_bin - 13
     assert summary["per_bin"] == [n_per_bin] * 5 and summary["short_bins"] == []
@@ -87,7 +83,7 @@ def test_interrupted_build_resumes_without_loss_or_repeats(tmp_path):
     # A finished set: running again evaluates nothing.
     third = Evaluator()
     again = build_dataset(space, third, out, n_per_bin=n_per_bin, bins=5, seed=3, progress=False)
-    assert again["evaluated"] == 0 and third.calls == [] and read(out) == records
+    assert again["evaluated"] == 0 and third.calls == [] and read_jsonl(out) == records
 
 
 def test_tight_bins_are_filled_in_every_space(tmp_path):
@@ -100,7 +96,7 @@ def test_tight_bins_are_filled_in_every_space(tmp_path):
             space, ev, tmp_path / f"{space}.jsonl", n_per_bin=3, bins=list(edges[:4]), seed=0, progress=False
         )
         assert s["per_bin"] == [3, 3, 3] and s["short_bins"] == []
-        for r in read(tmp_path / f"{space}.jsonl"):
+        for r in read_jsonl(tmp_path / f"{space}.jsonl"):
             moofa.Subnet.from_dict(r).validate(space)
 
 

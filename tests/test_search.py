@@ -20,6 +20,7 @@ import search_helpers as helpers
 from conftest import FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from search_helpers import random_linear as linear
 
 import moofa
 from moofa import _core, report
@@ -33,12 +34,6 @@ SPACES = ["ofa", "compofa", "moofa", "moofa-e346", "moofa-e1-2"]
 def ridge():
     """moofa space: (C++ scorer, numpy weights, bias) of a ridge fit on the published data."""
     return helpers.ridge_scorer(FIXTURES, "moofa-imagenet", "moofa")
-
-
-def linear(space: str, seed: int = 0):
-    sp = moofa.get_space(space)
-    w = np.random.default_rng(seed).normal(size=_core.LinearScorer.n_features(spec(sp))) + 0.2
-    return _core.LinearScorer(spec(sp), w.astype(np.float32), 60.0)
 
 
 def truth(space, net, **kw):

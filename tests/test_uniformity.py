@@ -12,18 +12,12 @@ import math
 import numpy as np
 import oracle
 import pytest
+from search_helpers import random_linear as linear
 
 import moofa
 from moofa import _core
-from moofa.memory import spec
 
 SPACES = ["ofa", "compofa", "moofa", "moofa-e346", "moofa-e1-2"]
-
-
-def linear(space: str, seed: int = 0):
-    sp = moofa.get_space(space)
-    w = np.random.default_rng(seed).normal(size=_core.LinearScorer.n_features(spec(sp))) + 0.2
-    return _core.LinearScorer(spec(sp), w.astype(np.float32), 60.0)
 
 
 def oracle_uniformity(space, net, activations_only: bool = False) -> float:
