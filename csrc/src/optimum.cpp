@@ -7,6 +7,8 @@
 #include <string>
 #include <utility>
 
+#include "bound_kernels.hpp"
+
 namespace moofa {
 
 namespace {
@@ -18,11 +20,13 @@ struct Choice {
   int64_t macs = 0, params = 0;
 };
 
-// A hidden layer after the first (x @ W + b), kept in double with |W| and W transposed:
-// the bound runs interval arithmetic forward (|W|) and a linear bound backward (W^T).
+// A hidden layer after the first (x @ W + b), with |W| and W transposed: the bound runs
+// interval arithmetic forward (|W|) and a linear bound backward (W^T). The weights stay
+// float (the predictor's own values); every sum is in double.
 struct Hidden {
   int in = 0, out = 0;
-  std::vector<double> w, abs_w, wt, b;
+  std::vector<float> w, abs_w, wt;
+  std::vector<double> b;
 };
 
 class Solver {
@@ -89,7 +93,7 @@ class Solver {
         h.wt.resize(h.w.size());
         for (int a = 0; a < L.in; ++a)
           for (int o = 0; o < L.out; ++o) {
-            const double x = h.w[static_cast<std::size_t>(a) * L.out + o];
+            const float x = h.w[static_cast<std::size_t>(a) * L.out + o];
             h.abs_w[static_cast<std::size_t>(a) * L.out + o] = std::abs(x);
             h.wt[static_cast<std::size_t>(o) * L.in + a] = x;
           }
@@ -240,8 +244,7 @@ class Solver {
       z = L.b;
       for (int a = 0; a < L.in; ++a) {
         if (h[a] == 0.0) continue;
-        const double* w = &L.w[static_cast<std::size_t>(a) * L.out];
-        for (int o = 0; o < L.out; ++o) z[o] += h[a] * w[o];
+        kern_.axpy(h[a], &L.w[static_cast<std::size_t>(a) * L.out], z.data(), L.out);
       }
       h.resize(z.size());
       for (std::size_t o = 0; o < z.size(); ++o) h[o] = std::max(z[o], 0.0);
@@ -473,12 +476,9 @@ class Solver {
         for (int a = 0; a < L.in; ++a) {
           const double l = std::max(plo[a], 0.0), u = std::max(phi[a], 0.0);
           if (u == 0.0) continue;
-          const double c = 0.5 * (l + u), r = 0.5 * (u - l);
-          const double* w = &L.w[static_cast<std::size_t>(a) * L.out];
-          const double* aw = &L.abs_w[static_cast<std::size_t>(a) * L.out];
-          for (int o = 0; o < L.out; ++o) lo[o] += c * w[o];
-          if (r > 0.0)
-            for (int o = 0; o < L.out; ++o) rad[o] += r * aw[o];
+          const std::size_t at = static_cast<std::size_t>(a) * L.out;
+          kern_.interval(0.5 * (l + u), 0.5 * (u - l), &L.w[at], &L.abs_w[at], lo.data(),
+                         rad.data(), L.out);
         }
         hi.resize(lo.size());
         for (std::size_t o = 0; o < lo.size(); ++o) {
@@ -503,8 +503,7 @@ class Solver {
         for (int o = 0; o < L.out; ++o) {
           const double m = mu_[o];
           if (m == 0.0) continue;
-          const double* wt = &L.wt[static_cast<std::size_t>(o) * L.in];
-          for (int a = 0; a < L.in; ++a) lam_[a] += m * wt[a];
+          kern_.axpy(m, &L.wt[static_cast<std::size_t>(o) * L.in], lam_.data(), L.in);
         }
       }
       lam = lam_.data();
@@ -776,6 +775,7 @@ class Solver {
   std::vector<int> first_slot_, max_depth_;
   std::vector<double> W0_, b0_, w2_, lin_;
   std::vector<Hidden> deep_;  // hidden layers after the first
+  detail::BoundKernels kern_ = detail::bound_kernels(default_isa());
   // Scratch of linearise: first-layer and deeper intervals, backward coefficients.
   std::vector<double> lo1_, hi1_, rad_, lam_, mu_;
   std::vector<std::vector<double>> blo_, bhi_;
