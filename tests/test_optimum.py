@@ -401,3 +401,45 @@ def test_islands_are_independent_evolutions_with_the_best_kept(small_nets):
     assert moofa.search(budget, SMALL, deep, seed=3, **kw).generations == 10
     with pytest.raises(ValueError, match="islands"):
         moofa.search(budget, SMALL, deep, islands=0)
+
+
+def test_bound_kernels_agree_across_instruction_sets(small_nets):
+    # The deep bound's loops are compiled per ISA (MOOFA_ISA picks them, read once per
+    # process): every one the CPU runs must prove the same optimum.
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import json, sys, numpy as np, moofa\n"
+        "from moofa._ext import core\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from test_optimum import SMALL, random_predictor\n"
+        "pred = random_predictor(SMALL, (24, 12, 8), seed=5, skip=True)\n"
+        "raw = core.mlp_optimum(moofa.evaluator(SMALL), pred.weights, pred.biases, skip=pred.skip,\n"
+        "    scale=pred.scale, offset=pred.offset, max_peak=int(sys.argv[2]))\n"
+        "print(json.dumps({'row': raw['best_row'].tolist(), 'score': raw['best_score'],\n"
+        "    'proven': raw['proven_optimal']}))\n"
+    )
+    budget = int(np.quantile([n["peak_full"] for n in small_nets], 0.6))
+    results = {}
+    for isa in ("generic", "avx2", "avx512"):
+        if not core.isa_supported(isa):
+            continue
+        env = dict(os.environ, MOOFA_ISA=isa)
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(Path(__file__).parent), str(budget)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr
+        results[isa] = json.loads(out.stdout)
+    pred = random_predictor(SMALL, (24, 12, 8), seed=5, skip=True)
+    want = brute_best(small_nets, forward(small_nets, pred), budget)
+    for isa, r in results.items():
+        assert r["proven"] and r["score"] == pytest.approx(want, abs=1e-6), isa
+        assert r["row"] == results["generic"]["row"], isa
