@@ -534,9 +534,31 @@ def search(
         net, top1, proven, dived = _dive(net, top1, dive, loaded, scorer, sp, model, constraints)
         if top1 > history[-1]:
             history = np.append(history, np.float32(top1))
-    prof = profile(net, sp, memory_model=model)
     if percent_of is not None:
         warn_outside_percent(top1, percent_of, stacklevel=2)
+    return _result(
+        net,
+        top1,
+        sp,
+        model,
+        history=history,
+        evaluations=int(raw["evaluations"]),
+        candidates=int(raw["candidates"]),
+        seconds=time.perf_counter() - start,
+        budget=items,
+        seed=shared["seed"],
+        generations=int(raw["generations_run"]),
+        constraints={k: v for k, v in constraints.items() if v is not None},
+        latency_ms=None if latency is None else float(latency.costs(encode([net], sp))[0]),
+        proven_optimal=proven,
+        islands=islands,
+        dive_nodes=dived,
+    )
+
+
+def _result(net: Subnet, top1: float, sp: Space, model: str, **fields) -> SearchResult:
+    """A SearchResult whose memory and compute figures are the subnet's own profile."""
+    prof = profile(net, sp, memory_model=model)
     return SearchResult(
         subnet=net,
         top1=top1,
@@ -546,20 +568,9 @@ def search(
         mflops=float(prof.mflops),
         params=int(prof.params),
         profile=prof,
-        history=raw["history"],
-        evaluations=int(raw["evaluations"]),
-        candidates=int(raw["candidates"]),
-        seconds=time.perf_counter() - start,
-        budget=items,
         space=sp.name,
         memory_model=model,
-        seed=shared["seed"],
-        generations=int(raw["generations_run"]),
-        constraints={k: v for k, v in constraints.items() if v is not None},
-        latency_ms=None if latency is None else float(latency.costs(encode([net], sp))[0]),
-        proven_optimal=proven,
-        islands=islands,
-        dive_nodes=dived,
+        **fields,
     )
 
 
@@ -942,25 +953,20 @@ def optimum(
         time_limit=0.0 if time_limit is None else float(time_limit),
     )
     net, top1 = _adopt(raw, evo.subnet, evo.top1, _resolve_predictor(predictor, sp, "rows"), sp)
-    prof = profile(net, sp, memory_model=model)
-    return SearchResult(
-        subnet=net,
-        top1=top1,
-        peak=int(prof.peak),
-        avg=float(prof.avg),
-        std=float(prof.std),
-        mflops=float(prof.mflops),
-        params=int(prof.params),
-        profile=prof,
+    return _result(
+        net,
+        top1,
+        sp,
+        model,
         history=np.append(evo.history, np.float32(top1)),
         evaluations=evo.evaluations,
         candidates=evo.candidates,
         seconds=time.perf_counter() - start,
         budget=evo.budget,
-        space=sp.name,
-        memory_model=model,
         seed=evo.seed,
         generations=evo.generations,
         constraints=dict(evo.constraints),
         proven_optimal=bool(raw["proven_optimal"]),
+        islands=evo.islands,
+        dive_nodes=evo.dive_nodes,
     )

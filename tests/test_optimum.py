@@ -372,6 +372,10 @@ def test_published_compofa_predictor_optimum_by_default(shared_dir):
     recs = [x for x in read_fixture("accuracy", "compofa-imagenet") if x["peak_memory"] <= budget]
     assert recs and r.top1 >= alone.top1 and r.top1 >= forward(reference_one_hot(recs, "compofa")).max() - 1e-3
     assert r.top1 > alone.top1 + 1.0  # the basin the evolution misses is worth points
+    # The dive alone (one island) climbs out of the evolution's basin; history records it.
+    dived = moofa.search(budget, "compofa", pred, seed=0, islands=1)
+    assert dived.top1 == pytest.approx(r.top1) and dived.proven_optimal and dived.dive_nodes > 0
+    assert dived.history[-2] == pytest.approx(alone.top1) and dived.history[-1] == pytest.approx(dived.top1)
 
 
 # --- islands ---------------------------------------------------------------------------
