@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -244,7 +245,7 @@ def _proxy_scorer(space: Space, objective: str):
 
 def cmd_search(args) -> int:
     from .report import format_result, plot_memory
-    from .search import search
+    from .search import optimum, search
 
     _require_matplotlib(args)
     space = _load_space(args.space)
@@ -254,14 +255,21 @@ def cmd_search(args) -> int:
             f"--objective {args.objective} and --predictor exclude each other (a proxy needs no predictor)"
         )
     predictor = _proxy_scorer(space, args.objective) if proxy else _predictor(args, space)
-    r = search(
+    if args.time_limit is not None and not args.exact:
+        raise ValueError("--time-limit applies to --exact only")
+    opts = _search_options(args)
+    for name in ("islands", "dive_nodes"):
+        if getattr(args, name) is not None:
+            opts[name] = getattr(args, name)
+    run = functools.partial(optimum, time_limit=args.time_limit) if args.exact else search
+    r = run(
         args.budget,
         space,
         predictor,
         seed=args.seed,
         population=args.population,
         generations=args.generations,
-        **_search_options(args),
+        **opts,
     )
     if args.plot:
         plot_memory(r, args.plot)
@@ -533,6 +541,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--layers", action="store_true", help="also print the memory of every layer")
     p.add_argument("--no-bars", action="store_true", help=argparse.SUPPRESS)  # the default now
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="prove the best subnet by branch and bound (moofa.optimum; linear or MLP predictors, "
+        "memory models full/activations)",
+    )
+    p.add_argument("--time-limit", type=float, help="seconds for --exact (unset: until proven)")
+    p.add_argument(
+        "--islands", type=int, help="independent evolutions sharing the generations (unset: 4 for deep MLPs, else 1)"
+    )
+    p.add_argument(
+        "--dive-nodes",
+        type=int,
+        help="branch-and-bound nodes after the evolution (unset: 1 per 16 evaluations for deep MLPs, else 0)",
+    )
     _add_search_args(p)
     p.set_defaults(func=cmd_search)
 

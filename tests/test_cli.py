@@ -117,6 +117,22 @@ def test_search_summary_and_impossible_budget(capsys):
     assert "299,520" in capsys.readouterr().err
 
 
+def test_search_exact_islands_and_dive(capsys):
+    assert main(["search", "--space", "moofa", "--budget", "400k", "--exact", "--generations", "20", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    proven = moofa.optimum("400k", "moofa", generations=20)
+    assert out["proven_optimal"] and out["top1"] == pytest.approx(proven.top1) and out["config"] == proven.config
+    assert main(["search", "--budget", "400k", "--generations", "40", "--islands", "2", "--dive-nodes", "50"]) == 0
+    text = capsys.readouterr().out
+    r = moofa.search("400k", generations=40, islands=2, dive_nodes=50)
+    assert f"20 generations x 2 islands, a dive of {r.dive_nodes:,} branch-and-bound nodes" in text
+    assert f"{r.top1:.2f} %" in text
+    assert main(["search", "--budget", "400k", "--time-limit", "2"]) == 2
+    assert "--time-limit applies to --exact only" in capsys.readouterr().err
+    assert main(["search", "--budget", "400k", "--islands", "0"]) == 2
+    assert "islands must be an integer" in capsys.readouterr().err
+
+
 def test_table_and_pareto(capsys):
     assert (
         main(
