@@ -68,6 +68,24 @@ def brute_best(peaks: np.ndarray, scores: np.ndarray, budget: int) -> float:
     return float(scores[fits].max()) if fits.any() else math.nan
 
 
+def tiny_deep(seed: int = 3) -> tuple[moofa.Predictor, list, list]:
+    """A random MLP with two hidden layers on TINY and its float64 numpy scores of every row."""
+    rng = np.random.default_rng(seed)
+    sizes = [moofa.predictor.one_hot_size(TINY), 24, 16, 1]
+    weights = [rng.normal(size=(a, b)).astype(np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
+    biases = [(0.5 * rng.normal(size=b)).astype(np.float32) for b in sizes[1:]]
+    return moofa.Predictor(TINY, weights, biases, scale=0.5, offset=50.0), weights, biases
+
+
+def deep_forward(x: np.ndarray, weights, biases) -> np.ndarray:
+    h = x.astype(np.float64)
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        h = h @ w.astype(np.float64) + b.astype(np.float64)
+        if i + 1 < len(weights):
+            h = np.maximum(h, 0.0)
+    return 50.0 + 0.5 * h[:, 0]
+
+
 @pytest.fixture(scope="module")
 def fleet():
     """moofa space, shipped predictor: 300 log-uniform budgets over the feasible range."""
@@ -104,6 +122,27 @@ def test_exact_optimum_of_a_small_space_at_every_budget(tiny_truth, which):
     assert np.array_equal(np.isnan(want), ~r.feasible)
     np.testing.assert_allclose(r.top1[r.feasible], want[r.feasible], rtol=0, atol=1e-4)
     assert (r.peak[r.feasible] <= budgets[r.feasible]).all()
+
+
+def test_deep_predictor_front_points_are_proven_by_the_dives(tiny_truth):
+    # With a deep predictor the front's points get branch-and-bound dives (on by default);
+    # with enough nodes at every point each front point is the optimum under its own peak.
+    rows, peaks, _ = tiny_truth
+    pred, weights, biases = tiny_deep()
+    scores = deep_forward(moofa.predictor.one_hot(rows, TINY), weights, biases)
+    small = {"population": 40, "generations": 5, "refine_generations": 0, "polish_rounds": 0, "cache": False}
+    budgets = np.unique(peaks)
+    r = moofa.specialise(budgets, TINY, pred, dive_nodes=10**6, dive_knots=10**4, **small)
+    front = r.front
+    for top1, peak in zip(front.top1, front.peak):
+        assert top1 == pytest.approx(brute_best(peaks, scores, int(peak)), abs=1e-3)
+    plain = moofa.specialise(budgets, TINY, pred, dive_nodes=0, **small)
+    assert (r.top1[r.feasible] >= plain.top1[r.feasible] - 1e-4).all()
+    assert (r.top1[r.feasible] > plain.top1[r.feasible] + 1e-3).any()  # the dives found better
+    want = np.array([brute_best(peaks, scores, int(b)) for b in budgets])
+    assert (r.top1[r.feasible] <= want[r.feasible] + 1e-3).all() and (r.peak <= budgets).all()
+    with pytest.raises(ValueError, match="dive_nodes: the branch-and-bound dive needs"):
+        moofa.specialise(budgets, TINY, tiny_score, dive_nodes=10, **small)
 
 
 def test_within_the_individual_searches_of_moofa(fleet):
@@ -391,3 +430,13 @@ def test_predictor_by_name_object_or_callable_agree():
     c = moofa.specialise(budgets, predictor=lambda nets: pred.predict(nets), predictor_input="dicts", **small)
     np.testing.assert_allclose(pred.predict(c.subnets()), c.top1, rtol=0, atol=1e-4)
     assert (c.peak <= budgets).all()
+
+
+def test_published_compofa_fleet_reaches_the_proven_optima(shared_dir):
+    pytest.importorskip("torch")
+    pred = moofa.load_predictor(shared_dir / "reference" / "predictors" / "compofa.pth.tar")
+    budgets = [325_000, 400_000, 800_000]
+    r = moofa.specialise(budgets, "compofa", pred, cache=False)
+    for budget, top1 in zip(budgets, r.top1):
+        proven = moofa.optimum(budget, "compofa", pred, time_limit=60)
+        assert proven.proven_optimal and top1 == pytest.approx(proven.top1, abs=1e-4)
