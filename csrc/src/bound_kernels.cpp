@@ -1,11 +1,7 @@
 // The bound's loops, compiled once per ISA from bound_kernels.inc (see bound_kernels.hpp).
 #include "bound_kernels.hpp"
 
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-#define MOOFA_BOUND_X86 1
-#else
-#define MOOFA_BOUND_X86 0
-#endif
+#include "isa_target.hpp"
 
 namespace moofa::detail {
 
@@ -13,40 +9,22 @@ namespace generic_bound {
 #include "bound_kernels.inc"
 }  // namespace generic_bound
 
-#if MOOFA_BOUND_X86 && (defined(__GNUC__) || defined(__clang__))
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
+#if MOOFA_HAS_TARGETS
+MOOFA_TARGET_BEGIN("avx2,fma")
 namespace avx2_bound {
 #include "bound_kernels.inc"
 }  // namespace avx2_bound
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+MOOFA_TARGET_END
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx2,fma")
-#endif
+MOOFA_TARGET_BEGIN("avx512f,avx2,fma")
 namespace avx512_bound {
 #include "bound_kernels.inc"
 }  // namespace avx512_bound
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+MOOFA_TARGET_END
 #endif
 
 BoundKernels bound_kernels(Isa isa) {
-#if MOOFA_BOUND_X86 && (defined(__GNUC__) || defined(__clang__))
+#if MOOFA_HAS_TARGETS
   if (isa == Isa::kAvx512 && isa_supported(Isa::kAvx512))
     return {avx512_bound::interval, avx512_bound::axpy};
   if (isa != Isa::kGeneric && isa_supported(Isa::kAvx2))

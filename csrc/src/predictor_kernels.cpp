@@ -7,12 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-#define MOOFA_X86 1
-#include <immintrin.h>
-#else
-#define MOOFA_X86 0
-#endif
+#include "isa_target.hpp"
 
 namespace moofa::detail {
 
@@ -96,14 +91,9 @@ constexpr int kMR = 4;
 
 void forward_tile_generic(const TileWork& work) { generic_isa::forward_tile(work); }
 
-#if MOOFA_X86 && (defined(__GNUC__) || defined(__clang__))
+#if MOOFA_HAS_TARGETS
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
+MOOFA_TARGET_BEGIN("avx2,fma")
 namespace avx2_isa {
 #include "predictor_ivec_avx2.inc"
 #include "predictor_vec_avx2.inc"
@@ -111,17 +101,10 @@ constexpr int kMR = 6;  // 12 accumulators + 2 weights + 1 broadcast of 16 regis
 #include "predictor_kernels.inc"
 }  // namespace avx2_isa
 void forward_tile_avx2(const TileWork& work) { avx2_isa::forward_tile(work); }
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+MOOFA_TARGET_END
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx2,fma")
+MOOFA_TARGET_BEGIN("avx512f,avx2,fma")
+#if !defined(__clang__)
 // GCC 12's own avx512fintrin.h (set1/reduce helpers built on _mm512_undefined_ps)
 // trips -Wmaybe-uninitialized; the values are fully written before use.
 #pragma GCC diagnostic push
@@ -148,12 +131,10 @@ constexpr int kMR = 8;
 #include "predictor_kernels.inc"
 }  // namespace avx512_isa
 void forward_tile_avx512(const TileWork& work) { avx512_isa::forward_tile(work); }
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
-#pragma GCC pop_options
 #endif
+MOOFA_TARGET_END
 
 #else  // not x86: the wide kernels are never selected (isa_supported says no)
 void forward_tile_avx2(const TileWork& work) { generic_isa::forward_tile(work); }
