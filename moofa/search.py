@@ -105,6 +105,10 @@ _PARETO_OPTIONS: dict[str, Any] = {
     "threads": _NSGA.threads,
     "max_tries": _NSGA.max_tries,
     **{k: SEARCH_OPTIONS[k] for k in ("max_latency_ms", "latency_table")},
+    # branch-and-bound dives from up to dive_knots points of a ("top1", "peak") front, each
+    # under its point's peak, dive_nodes nodes each (None: search's default for deep MLPs)
+    "dive_nodes": None,
+    "dive_knots": 8,
 }
 _OBJECTIVES = ("top1", "peak", "mflops", "uniformity")
 
@@ -509,7 +513,14 @@ def search(
     shared = _shared_options(_EVOLUTION, opts, population, generations, seed)
     scorer = _resolve_predictor(loaded, sp, opts["predictor_input"])
     percent_of = _top1_predictor_name(predictor, sp)
-    dive = _dive_nodes(opts["dive_nodes"], loaded, sp, model, options, shared)
+    dive, exact = _dive_setting(
+        opts["dive_nodes"],
+        loaded,
+        sp,
+        model,
+        options,
+        shared["population"] * shared["generations"] // _EVALUATIONS_PER_DIVE_NODE,
+    )
     islands = _islands(opts["islands"], loaded, model, options)
     raw = _evolve(
         islands,
@@ -531,7 +542,8 @@ def search(
     net = decode(raw["best_row"][None, :], sp)[0]
     top1, history, proven, dived = float(raw["best_score"]), raw["history"], False, 0
     if dive:
-        net, top1, proven, dived = _dive(net, top1, dive, loaded, scorer, sp, model, constraints)
+        assert exact is not None
+        net, top1, proven, dived = _dive(net, top1, dive, exact, scorer, sp, model, constraints)
         if top1 > history[-1]:
             history = np.append(history, np.float32(top1))
     if percent_of is not None:
@@ -647,31 +659,65 @@ def _loaded_predictor(predictor, sp: Space):
     return predictor
 
 
-def _dive_nodes(value, predictor, sp: Space, model: str, options: dict, shared: dict) -> int:
-    """Nodes of the branch-and-bound dive after the evolution (0: none)."""
+# Default dive: one branch-and-bound node per this many evaluations of the evolution.
+_EVALUATIONS_PER_DIVE_NODE = 16
+
+
+def _dive_setting(value, predictor, sp: Space, model: str, options: dict, default: int) -> tuple[int, tuple | None]:
+    """(nodes per branch-and-bound dive, the model it bounds) for ``dive_nodes=value``;
+    (0, None): no dive."""
     if value is not None:
         nodes = _int("dive_nodes", value, 0, _INT64_MAX)
-        if nodes and (model == "tflm" or _beyond_exact(options) or _exact_model(predictor, sp) is None):
+        exact = None if model == "tflm" or _beyond_exact(options) else _exact_model(predictor, sp)
+        if nodes and exact is None:
             raise ValueError(
                 "dive_nodes: the branch-and-bound dive needs a linear or MLP predictor, the 'full' or "
                 "'activations' memory model and no min_uniformity or latency limit; use dive_nodes=0"
             )
-        return nodes
+        return (nodes, exact) if nodes else (0, None)
     # Auto: deep MLPs only. Their optima sit in narrow basins that the evolution's local
     # moves miss (docs/search.md); linear and one-hidden-layer predictors reach their proven
     # optima without it.
     if model == "tflm" or _beyond_exact(options) or not _deep(predictor):
-        return 0
-    return max(1, shared["population"] * shared["generations"] // 16)
+        return 0, None
+    return max(1, default), _exact_model(predictor, sp)
 
 
-def _dive(net: Subnet, top1: float, nodes: int, predictor, scorer, sp: Space, model: str, constraints: dict):
+def _dive(net: Subnet, top1: float, nodes: int, exact: tuple, scorer, sp: Space, model: str, constraints: dict):
     """A branch and bound of at most ``nodes`` nodes from the evolution's best: (subnet,
     score, proven, nodes visited)."""
-    exact = _exact_model(predictor, sp)
-    assert exact is not None  # _dive_nodes gave nodes only for such predictors
     raw = _branch_and_bound(exact, sp, model, net, constraints, max_nodes=nodes)
     return (*_adopt(raw, net, top1, scorer, sp), bool(raw["proven_optimal"]), int(raw["nodes"]))
+
+
+def _dive_front(
+    ev, scorer, sp: Space, model: str, constraints: dict, exact: tuple, front: tuple, knots: int, nodes: int
+):
+    """Branch-and-bound dives from a two-objective front's points (``front``: rows, top1,
+    peak) at up to ``knots`` steps spread over it (the largest included), each under that
+    point's peak, on threads; better subnets join the front, which is returned filtered."""
+    rows, top1, peak = front
+    pick = np.unique(np.linspace(0, len(rows) - 1, min(knots, len(rows))).round().astype(int))
+
+    def dive(i: int) -> tuple[Subnet, float]:
+        start = decode(rows[i][None, :], sp)[0]
+        raw = _branch_and_bound(exact, sp, model, start, {**constraints, "max_peak": int(peak[i])}, max_nodes=nodes)
+        return _adopt(raw, start, float(top1[i]), scorer, sp)
+
+    workers = min(len(pick), os.cpu_count() or 1)
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            found = list(pool.map(dive, pick))
+    else:
+        found = [dive(i) for i in pick]
+    new_rows = encode([net for net, _ in found], sp)
+    rows = np.concatenate([rows, new_rows])
+    top1 = np.concatenate([top1, np.array([t for _, t in found], dtype=np.float32)])
+    peak = np.concatenate([peak, ev.peaks(new_rows, threads=1).astype(np.int64)])
+    keep = core.non_dominated(top1, peak, None)
+    return rows[keep], top1[keep], peak[keep]
 
 
 def _branch_and_bound(exact: tuple, sp: Space, model: str, start: Subnet, constraints: dict, **limits) -> dict:
@@ -826,7 +872,17 @@ def pareto(
         "min_uniformity": _min_uniformity(opts["min_uniformity"]),
     }
     constraints["max_latency_ms"], latency = _latency_limit(opts, sp)
-    scorer = _resolve_predictor(predictor, sp, opts["predictor_input"])
+    loaded = _loaded_predictor(predictor, sp)
+    scorer = _resolve_predictor(loaded, sp, opts["predictor_input"])
+    knots = _int("dive_knots", opts["dive_knots"], 0, _INT32_MAX)
+    dive, exact = _dive_setting(
+        opts["dive_nodes"],
+        loaded,
+        sp,
+        model,
+        options,
+        _EVOLUTION.population * _EVOLUTION.generations // _EVALUATIONS_PER_DIVE_NODE,
+    )
     with Progress(shared["generations"], f"pareto {sp.name}", progress) as bar:
 
         def tick(g: int) -> None:
@@ -843,15 +899,23 @@ def pareto(
             progress=tick if bar.enabled else None,
             latency=latency,
         )
-    rows = raw["rows"]
+    rows, top1, peak, mflops, uniformity = raw["rows"], raw["scores"], raw["peaks"], raw["mflops"], raw["uniformity"]
+    # Dives on a two-objective front only: a dive maximises top1 under a peak, which says
+    # nothing of MFLOPs or uniformity.
+    if dive and knots and len(rows) and not (with_mflops or with_uniformity or raw["interrupted"]):
+        assert exact is not None
+        ev = evaluator(sp, model)
+        rows, top1, peak = _dive_front(ev, scorer, sp, model, constraints, exact, (rows, top1, peak), knots, dive)
+        prof = ev.profiles(rows, 1, False)
+        mflops, uniformity = prof["mflops"], prof["uniformity"]
     percent_of = _top1_predictor_name(predictor, sp)
     if percent_of is not None and len(rows):
-        warn_outside_percent(raw["scores"], percent_of, stacklevel=2)
+        warn_outside_percent(top1, percent_of, stacklevel=2)
     return ParetoFront(
         subnets=decode(rows, sp) if len(rows) else [],
-        top1=raw["scores"],
-        peak=raw["peaks"],
-        mflops=raw["mflops"],
+        top1=top1,
+        peak=peak,
+        mflops=mflops,
         rows=rows,
         method="nsga2",
         space=sp.name,
@@ -859,7 +923,7 @@ def pareto(
         evaluations=int(raw["evaluations"]),
         seconds=time.perf_counter() - start,
         interrupted=bool(raw["interrupted"]),
-        uniformity=raw["uniformity"],
+        uniformity=uniformity,
     )
 
 

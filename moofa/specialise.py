@@ -38,14 +38,12 @@ from ._io import atomic_write_text
 from .memory import _model_name, evaluator
 from .predictor import warn_outside_percent
 from .search import (
+    _EVALUATIONS_PER_DIVE_NODE,
     _EVOLUTION,
     ParetoFront,
-    _adopt,
-    _beyond_exact,
-    _branch_and_bound,
     _check_options,
-    _deep,
-    _exact_model,
+    _dive_front,
+    _dive_setting,
     _int,
     _latency_limit,
     _limit,
@@ -56,7 +54,7 @@ from .search import (
     _top1_predictor_name,
 )
 from .spaces import Space, get_space
-from .subnet import Subnet, decode, encode
+from .subnet import Subnet, decode
 from .units import MAX_BUDGET, format_items, parse_budget
 
 __all__ = ["SPECIALISE_OPTIONS", "SpecialiseResult", "clear_cache", "read_budgets", "read_table", "specialise"]
@@ -201,7 +199,9 @@ def _build_front(
         keep = core.non_dominated(top1, peak, None)
         rows, top1, peak = rows[keep], top1[keep], peak[keep]
     if exact is not None and opts["dive_nodes"] > 0 and opts["dive_knots"] > 0:
-        rows, top1, peak = _dive_front(ev, scorer, sp, model, constraints, exact, rows, top1, peak, opts, workers)
+        rows, top1, peak = _dive_front(
+            ev, scorer, sp, model, constraints, exact, (rows, top1, peak), opts["dive_knots"], opts["dive_nodes"]
+        )
     if opts["polish_rounds"] > 0 and (not isinstance(scorer, core.Scorer) or hasattr(scorer, "score")):
         rows, top1, peak, spent = _polish(
             ev, scorer, sp, constraints, rows, top1, peak, opts["polish_rounds"], opts["max_knots"]
@@ -218,31 +218,6 @@ def _build_front(
         evaluations=evaluations,
         seconds=time.perf_counter() - start,
     )
-
-
-def _dive_front(ev, scorer, sp: Space, model: str, constraints: dict, exact: tuple, rows, top1, peak, opts, workers):
-    """Branch-and-bound dives from the front's points at up to dive_knots steps spread over
-    it (the largest included), each under that point's peak; better subnets join the front."""
-    pick = np.unique(np.linspace(0, len(rows) - 1, min(opts["dive_knots"], len(rows))).round().astype(int))
-
-    def dive(i: int) -> tuple[Subnet, float]:
-        start = decode(rows[i][None, :], sp)[0]
-        raw = _branch_and_bound(
-            exact, sp, model, start, {"max_peak": int(peak[i]), **constraints}, max_nodes=opts["dive_nodes"]
-        )
-        return _adopt(raw, start, float(top1[i]), scorer, sp)
-
-    if workers > 1 and len(pick) > 1:
-        with ThreadPoolExecutor(max_workers=min(workers, len(pick))) as pool:
-            found = list(pool.map(dive, pick))
-    else:
-        found = [dive(i) for i in pick]
-    new_rows = encode([net for net, _ in found], sp)
-    rows = np.concatenate([rows, new_rows])
-    top1 = np.concatenate([top1, np.array([t for _, t in found], dtype=np.float32)])
-    peak = np.concatenate([peak, ev.peaks(new_rows, threads=1).astype(np.int64)])
-    keep = core.non_dominated(top1, peak, None)
-    return rows[keep], top1[keep], peak[keep]
 
 
 class _Layout:
@@ -661,7 +636,14 @@ def specialise(budgets, space: str | Space = "moofa", predictor=None, *, seed: i
         loaded = _loaded_predictor(predictor, sp)
         scorer = _resolve_predictor(loaded, sp, opts["predictor_input"])
         native = isinstance(scorer, core.Scorer)
-        dive, exact = _dive_setting(knobs["dive_nodes"], loaded, sp, model, opts)
+        dive, exact = _dive_setting(
+            knobs["dive_nodes"],
+            loaded,
+            sp,
+            model,
+            opts,
+            _EVOLUTION.population * _EVOLUTION.generations // _EVALUATIONS_PER_DIVE_NODE,
+        )
         front = _build_front(ev, scorer, sp, constraints, dict(knobs, dive_nodes=dive), seed, native, exact, model)
         percent_of = _top1_predictor_name(predictor, sp)
         if percent_of is not None:
@@ -712,23 +694,6 @@ def specialise(budgets, space: str | Space = "moofa", predictor=None, *, seed: i
         front_seconds=0.0 if cached else front.seconds,
         cached=cached,
     )
-
-
-def _dive_setting(value, predictor, sp: Space, model: str, opts: dict) -> tuple[int, tuple | None]:
-    """(nodes per dive, the branch and bound's model) for the front's dives; (0, None): none."""
-    if value == 0:
-        return 0, None
-    exact = None if model == "tflm" or _beyond_exact(opts) else _exact_model(predictor, sp)
-    if value is None:
-        if exact is None or not _deep(predictor):
-            return 0, None
-        return _EVOLUTION.population * _EVOLUTION.generations // 16, exact
-    if exact is None:
-        raise ValueError(
-            "dive_nodes: the branch-and-bound dive needs a linear or MLP predictor, the 'full' or "
-            "'activations' memory model and no min_uniformity or latency limit; use dive_nodes=0"
-        )
-    return value, exact
 
 
 def read_budgets(path: str | os.PathLike) -> list[str]:

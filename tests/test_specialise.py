@@ -145,6 +145,24 @@ def test_deep_predictor_front_points_are_proven_by_the_dives(tiny_truth):
         moofa.specialise(budgets, TINY, tiny_score, dive_nodes=10, **small)
 
 
+@pytest.mark.filterwarnings("ignore::moofa.predictor.PredictionRangeWarning")  # a random net's scores
+def test_deep_predictor_pareto_front_is_proven_by_the_dives(tiny_truth):
+    # moofa.pareto (NSGA-II) gets the same dives on a ("top1", "peak") front.
+    rows, peaks, _ = tiny_truth
+    pred, weights, biases = tiny_deep(seed=4)
+    scores = deep_forward(moofa.predictor.one_hot(rows, TINY), weights, biases)
+    front = moofa.pareto(TINY, pred, population=40, generations=5, dive_nodes=10**6, dive_knots=10**4)
+    plain = moofa.pareto(TINY, pred, population=40, generations=5, dive_nodes=0)
+    for top1, peak in zip(front.top1, front.peak):
+        assert top1 == pytest.approx(brute_best(peaks, scores, int(peak)), abs=1e-3)
+    assert front.top1.max() >= plain.top1.max() - 1e-4
+    np.testing.assert_allclose(front.mflops, [moofa.profile(n, TINY).mflops for n in front.subnets], rtol=1e-9)
+    # Three objectives: no dives (a dive knows nothing of MFLOPs).
+    three = moofa.pareto(TINY, pred, population=40, generations=5, objectives=("top1", "peak", "mflops"))
+    same = moofa.pareto(TINY, pred, population=40, generations=5, objectives=("top1", "peak", "mflops"), dive_nodes=0)
+    assert np.array_equal(three.rows, same.rows)
+
+
 def test_within_the_individual_searches_of_moofa(fleet):
     budgets, r = fleet
     picks = np.linspace(0, len(budgets) - 1, 6).astype(int)
