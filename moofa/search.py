@@ -514,12 +514,7 @@ def search(
     scorer = _resolve_predictor(loaded, sp, opts["predictor_input"])
     percent_of = _top1_predictor_name(predictor, sp)
     dive, exact = _dive_setting(
-        opts["dive_nodes"],
-        loaded,
-        sp,
-        model,
-        options,
-        shared["population"] * shared["generations"] // _EVALUATIONS_PER_DIVE_NODE,
+        opts["dive_nodes"], loaded, sp, model, options, shared["population"] * shared["generations"]
     )
     islands = _islands(opts["islands"], loaded, model, options)
     raw = _evolve(
@@ -663,9 +658,16 @@ def _loaded_predictor(predictor, sp: Space):
 _EVALUATIONS_PER_DIVE_NODE = 16
 
 
-def _dive_setting(value, predictor, sp: Space, model: str, options: dict, default: int) -> tuple[int, tuple | None]:
+def _dive_setting(
+    value,
+    predictor,
+    sp: Space,
+    model: str,
+    options: dict,
+    evaluations: int = _EVOLUTION.population * _EVOLUTION.generations,
+) -> tuple[int, tuple | None]:
     """(nodes per branch-and-bound dive, the model it bounds) for ``dive_nodes=value``;
-    (0, None): no dive."""
+    (0, None): no dive. The default is one node per 16 of the evolution's ``evaluations``."""
     if value is not None:
         nodes = _int("dive_nodes", value, 0, _INT64_MAX)
         exact = None if model == "tflm" or _beyond_exact(options) else _exact_model(predictor, sp)
@@ -680,7 +682,7 @@ def _dive_setting(value, predictor, sp: Space, model: str, options: dict, defaul
     # optima without it.
     if model == "tflm" or _beyond_exact(options) or not _deep(predictor):
         return 0, None
-    return max(1, default), _exact_model(predictor, sp)
+    return max(1, evaluations // _EVALUATIONS_PER_DIVE_NODE), _exact_model(predictor, sp)
 
 
 def _dive(net: Subnet, top1: float, nodes: int, exact: tuple, scorer, sp: Space, model: str, constraints: dict):
@@ -875,14 +877,7 @@ def pareto(
     loaded = _loaded_predictor(predictor, sp)
     scorer = _resolve_predictor(loaded, sp, opts["predictor_input"])
     knots = _int("dive_knots", opts["dive_knots"], 0, _INT32_MAX)
-    dive, exact = _dive_setting(
-        opts["dive_nodes"],
-        loaded,
-        sp,
-        model,
-        options,
-        _EVOLUTION.population * _EVOLUTION.generations // _EVALUATIONS_PER_DIVE_NODE,
-    )
+    dive, exact = _dive_setting(opts["dive_nodes"], loaded, sp, model, options)
     with Progress(shared["generations"], f"pareto {sp.name}", progress) as bar:
 
         def tick(g: int) -> None:

@@ -38,8 +38,6 @@ from ._io import atomic_write_text
 from .memory import _model_name, evaluator
 from .predictor import warn_outside_percent
 from .search import (
-    _EVALUATIONS_PER_DIVE_NODE,
-    _EVOLUTION,
     ParetoFront,
     _check_options,
     _dive_front,
@@ -636,14 +634,7 @@ def specialise(budgets, space: str | Space = "moofa", predictor=None, *, seed: i
         loaded = _loaded_predictor(predictor, sp)
         scorer = _resolve_predictor(loaded, sp, opts["predictor_input"])
         native = isinstance(scorer, core.Scorer)
-        dive, exact = _dive_setting(
-            knobs["dive_nodes"],
-            loaded,
-            sp,
-            model,
-            opts,
-            _EVOLUTION.population * _EVOLUTION.generations // _EVALUATIONS_PER_DIVE_NODE,
-        )
+        dive, exact = _dive_setting(knobs["dive_nodes"], loaded, sp, model, opts)
         front = _build_front(ev, scorer, sp, constraints, dict(knobs, dive_nodes=dive), seed, native, exact, model)
         percent_of = _top1_predictor_name(predictor, sp)
         if percent_of is not None:
