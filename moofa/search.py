@@ -725,7 +725,7 @@ def _dive_front(
 def _branch_and_bound(exact: tuple, sp: Space, model: str, start: Subnet, constraints: dict, **limits) -> dict:
     """core.mlp_optimum of the model ``exact`` (see _exact_model) from the incumbent ``start``."""
     weights, biases, skip, scale, offset = exact
-    return core.mlp_optimum(
+    raw = core.mlp_optimum(
         evaluator(sp, model),
         list(weights),
         list(biases),
@@ -738,6 +738,9 @@ def _branch_and_bound(exact: tuple, sp: Space, model: str, start: Subnet, constr
         start_row=encode([start], sp),
         **limits,
     )
+    if raw["interrupted"]:
+        raise KeyboardInterrupt
+    return raw
 
 
 def _adopt(raw: dict, net: Subnet, top1: float, scorer, sp: Space) -> tuple[Subnet, float]:
@@ -897,10 +900,14 @@ def pareto(
     rows, top1, peak, mflops, uniformity = raw["rows"], raw["scores"], raw["peaks"], raw["mflops"], raw["uniformity"]
     # Dives on a two-objective front only: a dive maximises top1 under a peak, which says
     # nothing of MFLOPs or uniformity.
-    if dive and knots and len(rows) and not (with_mflops or with_uniformity or raw["interrupted"]):
+    interrupted = bool(raw["interrupted"])
+    if dive and knots and len(rows) and not (with_mflops or with_uniformity or interrupted):
         assert exact is not None
         ev = evaluator(sp, model)
-        rows, top1, peak = _dive_front(ev, scorer, sp, model, constraints, exact, (rows, top1, peak), knots, dive)
+        try:
+            rows, top1, peak = _dive_front(ev, scorer, sp, model, constraints, exact, (rows, top1, peak), knots, dive)
+        except KeyboardInterrupt:  # Ctrl-C: the front as NSGA-II left it
+            interrupted = True
         prof = ev.profiles(rows, 1, False)
         mflops, uniformity = prof["mflops"], prof["uniformity"]
     percent_of = _top1_predictor_name(predictor, sp)
@@ -917,7 +924,7 @@ def pareto(
         objectives=objectives,
         evaluations=int(raw["evaluations"]),
         seconds=time.perf_counter() - start,
-        interrupted=bool(raw["interrupted"]),
+        interrupted=interrupted,
         uniformity=uniformity,
     )
 

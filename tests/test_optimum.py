@@ -447,3 +447,22 @@ def test_bound_kernels_agree_across_instruction_sets(small_nets):
     for isa, r in results.items():
         assert r["proven"] and r["score"] == pytest.approx(want, abs=1e-6), isa
         assert r["row"] == results["generic"]["row"], isa
+
+
+def test_ctrl_c_stops_a_long_branch_and_bound():
+    # The signal lands while C++ holds no GIL: the branch and bound notices it between nodes
+    # and moofa.optimum raises KeyboardInterrupt, as moofa.search does. (The time limit only
+    # keeps a broken check from hanging the test.)
+    import _thread
+    import threading
+    import time
+
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    start = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            moofa.optimum("800k", space="ofa", time_limit=30, generations=5)
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - start < 10

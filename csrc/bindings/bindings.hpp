@@ -4,9 +4,13 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
+#include <utility>
 
 #include "moofa/predictor.hpp"
 #include "moofa/space.hpp"
@@ -18,6 +22,44 @@ void predictor(pybind11::module_& m);
 void search(pybind11::module_& m);
 void latency(pybind11::module_& m);
 void optimum(pybind11::module_& m);
+
+// Per-generation hook: every 50 ms at most (taking the GIL each generation would stall
+// behind other Python threads), check for Ctrl-C and report progress.
+class GenerationHook {
+ public:
+  explicit GenerationHook(pybind11::object progress) : progress_(std::move(progress)) {}
+
+  std::function<bool(int)> callback() {
+    return [this](int generation) {
+      const auto now = std::chrono::steady_clock::now();
+      if (generation != 0 && now - last_ < std::chrono::milliseconds(50)) return true;
+      last_ = now;
+      pybind11::gil_scoped_acquire gil;
+      if (PyErr_CheckSignals() != 0) {
+        pending_ = std::make_unique<pybind11::error_already_set>();
+        return false;
+      }
+      if (!progress_.is_none()) progress_(generation);
+      return true;
+    };
+  }
+  // With the GIL: a predictor called by the search raised KeyboardInterrupt.
+  void interrupt(pybind11::error_already_set&& error) {
+    pending_ = std::make_unique<pybind11::error_already_set>(std::move(error));
+  }
+  // After the search, with the GIL: Ctrl-C gives back the partial result; any other
+  // exception a signal handler raised propagates.
+  bool interrupted() {
+    if (!pending_) return false;
+    if (!pending_->matches(PyExc_KeyboardInterrupt)) throw std::move(*pending_);
+    return true;
+  }
+
+ private:
+  pybind11::object progress_;
+  std::chrono::steady_clock::time_point last_{};
+  std::unique_ptr<pybind11::error_already_set> pending_;
+};
 
 // A dense layer's weights as the entries that take MLPs accept them: float32, C order.
 using Floats = pybind11::array_t<float, pybind11::array::c_style | pybind11::array::forcecast>;

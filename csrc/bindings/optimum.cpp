@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
@@ -54,6 +55,10 @@ void optimum(py::module_& m) {
           if (n != 1) throw py::value_error("start_row must hold one encoded subnet");
           o.start_row.assign(data, data + evaluator.n_columns());
         }
+        // Ctrl-C: checked between nodes (with the GIL, every 50 ms at most).
+        GenerationHook hook{py::none()};
+        const std::function<bool(int)> check = hook.callback();
+        o.keep_going = [&check] { return check(1); };
         OptimumResult r;
         const auto t0 = std::chrono::steady_clock::now();
         {
@@ -69,6 +74,7 @@ void optimum(py::module_& m) {
         out["proven_optimal"] = r.proven_optimal;
         out["upper_bound"] = r.upper_bound;
         out["nodes"] = r.nodes;
+        out["interrupted"] = hook.interrupted();
         out["seconds"] = dt.count();
         return out;
       },

@@ -33,44 +33,6 @@ std::string shape_of(const py::array& a) {
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
-// Per-generation hook: every 50 ms at most (taking the GIL each generation would stall
-// behind other Python threads), check for Ctrl-C and report progress.
-class GenerationHook {
- public:
-  explicit GenerationHook(py::object progress) : progress_(std::move(progress)) {}
-
-  std::function<bool(int)> callback() {
-    return [this](int generation) {
-      const auto now = std::chrono::steady_clock::now();
-      if (generation != 0 && now - last_ < std::chrono::milliseconds(50)) return true;
-      last_ = now;
-      py::gil_scoped_acquire gil;
-      if (PyErr_CheckSignals() != 0) {
-        pending_ = std::make_unique<py::error_already_set>();
-        return false;
-      }
-      if (!progress_.is_none()) progress_(generation);
-      return true;
-    };
-  }
-  // With the GIL: a predictor called by the search raised KeyboardInterrupt.
-  void interrupt(py::error_already_set&& error) {
-    pending_ = std::make_unique<py::error_already_set>(std::move(error));
-  }
-  // After the search, with the GIL: Ctrl-C gives back the partial result; any other
-  // exception a signal handler raised propagates.
-  bool interrupted() {
-    if (!pending_) return false;
-    if (!pending_->matches(PyExc_KeyboardInterrupt)) throw std::move(*pending_);
-    return true;
-  }
-
- private:
-  py::object progress_;
-  std::chrono::steady_clock::time_point last_{};
-  std::unique_ptr<py::error_already_set> pending_;
-};
-
 // A Python callable as a Scorer: called with a uint8 array (n, n_columns) of encoded
 // subnets, it must return n finite real numbers (higher is better). Ctrl-C inside it
 // (KeyboardInterrupt) goes to the hook and stops the search with what it found so far.

@@ -596,9 +596,12 @@ class Solver {
   bool out_of_time() {
     ++nodes_;
     if (opt_.max_nodes > 0 && nodes_ > opt_.max_nodes) stop_ = true;
-    if (opt_.time_limit > 0 && (nodes_ & 255) == 0) {
-      const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - start_;
-      if (dt.count() > opt_.time_limit) stop_ = true;
+    if ((nodes_ & 255) == 0) {
+      if (opt_.time_limit > 0) {
+        const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - start_;
+        if (dt.count() > opt_.time_limit) stop_ = true;
+      }
+      if (opt_.keep_going && !opt_.keep_going()) stop_ = true;
     }
     return stop_;
   }

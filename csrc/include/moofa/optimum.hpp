@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -39,6 +40,9 @@ struct OptimumOptions {
   double time_limit = 0.0;         // seconds, 0: none (the answer is then proven)
   int64_t max_nodes = 0;           // 0: no limit
   std::vector<uint8_t> start_row;  // empty, or a subnet to start from (an incumbent)
+  // Called every 256 nodes when set; false stops the search (the answer is then not
+  // proven). For Ctrl-C from a caller's event loop.
+  std::function<bool()> keep_going;
 };
 
 struct OptimumResult {
