@@ -489,20 +489,20 @@ def search(
         raise ValueError(f"method must be one of {list(SEARCH_METHODS)}, got {method!r}")
     sp = get_space(space)
     model = _model_name(opts["memory_model"])
+    loaded = _loaded_predictor(predictor, sp)  # once: a checkpoint path is read here only
     if method == "exact" or (
-        method == "auto" and model != "tflm" and not _beyond_exact(options) and _shallow_exact(predictor, sp)
+        method == "auto" and model != "tflm" and not _beyond_exact(options) and _shallow_exact(loaded)
     ):
         return optimum(
             budget,
             sp,
-            predictor,
+            loaded,
             seed=seed,
             population=population,
             generations=generations,
             **{k: v for k, v in options.items() if k != "method"},
         )
     items = _budget_items(budget, sp, model, opts["bytes_per_item"])
-    loaded = _loaded_predictor(predictor, sp)
     constraints = {
         "max_peak": items,
         "max_mflops": _limit("max_mflops", opts["max_mflops"], float),
@@ -514,7 +514,7 @@ def search(
     scorer = _resolve_predictor(loaded, sp, opts["predictor_input"])
     percent_of = _top1_predictor_name(predictor, sp)
     dive, exact = _dive_setting(
-        opts["dive_nodes"], loaded, sp, model, options, shared["population"] * shared["generations"]
+        opts["dive_nodes"], loaded, model, options, shared["population"] * shared["generations"]
     )
     islands = _islands(opts["islands"], loaded, model, options)
     raw = _evolve(
@@ -661,7 +661,6 @@ _EVALUATIONS_PER_DIVE_NODE = 16
 def _dive_setting(
     value,
     predictor,
-    sp: Space,
     model: str,
     options: dict,
     evaluations: int = _EVOLUTION.population * _EVOLUTION.generations,
@@ -670,7 +669,7 @@ def _dive_setting(
     (0, None): no dive. The default is one node per 16 of the evolution's ``evaluations``."""
     if value is not None:
         nodes = _int("dive_nodes", value, 0, _INT64_MAX)
-        exact = None if model == "tflm" or _beyond_exact(options) else _exact_model(predictor, sp)
+        exact = None if model == "tflm" or _beyond_exact(options) else _exact_model(predictor)
         if nodes and exact is None:
             raise ValueError(
                 "dive_nodes: the branch-and-bound dive needs a linear or MLP predictor, the 'full' or "
@@ -682,7 +681,7 @@ def _dive_setting(
     # optima without it.
     if model == "tflm" or _beyond_exact(options) or not _deep(predictor):
         return 0, None
-    return max(1, evaluations // _EVALUATIONS_PER_DIVE_NODE), _exact_model(predictor, sp)
+    return max(1, evaluations // _EVALUATIONS_PER_DIVE_NODE), _exact_model(predictor)
 
 
 def _dive(net: Subnet, top1: float, nodes: int, exact: tuple, scorer, sp: Space, model: str, constraints: dict):
@@ -771,8 +770,9 @@ def _sweep(budgets: list, space, predictor, progress, search_options) -> tuple[l
         raise ValueError("budgets must hold at least one budget")
     sp = get_space(space)
     _check_options(search_options, ("seed", "population", "generations", *SEARCH_OPTIONS), "sweep")
-    # Resolve the predictor once (loading a shipped one reads files).
-    predictor = _resolve_predictor(predictor, sp, search_options.pop("predictor_input", "rows"))
+    # Load the predictor once (files are read); search() takes the object, so a deep MLP
+    # gets its islands and dive as in a single search.
+    predictor = _loaded_predictor(predictor, sp)
     results = _SweepResults()
     try:
         with Progress(len(budgets), f"search {sp.name}", progress) as bar:
@@ -880,7 +880,7 @@ def pareto(
     loaded = _loaded_predictor(predictor, sp)
     scorer = _resolve_predictor(loaded, sp, opts["predictor_input"])
     knots = _int("dive_knots", opts["dive_knots"], 0, _INT32_MAX)
-    dive, exact = _dive_setting(opts["dive_nodes"], loaded, sp, model, options)
+    dive, exact = _dive_setting(opts["dive_nodes"], loaded, model, options)
     with Progress(shared["generations"], f"pareto {sp.name}", progress) as bar:
 
         def tick(g: int) -> None:
@@ -937,16 +937,9 @@ def _beyond_exact(options: dict) -> list[str]:
     return [k for k in ("min_uniformity", "max_latency_ms", "latency_table") if options.get(k) is not None]
 
 
-def _exact_model(predictor, sp: Space) -> tuple | None:
-    """(weights, biases, skip, scale, offset) of a predictor the branch and bound can take
-    (a linear model or a ReLU MLP), or None."""
-    if predictor is None:
-        try:
-            predictor = load_predictor(sp.name)
-        except (ValueError, FileNotFoundError):
-            return None
-    elif isinstance(predictor, (str, Path)):
-        predictor = load_predictor(predictor)
+def _exact_model(predictor) -> tuple | None:
+    """(weights, biases, skip, scale, offset) of a loaded predictor (see _loaded_predictor)
+    the branch and bound can take (a linear model or a ReLU MLP), or None."""
     if isinstance(predictor, Predictor):
         return (predictor.weights, predictor.biases, predictor.skip, predictor.scale, predictor.offset)
     if isinstance(predictor, core.LinearScorer):
@@ -955,10 +948,10 @@ def _exact_model(predictor, sp: Space) -> tuple | None:
     return None
 
 
-def _shallow_exact(predictor, sp: Space) -> bool:
+def _shallow_exact(predictor) -> bool:
     """A predictor whose branch and bound ``method="auto"`` runs to the end: linear or one
     hidden layer (deeper nets get the search's dive, whose node limit bounds its time)."""
-    exact = _exact_model(predictor, sp)
+    exact = _exact_model(predictor)
     return exact is not None and len(exact[0]) <= 2
 
 
@@ -1003,13 +996,14 @@ def optimum(
             f"{', '.join(beyond)}: the exact optimum takes the peak, max_mflops and max_params limits "
             "only (uniformity is no sum over blocks; latency limits are not in the bound); use moofa.search"
         )
-    exact = _exact_model(predictor, sp)
+    loaded = _loaded_predictor(predictor, sp)  # once, for the bound, the search and the scores
+    exact = _exact_model(loaded)
     if exact is None:
         raise ValueError(
             "predictor: the exact optimum needs a linear model (moofa.linear_scorer) or a ReLU MLP "
             "(moofa.Predictor: the shipped and the published predictors); for other predictors use moofa.search"
         )
-    evo = search(budget, sp, predictor, **{k: v for k, v in options.items() if k != "method"})
+    evo = search(budget, sp, loaded, **{k: v for k, v in options.items() if k != "method"})
     raw = _branch_and_bound(
         exact,
         sp,
@@ -1018,7 +1012,7 @@ def optimum(
         {"max_peak": evo.budget, **evo.constraints},
         time_limit=0.0 if time_limit is None else float(time_limit),
     )
-    net, top1 = _adopt(raw, evo.subnet, evo.top1, _resolve_predictor(predictor, sp, "rows"), sp)
+    net, top1 = _adopt(raw, evo.subnet, evo.top1, _resolve_predictor(loaded, sp, "rows"), sp)
     return _result(
         net,
         top1,

@@ -634,7 +634,7 @@ def specialise(budgets, space: str | Space = "moofa", predictor=None, *, seed: i
         loaded = _loaded_predictor(predictor, sp)
         scorer = _resolve_predictor(loaded, sp, opts["predictor_input"])
         native = isinstance(scorer, core.Scorer)
-        dive, exact = _dive_setting(knobs["dive_nodes"], loaded, sp, model, opts)
+        dive, exact = _dive_setting(knobs["dive_nodes"], loaded, model, opts)
         front = _build_front(ev, scorer, sp, constraints, dict(knobs, dive_nodes=dive), seed, native, exact, model)
         percent_of = _top1_predictor_name(predictor, sp)
         if percent_of is not None:

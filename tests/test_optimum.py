@@ -401,8 +401,11 @@ def test_islands_are_independent_evolutions_with_the_best_kept(small_nets):
         four.peak <= budget
         and oracle_score(SMALL, four.subnet, small_nets, forward(small_nets, deep))[1]["peak_full"] <= budget
     )
-    # The default for deep MLPs: four islands (each a quarter of the generations).
+    # The default for deep MLPs: four islands (each a quarter of the generations), in a
+    # sweep as in a single search.
     assert moofa.search(budget, SMALL, deep, seed=3, **kw).generations == 10
+    swept = moofa.sweep([budget, budget + 1], SMALL, deep, seed=3, **kw)
+    assert [r.islands for r in swept] == [4, 4] and swept[0].subnet == four.subnet
     with pytest.raises(ValueError, match="islands"):
         moofa.search(budget, SMALL, deep, islands=0)
 
