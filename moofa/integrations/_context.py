@@ -60,6 +60,9 @@ class Context:
     _dep: dict
     _ker: dict
     _exp: dict
+    objectives: tuple[str, ...]
+    _custom: dict[str, Callable]
+    _need: tuple[str, ...]
 
     def __init__(
         self,
@@ -73,7 +76,16 @@ class Context:
         max_params: int | None = None,
         threads: int = 0,
         need_predictor: bool = True,
+        objectives=None,
     ):
+        # The plug-ins' objectives (see check_objectives): the predictor is then needed
+        # only for "top1".
+        objs = [] if objectives is None else check_objectives(objectives)
+        builtin = [name for name, fn in objs if fn is None]
+        if objectives is not None:
+            need_predictor = "top1" in builtin
+        self.objectives = tuple(name for name, _ in objs)
+        self._custom = {name: fn for name, fn in objs if fn is not None}
         self.space = sp = get_space(space)
         self.memory_model = model = _model_name(memory_model)
         self.budget = None if budget is None else _budget_items(budget, sp, model, bytes_per_item)
@@ -108,6 +120,7 @@ class Context:
         self._dep = {d: i for i, d in enumerate(sp.depths)}
         self._ker = {k: i for i, k in enumerate(sp.kernels)}
         self._exp = {e: i for i, e in enumerate(sp.expands)}
+        self._need = self.needs(builtin)
 
     # --- rows -----------------------------------------------------------------------------
 
@@ -239,6 +252,14 @@ class Context:
         elif "peak" in need:
             out["peak"] = self.evaluator.peaks(rows, threads=self.threads)
         return out
+
+    def evaluate_objectives(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Every objective's and constraint's values of encoded rows, by name (the built-in
+        ones as :meth:`evaluate`, the others by their functions)."""
+        vals = self.evaluate(rows, self._need)
+        for name, fn in self._custom.items():
+            vals[name] = np.asarray(fn(rows), dtype=np.float64).reshape(len(rows))
+        return vals
 
     def constraint_names(self) -> list[str]:
         names = []

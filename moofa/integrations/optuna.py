@@ -25,7 +25,7 @@ import numpy as np
 from .._encoding import columns
 from ..spaces import Space, get_space
 from ..subnet import Subnet, _nice, decode
-from ._context import Context, check_objectives
+from ._context import Context
 
 __all__ = ["CONSTRAINT_ATTR", "Objective", "constraints", "suggest_subnet", "subnet_of"]
 
@@ -113,10 +113,6 @@ class Objective:
         max_mflops: float | None = None,
         max_params: int | None = None,
     ):
-        objs = check_objectives(objectives)
-        self.objectives = tuple(name for name, _ in objs)
-        self._custom = {name: fn for name, fn in objs if fn is not None}
-        builtin = [name for name, fn in objs if fn is None]
         self.context = Context(
             space,
             budget,
@@ -126,9 +122,9 @@ class Objective:
             max_mflops=max_mflops,
             max_params=max_params,
             threads=1,
-            need_predictor="top1" in builtin,
+            objectives=objectives,
         )
-        self._need = self.context.needs(builtin)
+        self.objectives = self.context.objectives
         self.rows: list[np.ndarray] = []
 
     @property
@@ -147,9 +143,7 @@ class Objective:
     def __call__(self, trial) -> Any:
         row = _row_by_suggest(_trial_suggest(trial), self.space)[None, :]
         self.rows.append(row[0])
-        vals = self.context.evaluate(row, self._need)
-        for name, fn in self._custom.items():
-            vals[name] = np.asarray(fn(row), dtype=np.float64).reshape(1)
+        vals = self.context.evaluate_objectives(row)
         g = self.context.constraint_values(vals)[0]
         values = [float(v) for v in g]
         trial.set_user_attr(CONSTRAINT_ATTR, values)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..spaces import Space
 from ..subnet import Subnet, column_names
-from ._context import OBJECTIVES, Context, check_objectives, missing
+from ._context import OBJECTIVES, Context, missing
 
 __all__ = ["OBJECTIVES", "MoofaProblem"]
 
@@ -68,10 +68,6 @@ class MoofaProblem(_Base):
     ):
         if _Problem is None:
             raise missing("pymoo")
-        objs = check_objectives(objectives)
-        self.objectives = tuple(name for name, _ in objs)
-        self._custom = {name: fn for name, fn in objs if fn is not None}
-        builtin = [name for name, fn in objs if fn is None]
         self.context = ctx = Context(
             space,
             budget,
@@ -81,16 +77,16 @@ class MoofaProblem(_Base):
             max_mflops=max_mflops,
             max_params=max_params,
             threads=threads,
-            need_predictor="top1" in builtin,
+            objectives=objectives,
         )
-        self._need = ctx.needs(builtin)
+        self.objectives = ctx.objectives
         self.constraints = tuple(ctx.constraint_names())
         self.record = bool(record)
         self.history: list[np.ndarray] = []
         self.evaluations = 0
         xu = ctx.limits[ctx.free] - 1
         super().__init__(
-            n_var=len(ctx.free), n_obj=len(objs), n_ieq_constr=len(self.constraints), xl=0, xu=xu, vtype=int
+            n_var=len(ctx.free), n_obj=len(self.objectives), n_ieq_constr=len(self.constraints), xl=0, xu=xu, vtype=int
         )
 
     @property
@@ -147,10 +143,7 @@ class MoofaProblem(_Base):
     def evaluate_rows(self, rows) -> dict[str, np.ndarray]:
         """Objective and constraint values of encoded rows, by name (top1 in percent)."""
         rows = self.context.encode(rows) if not isinstance(rows, np.ndarray) else rows
-        vals = self.context.evaluate(rows, self._need)
-        for name, fn in self._custom.items():
-            vals[name] = np.asarray(fn(rows), dtype=np.float64).reshape(len(rows))
-        return vals
+        return self.context.evaluate_objectives(rows)
 
     def _evaluate(self, X, out, *args, **kwargs):
         rows = self.context.rows_from_x(X)
