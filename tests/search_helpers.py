@@ -334,8 +334,9 @@ def port_predictor(scorer, space):
     return accuracy
 
 
-def random_linear(space: str, seed: int = 0):
-    """A random linear scorer over the one-hot encoding (weights N(0.2, 1), bias 60)."""
+def random_linear(space: str, seed: int = 0, *, shift: float = 0.2, bias: float = 60.0):
+    """A random linear scorer over the one-hot encoding (weights N(shift, 1)); its
+    ``weights`` and ``bias`` are the model's."""
     sp = moofa.get_space(space)
-    w = np.random.default_rng(seed).normal(size=moofa._core.LinearScorer.n_features(moofa.memory.spec(sp))) + 0.2
-    return moofa._core.LinearScorer(moofa.memory.spec(sp), w.astype(np.float32), 60.0)
+    w = np.random.default_rng(seed).normal(size=moofa._core.LinearScorer.n_features(moofa.memory.spec(sp))) + shift
+    return moofa._core.LinearScorer(moofa.memory.spec(sp), w.astype(np.float32), bias)

@@ -22,9 +22,31 @@ SPACES = ["ofa", "compofa", "moofa", "moofa-e346", "moofa-e1-2"]
 
 
 def random_linear(space: str, seed: int = 0):
-    sp = moofa.get_space(space)
-    w = np.random.default_rng(seed).normal(size=_core.LinearScorer.n_features(spec(sp)))
-    return _core.LinearScorer(spec(sp), w.astype(np.float32), 70.0), w.astype(np.float32), 70.0
+    """(scorer, weights, bias) of a random linear model, weights N(0, 1), bias 70."""
+    scorer = helpers.random_linear(space, seed, shift=0.0, bias=70.0)
+    return scorer, np.asarray(scorer.weights, dtype=np.float32), 70.0
+
+
+def checked_predictor(space: str, budget: int, base):
+    """``base`` as a Python predictor that asserts every batch is valid (columns, CompOFA
+    coupling, peak <= budget) and that no subnet is scored twice; returns it with the set
+    of scored subnets and the batch sizes."""
+    seen: set[bytes] = set()
+    batches: list[int] = []
+    tables = helpers.SlotTables(space)
+
+    def predictor(rows):
+        assert rows.dtype == np.uint8 and rows.shape[1] == moofa.get_space(space).n_columns
+        moofa.decode(rows, space)  # checks every column, CompOFA's depth -> expand coupling too
+        assert np.all(tables.peaks(rows) <= budget)
+        for row in rows:
+            key = bytes(canonical(space, row))
+            assert key not in seen, "a subnet was scored twice"
+            seen.add(key)
+        batches.append(len(rows))
+        return base.score(rows)
+
+    return predictor, seen, batches
 
 
 def oracle_peak(space: str, row: np.ndarray, **kw) -> int:
@@ -107,24 +129,9 @@ def test_evolve_is_deterministic_across_thread_counts():
 
 @pytest.mark.parametrize("space", ["compofa", "moofa-e1-2"])
 def test_evolve_scores_each_subnet_once_and_only_valid_ones(space):
-    seen: set[bytes] = set()
-    batches = []
     budget = moofa.min_peak(space)[0] + 100_000
-    tables = helpers.SlotTables(space)
     base, _, _ = random_linear(space, seed=5)
-
-    def predictor(rows):
-        assert rows.dtype == np.uint8 and rows.shape[1] == moofa.get_space(space).n_columns
-        # decode() checks every column, CompOFA's depth -> expand coupling included.
-        moofa.decode(rows, space)
-        assert np.all(tables.peaks(rows) <= budget)
-        for row in rows:
-            key = bytes(canonical(space, row))
-            assert key not in seen, "a subnet was scored twice"
-            seen.add(key)
-        batches.append(len(rows))
-        return base.score(rows)
-
+    predictor, seen, batches = checked_predictor(space, budget, base)
     out = _core.evolve(moofa.evaluator(space), predictor, max_peak=budget, population=40, generations=40, seed=2)
     assert sum(batches) == out["evaluations"] == len(seen)
     assert max(batches) <= 40  # one batch per generation
@@ -155,22 +162,9 @@ def test_polish_of_every_structure_reaches_the_exact_optimum_of_a_linear_model(s
 
 @pytest.mark.parametrize("space", ["compofa", "moofa-e1-2"])
 def test_polish_scores_each_subnet_once_and_only_valid_ones(space):
-    seen: set[bytes] = set()
-    batches = []
     budget = moofa.min_peak(space)[0] + 100_000
-    tables = helpers.SlotTables(space)
     base, _, _ = random_linear(space, seed=5)
-
-    def predictor(rows):
-        moofa.decode(rows, space)  # checks every column, CompOFA's depth -> expand coupling too
-        assert np.all(tables.peaks(rows) <= budget)
-        for row in rows:
-            key = bytes(canonical(space, row))
-            assert key not in seen, "a subnet was scored twice"
-            seen.add(key)
-        batches.append(len(rows))
-        return base.score(rows)
-
+    predictor, seen, batches = checked_predictor(space, budget, base)
     kw = {"max_peak": budget, "population": 40, "generations": 10, "seed": 2}
     plain = _core.evolve(moofa.evaluator(space), base, **kw)
     out = _core.evolve(moofa.evaluator(space), predictor, **kw, polish_radius=2)
