@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import oracle
-from search_helpers import one_hot
+from search_helpers import mlp_forward, one_hot
 
 import moofa
 
@@ -30,11 +30,4 @@ def peak(net, space, memory_model: str = "full") -> int:
 def top1(nets, space, predictor=None) -> np.ndarray:
     """float64 forward of a moofa predictor's MLP (+ linear skip) on the one-hot encoding."""
     pred = moofa.load_predictor(predictor or space)
-    x = one_hot([_config(n, space) for n in nets], space)
-    h = x
-    for i, (w, b) in enumerate(zip(pred.weights, pred.biases)):
-        h = h @ w.astype(np.float64) + b
-        if i + 1 < len(pred.weights):
-            h = np.maximum(h, 0)
-    y = h[:, 0] + (x @ pred.skip.astype(np.float64) if pred.skip is not None else 0)
-    return pred.offset + pred.scale * y
+    return mlp_forward(pred, one_hot([_config(n, space) for n in nets], space))

@@ -340,3 +340,16 @@ def random_linear(space: str, seed: int = 0, *, shift: float = 0.2, bias: float 
     sp = moofa.get_space(space)
     w = np.random.default_rng(seed).normal(size=moofa._core.LinearScorer.n_features(moofa.memory.spec(sp))) + shift
     return moofa._core.LinearScorer(moofa.memory.spec(sp), w.astype(np.float32), bias)
+
+
+def mlp_forward(pred: moofa.Predictor, x: np.ndarray) -> np.ndarray:
+    """A moofa predictor's scores of one-hot inputs ``x`` by a float64 numpy forward pass
+    (ReLU between layers, the linear skip, scale and offset): independent of the C++ kernels."""
+    x = np.asarray(x, dtype=np.float64)
+    h = x
+    for i, (w, b) in enumerate(zip(pred.weights, pred.biases)):
+        h = h @ w.astype(np.float64) + b.astype(np.float64)
+        if i + 1 < len(pred.weights):
+            h = np.maximum(h, 0.0)
+    y = h[:, 0] + (x @ pred.skip.astype(np.float64) if pred.skip is not None else 0.0)
+    return pred.offset + pred.scale * y

@@ -12,6 +12,7 @@ import itertools
 import numpy as np
 import pytest
 from oracle import evaluate
+from search_helpers import mlp_forward
 
 import moofa
 from moofa._ext import core
@@ -94,15 +95,7 @@ def forward(nets: list[dict], pred: moofa.Predictor) -> np.ndarray:
     x = np.zeros((len(nets), n_in))
     for i, net in enumerate(nets):
         x[i, net["feats"]] = 1.0
-    h = x
-    for j, (w, b) in enumerate(zip(pred.weights, pred.biases)):
-        h = h @ w.astype(np.float64) + b.astype(np.float64)
-        if j + 1 < len(pred.weights):
-            h = np.maximum(h, 0.0)
-    y = h[:, 0]
-    if pred.skip is not None:
-        y = y + x @ pred.skip.astype(np.float64)
-    return pred.offset + pred.scale * y
+    return mlp_forward(pred, x)
 
 
 def random_predictor(sp: moofa.Space, hidden: tuple, seed: int, skip: bool) -> moofa.Predictor:

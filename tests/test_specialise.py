@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+from search_helpers import mlp_forward
 
 import moofa
 from moofa.cli import main
@@ -68,22 +69,13 @@ def brute_best(peaks: np.ndarray, scores: np.ndarray, budget: int) -> float:
     return float(scores[fits].max()) if fits.any() else math.nan
 
 
-def tiny_deep(seed: int = 3) -> tuple[moofa.Predictor, list, list]:
-    """A random MLP with two hidden layers on TINY and its float64 numpy scores of every row."""
+def tiny_deep(seed: int = 3) -> moofa.Predictor:
+    """A random MLP with two hidden layers on TINY."""
     rng = np.random.default_rng(seed)
     sizes = [moofa.predictor.one_hot_size(TINY), 24, 16, 1]
     weights = [rng.normal(size=(a, b)).astype(np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
     biases = [(0.5 * rng.normal(size=b)).astype(np.float32) for b in sizes[1:]]
-    return moofa.Predictor(TINY, weights, biases, scale=0.5, offset=50.0), weights, biases
-
-
-def deep_forward(x: np.ndarray, weights, biases) -> np.ndarray:
-    h = x.astype(np.float64)
-    for i, (w, b) in enumerate(zip(weights, biases)):
-        h = h @ w.astype(np.float64) + b.astype(np.float64)
-        if i + 1 < len(weights):
-            h = np.maximum(h, 0.0)
-    return 50.0 + 0.5 * h[:, 0]
+    return moofa.Predictor(TINY, weights, biases, scale=0.5, offset=50.0)
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +120,8 @@ def test_deep_predictor_front_points_are_proven_by_the_dives(tiny_truth):
     # With a deep predictor the front's points get branch-and-bound dives (on by default);
     # with enough nodes at every point each front point is the optimum under its own peak.
     rows, peaks, _ = tiny_truth
-    pred, weights, biases = tiny_deep()
-    scores = deep_forward(moofa.predictor.one_hot(rows, TINY), weights, biases)
+    pred = tiny_deep()
+    scores = mlp_forward(pred, moofa.predictor.one_hot(rows, TINY))
     small = {"population": 40, "generations": 5, "refine_generations": 0, "polish_rounds": 0, "cache": False}
     budgets = np.unique(peaks)
     r = moofa.specialise(budgets, TINY, pred, dive_nodes=10**6, dive_knots=10**4, **small)
@@ -149,8 +141,8 @@ def test_deep_predictor_front_points_are_proven_by_the_dives(tiny_truth):
 def test_deep_predictor_pareto_front_is_proven_by_the_dives(tiny_truth):
     # moofa.pareto (NSGA-II) gets the same dives on a ("top1", "peak") front.
     rows, peaks, _ = tiny_truth
-    pred, weights, biases = tiny_deep(seed=4)
-    scores = deep_forward(moofa.predictor.one_hot(rows, TINY), weights, biases)
+    pred = tiny_deep(seed=4)
+    scores = mlp_forward(pred, moofa.predictor.one_hot(rows, TINY))
     front = moofa.pareto(TINY, pred, population=40, generations=5, dive_nodes=10**6, dive_knots=10**4)
     plain = moofa.pareto(TINY, pred, population=40, generations=5, dive_nodes=0)
     for top1, peak in zip(front.top1, front.peak):
