@@ -10,14 +10,15 @@
   proven where it finishes), and at least 9 of the 10 seeds must reach it. The full sweep,
   the published predictors included, is ``benchmarks/optimality_sweep.py``.
 - group "search-325k-published-compofa": the default search with the published CompOFA
-  predictor (four islands and the dive: proven optimal) against one evolution of the same
+  predictor (twelve islands raced down to two, and the dive: proven optimal) against one evolution of the same
   size without the dive (the baseline; it stops more than a point lower).
 - group "optimality-sweep-published": the published predictors (``*.pth.tar`` in the
   folder named by ``MOOFA_PUBLISHED_PREDICTORS``, else ``../shared/reference/predictors``;
   torch needed; skipped without). CompOFA at 325k / 400k / 800k: ``moofa.optimum`` proves
   the optimum and all ten default searches must reach it. MOOFA (325k-800k) and OFA
-  (325k, 400k) against the best scores known (docs/search.md): at least 7 of 10 seeds
-  (measured: 7-10).
+  (325k, 400k) against the best scores known (docs/search.md): at least 9 of 10 seeds
+  (measured: 10 in each). OFA at 800k is not asserted: its best known score (89.087) is
+  not reached by the default search (docs/search.md).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ PUBLISHED_BEST = {
 
 @pytest.mark.benchmark(group="search-325k-published-compofa")
 def test_published_default_search(benchmark):
-    # The default for a deep predictor: four islands, then the dive, which proves the optimum.
+    # The default for a deep predictor: the island race, then the dive, which proves the optimum.
     predictor = _published("compofa")
     r = benchmark(moofa.search, 325_000, "compofa", predictor)
     alone = moofa.search(325_000, "compofa", predictor, islands=1, dive_nodes=0)
@@ -159,4 +160,4 @@ def test_published_seed_sweep(benchmark, space):
 
     hits = benchmark.pedantic(sweep, rounds=1, iterations=1)
     benchmark.extra_info["hits"] = hits
-    assert all(h >= 7 for h in hits.values()), hits
+    assert all(h >= 9 for h in hits.values()), hits

@@ -198,6 +198,9 @@ def evolve(
     depth_niche: int = ...,
     polish_keep: int = ...,
     depth_niche_share: float = ...,
+    island_seeds: list[int] | None = None,
+    survivors: int | None = None,
+    race_generation: int = 0,
 ) -> dict[str, Any]: ...
 def nsga2(
     evaluator: Evaluator,

@@ -258,7 +258,7 @@ def cmd_search(args) -> int:
     if args.time_limit is not None and not args.exact:
         raise ValueError("--time-limit applies to --exact only")
     opts = _search_options(args)
-    for name in ("islands", "dive_nodes"):
+    for name in ("islands", "survivors", "dive_nodes"):
         if getattr(args, name) is not None:
             opts[name] = getattr(args, name)
     run = functools.partial(optimum, time_limit=args.time_limit) if args.exact else search
@@ -549,7 +549,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--time-limit", type=float, help="seconds for --exact (unset: until proven)")
     p.add_argument(
-        "--islands", type=int, help="independent evolutions sharing the generations (unset: 4 for deep MLPs, else 1)"
+        "--islands", type=int, help="independent evolutions sharing the generations (unset: 12 for deep MLPs, else 1)"
+    )
+    p.add_argument(
+        "--survivors",
+        type=int,
+        help="islands that go on after an early race (unset: 3 from four islands, else all)",
     )
     p.add_argument(
         "--dive-nodes",

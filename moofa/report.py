@@ -57,6 +57,8 @@ PAPER_TABLE1 = {
 
 def _islands_and_dive(result) -> str:
     text = f" x {result.islands} islands" if result.islands > 1 else ""
+    if result.survivors < result.islands:
+        text += f" ({result.survivors} after the race)"
     if result.dive_nodes:
         text += f", a dive of {result.dive_nodes:,} branch-and-bound nodes"
     if result.proven_optimal:

@@ -85,10 +85,13 @@ SEARCH_OPTIONS: dict[str, Any] = {
     # 16 evaluations (population x generations / 16) for MLPs with two or more hidden layers
     # under "full"/"activations", else none. A dive that finishes proves the optimum.
     "dive_nodes": None,
-    # independent evolutions that share population x generations (each runs generations //
-    # islands), best kept; run on parallel threads. None: 4 for MLPs with two or more hidden
-    # layers (the dive's rule), else 1. Island 0 uses seed, the others seeds derived from it.
+    # independent evolutions that share population x generations, best kept; run on parallel
+    # threads. None: 12 for MLPs with two or more hidden layers (the dive's rule), else 1.
+    # Island 0 uses seed, the others seeds derived from it.
     "islands": None,
+    # islands that go on after a race early in the evolution (the best by then; see
+    # docs/search.md); the others stop there. None: 3 with four islands or more, else all.
+    "survivors": None,
 }
 SEARCH_METHODS = ("evolution", "exact", "auto")
 # A callable predictor receives a batch as: "rows" a uint8 array from moofa.encode (fastest),
@@ -149,7 +152,8 @@ class SearchResult:
     # True when no subnet meeting the constraints scores higher: moofa.optimum or the
     # search's dive finished its branch and bound (the evolution alone never proves it).
     proven_optimal: bool = False
-    islands: int = 1  # independent evolutions (generations is each one's)
+    islands: int = 1  # independent evolutions (generations is the longest one's)
+    survivors: int = 1  # islands that ran to the end (the others lost the race)
     dive_nodes: int = 0  # branch-and-bound nodes of the search's dive (0: none)
 
     @property
@@ -186,6 +190,7 @@ class SearchResult:
             "seed": self.seed,
             "proven_optimal": self.proven_optimal,
             "islands": self.islands,
+            "survivors": self.survivors,
             "dive_nodes": self.dive_nodes,
         }
 
@@ -517,8 +522,10 @@ def search(
         opts["dive_nodes"], loaded, model, options, shared["population"] * shared["generations"]
     )
     islands = _islands(opts["islands"], loaded, model, options)
+    survivors = _survivors(opts["survivors"], islands)
     raw = _evolve(
         islands,
+        survivors,
         evaluator(sp, model),
         scorer,
         constraints,
@@ -559,6 +566,7 @@ def search(
         latency_ms=None if latency is None else float(latency.costs(encode([net], sp))[0]),
         proven_optimal=proven,
         islands=islands,
+        survivors=survivors,
         dive_nodes=dived,
     )
 
@@ -590,9 +598,28 @@ def _islands(value, predictor, model: str, options: dict) -> int:
     if value is not None:
         return _int("islands", value, 1, 1024)
     # Auto: the deep predictors' basins lie far apart and one evolution settles in one of
-    # them; independent evolutions with the same evaluations in all find the best more
-    # often (docs/search.md). The shallow predictors' landscapes want the full length.
-    return 4 if _deep(predictor) and model != "tflm" and not _beyond_exact(options) else 1
+    # them; a race of independent evolutions with the same evaluations in all finds the
+    # best more often (docs/search.md). The shallow predictors' landscapes want the full length.
+    return 12 if _deep(predictor) and model != "tflm" and not _beyond_exact(options) else 1
+
+
+def _survivors(value, islands: int) -> int:
+    if value is not None:
+        return _int("survivors", value, 1, islands)
+    return islands if islands < 4 else 2
+
+
+def _island_plan(islands: int, survivors: int, generations: int) -> tuple[int, int]:
+    """(generations of an island that runs to the end, race generation; 0: no race).
+
+    Without a race every island runs generations // islands. With one, every island runs
+    race (1/25 of the generations, at most 1/(2 x islands) of them) and the survivors the
+    rest of population x generations between them: islands x race + survivors x (length -
+    race) <= generations."""
+    if survivors >= islands:
+        return max(1, generations // islands), 0
+    race = max(1, min(generations // 25, generations // (2 * islands)))
+    return max(race, race + (generations - islands * race) // survivors), race
 
 
 def _island_seed(seed: int, i: int) -> int:
@@ -603,40 +630,21 @@ def _island_seed(seed: int, i: int) -> int:
     return int(np.random.SeedSequence([seed, i]).generate_state(2, np.uint32).view(np.uint64)[0])
 
 
-def _evolve(islands: int, ev, scorer, constraints: dict, shared: dict, **options) -> dict:
-    """core.evolve, or ``islands`` independent ones (threads) with the best kept."""
+def _evolve(islands: int, survivors: int, ev, scorer, constraints: dict, shared: dict, **options) -> dict:
+    """core.evolve, or ``islands`` independent ones (threads) raced down to ``survivors``,
+    best kept."""
     if islands == 1:
         return core.evolve(ev, scorer, **constraints, **shared, **options)
-    per = dict(shared, generations=max(1, shared["generations"] // islands))
+    length, race = _island_plan(islands, survivors, shared["generations"])
+    per = dict(shared, generations=length)
     if shared["max_evaluations"]:
-        per["max_evaluations"] = max(1, shared["max_evaluations"] // islands)
-
-    def run(i: int) -> dict:
-        return core.evolve(ev, scorer, **constraints, **dict(per, seed=_island_seed(shared["seed"], i)), **options)
-
-    workers = min(islands, os.cpu_count() or 1)
-    if workers > 1:
-        # The cores are shared between the islands (results never depend on threads).
-        per["threads"] = shared["threads"] or max(1, (os.cpu_count() or 1) // workers)
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(workers) as pool:
-            runs = list(pool.map(run, range(islands)))
-    else:
-        runs = [run(i) for i in range(islands)]
-    best = max(range(islands), key=lambda i: (runs[i]["best_score"], -i))
-    # history[g]: the best over the islands after their generation g.
-    n = max(len(r["history"]) for r in runs)
-    hist = np.max([np.pad(r["history"], (0, n - len(r["history"])), mode="edge") for r in runs], axis=0)
-    return {
-        "best_row": runs[best]["best_row"],
-        "best_score": runs[best]["best_score"],
-        "history": hist.astype(runs[best]["history"].dtype),
-        "evaluations": sum(int(r["evaluations"]) for r in runs),
-        "candidates": sum(int(r["candidates"]) for r in runs),
-        "generations_run": max(int(r["generations_run"]) for r in runs),
-        "interrupted": any(bool(r["interrupted"]) for r in runs),
-    }
+        per["max_evaluations"] = max(1, shared["max_evaluations"] * length // max(1, shared["generations"]))
+    # Islands run on their own threads; the cores are shared between those that run at once.
+    per["threads"] = shared["threads"] or max(1, (os.cpu_count() or 1) // survivors)
+    seeds = [_island_seed(shared["seed"], i) for i in range(islands)]
+    return core.evolve(
+        ev, scorer, **constraints, **per, **options, island_seeds=seeds, survivors=survivors, race_generation=race
+    )
 
 
 def _loaded_predictor(predictor, sp: Space):
@@ -1028,5 +1036,6 @@ def optimum(
         constraints=dict(evo.constraints),
         proven_optimal=bool(raw["proven_optimal"]),
         islands=evo.islands,
+        survivors=evo.survivors,
         dive_nodes=evo.dive_nodes,
     )

@@ -297,6 +297,72 @@ def test_evolve_rejects_bad_options(bad, message):
         _core.evolve(moofa.evaluator("moofa"), scorer, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"island_seeds": []}, r"islands: must be 1 to 1024, got 0"),
+        ({"island_seeds": [1, 2], "survivors": 0}, r"survivors: must be 1 to the number of islands \(2\), got 0"),
+        ({"island_seeds": [1, 2], "survivors": 3}, "survivors"),
+        ({"island_seeds": [1, 2, 3], "survivors": 1}, r"race_generation: must be 1 to generations \(4\), got 0"),
+        ({"island_seeds": [1, 2, 3], "survivors": 1, "race_generation": 5}, "race_generation"),
+        ({"island_seeds": [1, 2], "race_generation": -1}, r"race_generation: must be 0 to generations"),
+    ],
+)
+def test_evolve_rejects_bad_island_options(bad, message):
+    scorer, _, _ = random_linear("moofa")
+    with pytest.raises(ValueError, match=message):
+        _core.evolve(moofa.evaluator("moofa"), scorer, max_peak=400_000, population=10, generations=4, **bad)
+
+
+def test_evolve_one_island_is_the_plain_evolution():
+    scorer, _, _ = random_linear("moofa", seed=3)
+    ev = moofa.evaluator("moofa")
+    kw = dict(max_peak=400_000, population=20, generations=15)
+    plain = _core.evolve(ev, scorer, seed=9, **kw)
+    one = _core.evolve(ev, scorer, seed=0, island_seeds=[9], **kw)
+    for key in ("best_row", "history"):
+        assert np.array_equal(plain[key], one[key])
+    assert (plain["evaluations"], plain["candidates"]) == (one["evaluations"], one["candidates"])
+
+
+def test_islands_propagate_predictor_errors_and_ctrl_c(ctrl_c):
+    def broken(rows):
+        raise RuntimeError("predictor exploded")
+
+    ev = moofa.evaluator("moofa")
+    with pytest.raises(RuntimeError, match="predictor exploded"):
+        _core.evolve(
+            ev,
+            broken,
+            max_peak=400_000,
+            population=10,
+            generations=4,
+            island_seeds=[1, 2, 3],
+            survivors=1,
+            race_generation=2,
+        )
+    # Ctrl-C reaches the calling thread while the islands run on theirs: every island stops.
+    scorer, _, _ = random_linear("moofa")
+    done = threading.Event()
+    presser = threading.Thread(target=_press_ctrl_c_until, args=(done,))
+    presser.start()
+    try:
+        out = _core.evolve(
+            ev,
+            scorer,
+            max_peak=800_000,
+            population=30,
+            generations=100_000,
+            island_seeds=[1, 2, 3, 4],
+            survivors=2,
+            race_generation=5,
+        )
+    finally:
+        done.set()
+        presser.join()
+    assert out["interrupted"] is True and 0 < out["generations_run"] < 100_000
+
+
 def test_evolve_rejects_infeasible_constraints_and_foreign_scorers():
     scorer, _, _ = random_linear("moofa")
     with pytest.raises(ValueError, match="no subnet satisfying the constraints"):

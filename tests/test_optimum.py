@@ -305,12 +305,15 @@ def test_search_dive_proves_the_optimum_of_deep_predictors(small_nets, hidden):
     got, net = oracle_score(SMALL, r.subnet, small_nets, scores)
     assert r.proven_optimal and got == pytest.approx(want, abs=1e-6) and net["peak_full"] <= budget
     assert r.top1 == pytest.approx(want, abs=1e-3) and r.history[-1] == pytest.approx(r.top1)
-    assert r.islands == 4 and 0 < r.dive_nodes <= 100 * 500 // 16
-    assert r.to_dict()["islands"] == 4 and r.to_dict()["dive_nodes"] == r.dive_nodes
+    assert r.islands == 12 and r.survivors == 2 and 0 < r.dive_nodes <= 100 * 500 // 16
+    assert r.to_dict()["islands"] == 12 and r.to_dict()["survivors"] == 2 and r.to_dict()["dive_nodes"] == r.dive_nodes
     from moofa.report import format_result
 
     text = format_result(r)
-    assert "x 4 islands" in text and f"a dive of {r.dive_nodes:,} branch-and-bound nodes (proven optimal)" in text
+    assert (
+        "x 12 islands (2 after the race)" in text
+        and f"a dive of {r.dive_nodes:,} branch-and-bound nodes (proven optimal)" in text
+    )
     off = moofa.search(budget, SMALL, pred, population=100, generations=500, dive_nodes=0)
     assert not off.proven_optimal and off.top1 <= r.top1 + 1e-5 and off.dive_nodes == 0
     # A one-node dive cannot finish: never proven, never worse than no dive.
@@ -382,10 +385,11 @@ def test_islands_are_independent_evolutions_with_the_best_kept(small_nets):
     # islands=1 with the deep predictor is the plain evolution, whatever the default.
     plain = moofa.search(budget, SMALL, deep.scorer, seed=3, **kw)
     assert one.subnet == plain.subnet and one.top1 == plain.top1 and one.generations == plain.generations
-    four = moofa.search(budget, SMALL, deep, seed=3, islands=4, **kw)
-    again = moofa.search(budget, SMALL, deep, seed=3, islands=4, threads=1, **kw)
+    # survivors == islands: no race, each island a quarter of the generations.
+    four = moofa.search(budget, SMALL, deep, seed=3, islands=4, survivors=4, **kw)
+    again = moofa.search(budget, SMALL, deep, seed=3, islands=4, survivors=4, threads=1, **kw)
     assert four.subnet == again.subnet and four.top1 == again.top1  # threads never change results
-    assert four.generations <= 10 and four.evaluations <= 4 * 20 * 11
+    assert four.generations == 10 and four.evaluations <= 4 * 20 * 11 and four.survivors == 4
     assert np.all(np.diff(four.history) >= 0) and four.history[-1] == pytest.approx(four.top1)
     # Island 0 runs the seed's own evolution (10 generations): the islands keep the best.
     first = moofa.search(budget, SMALL, deep.scorer, seed=3, population=20, generations=10, dive_nodes=0)
@@ -394,13 +398,53 @@ def test_islands_are_independent_evolutions_with_the_best_kept(small_nets):
         four.peak <= budget
         and oracle_score(SMALL, four.subnet, small_nets, forward(small_nets, deep))[1]["peak_full"] <= budget
     )
-    # The default for deep MLPs: four islands (each a quarter of the generations), in a
+    # The default for deep MLPs: twelve islands raced down to two (40 generations: a race
+    # after generation 1, then 1 + (40 - 12) // 2 = 15 generations for the two), in a
     # sweep as in a single search.
-    assert moofa.search(budget, SMALL, deep, seed=3, **kw).generations == 10
+    default = moofa.search(budget, SMALL, deep, seed=3, **kw)
+    assert (default.islands, default.survivors, default.generations) == (12, 2, 15)
     swept = moofa.sweep([budget, budget + 1], SMALL, deep, seed=3, **kw)
-    assert [r.islands for r in swept] == [4, 4] and swept[0].subnet == four.subnet
+    assert [(r.islands, r.survivors) for r in swept] == [(12, 2), (12, 2)] and swept[0].subnet == default.subnet
     with pytest.raises(ValueError, match="islands"):
         moofa.search(budget, SMALL, deep, islands=0)
+    with pytest.raises(ValueError, match="survivors"):
+        moofa.search(budget, SMALL, deep, islands=4, survivors=5)
+
+
+def test_island_race_keeps_the_best_islands_at_the_race():
+    # Checked against each island run alone: without the structure niche an island's first
+    # generations do not depend on how many follow, so an island run for the race's
+    # generations alone is the raced island up to the race.
+    from moofa.search import _island_seed
+
+    space = moofa.get_space("moofa")
+    deep = random_predictor(space, (16, 16), seed=11, skip=False)
+    budget = 400_000
+    kw = dict(population=10, dive_nodes=0, depth_niche=0)
+    # 100 generations, 6 islands, 2 survivors: the race after generation min(100 // 25,
+    # 100 // 12) = 4, the survivors run 4 + (100 - 6 * 4) // 2 = 42.
+    raced = moofa.search(budget, space, deep, seed=5, generations=100, islands=6, survivors=2, **kw)
+    seeds = [_island_seed(5, i) for i in range(6)]
+    short = [moofa.search(budget, space, deep.scorer, seed=s, generations=4, **kw) for s in seeds]
+    full = [moofa.search(budget, space, deep.scorer, seed=s, generations=42, **kw) for s in seeds]
+    for s, f in zip(short, full):
+        assert f.history[4] == s.top1  # the same island up to the race
+    order = sorted(range(6), key=lambda i: (-short[i].top1, i))
+    won, lost = order[:2], order[2:]
+    # The islands differ at the race and at the end (else any pick would pass).
+    assert len({r.top1 for r in short}) == 6 and max(full[i].top1 for i in won) != max(full[i].top1 for i in lost)
+    assert raced.generations == 42 and (raced.islands, raced.survivors) == (6, 2)
+    assert raced.top1 == max(full[i].top1 for i in won)
+    assert raced.subnet == max((full[i] for i in won), key=lambda r: r.top1).subnet
+    assert raced.evaluations == sum(full[i].evaluations for i in won) + sum(short[i].evaluations for i in lost)
+    # history: the best over every island after each generation (a lost island keeps its
+    # best at the race).
+    runs = [full[i].history for i in won] + [short[i].history for i in lost]
+    want = np.max([np.pad(h, (0, 43 - len(h)), mode="edge") for h in runs], axis=0)
+    assert len(raced.history) == 43 and np.array_equal(raced.history, want)
+    # The race is decided by the scores alone: threads change nothing.
+    again = moofa.search(budget, space, deep, seed=5, generations=100, islands=6, survivors=2, threads=1, **kw)
+    assert again.subnet == raced.subnet and np.array_equal(again.history, raced.history)
 
 
 def test_bound_kernels_agree_across_instruction_sets(small_nets):

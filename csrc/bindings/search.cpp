@@ -217,7 +217,9 @@ void search(py::module_& m) {
          int max_tries, int64_t max_evaluations, const py::object& progress,
          std::optional<double> min_uniformity, const std::shared_ptr<AdditiveCost>& latency,
          std::optional<double> max_latency_ms, int restart_patience, int polish_radius,
-         int depth_niche, int polish_keep, double depth_niche_share) {
+         int depth_niche, int polish_keep, double depth_niche_share,
+         std::optional<std::vector<uint64_t>> island_seeds, std::optional<int> survivors,
+         int race_generation) {
         const Constraints c =
             with_latency(make_constraints(max_peak, max_mflops, max_params, min_uniformity),
                          latency, max_latency_ms);
@@ -239,6 +241,13 @@ void search(py::module_& m) {
         o.max_tries = max_tries;
         o.max_evaluations = max_evaluations;
         o.validate();
+        IslandOptions isl;
+        if (island_seeds) {
+          isl.seeds = *island_seeds;
+          isl.survivors = survivors.value_or(static_cast<int>(isl.seeds.size()));
+          isl.race_generation = race_generation;
+          isl.validate(o);
+        }
         GenerationHook hook(progress);
         ScorerArg scorer = resolve_scorer(predictor, ev.n_columns(), &hook);
         require_same_space(ev.space(), *scorer.scorer);
@@ -246,7 +255,8 @@ void search(py::module_& m) {
         EvolutionResult r;
         {
           py::gil_scoped_release nogil;
-          r = evolve(ev, *scorer.scorer, c, o, hook.callback());
+          r = island_seeds ? evolve_islands(ev, *scorer.scorer, c, o, isl, hook.callback())
+                           : evolve(ev, *scorer.scorer, c, o, hook.callback());
         }
         py::dict out;
         out["best_row"] = to_array(r.best_row);
@@ -274,8 +284,11 @@ void search(py::module_& m) {
       py::arg("depth_niche") = kEvolution.depth_niche,
       py::arg("polish_keep") = kEvolution.polish_keep,
       py::arg("depth_niche_share") = kEvolution.depth_niche_share,
+      py::arg("island_seeds") = py::none(), py::arg("survivors") = py::none(),
+      py::arg("race_generation") = 0,
       "OFA-style evolutionary search under a peak budget; returns a dict (best_row, best_score, "
-      "history, ...)");
+      "history, ...). With island_seeds: one evolution per seed on its own thread (seed is "
+      "not used), and a race at race_generation that only the best survivors go on from.");
 
   m.def(
       "nsga2",

@@ -47,4 +47,32 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
                        const Constraints& constraints, const EvolutionOptions& options,
                        const std::function<bool(int)>& on_generation = {});
 
+// Independent evolutions ("islands"), one per seed, each on its own thread, and a race:
+// every island runs race_generation generations, then only the survivors with the best
+// scores at that point (ties: the first seed) go on to options.generations. With deep
+// predictors an island settles in one basin early, and its best score after a few
+// generations tells the good basins from the bad ones, so a race of many short starts
+// finds the best basin more often than a few full evolutions for the same evaluations.
+// survivors == seeds.size() (or race_generation 0 with it) runs every island to the end.
+// Each island is evolve(options with its seed); options.max_evaluations caps each island.
+struct IslandOptions {
+  std::vector<uint64_t> seeds;  // one island per seed; 1 to kMaxIslands
+  int race_generation = 0;      // 1 to options.generations when survivors < islands
+  int survivors = 1;            // 1 to the number of islands
+
+  static constexpr int kMaxIslands = 1024;
+  // Throws std::invalid_argument naming the field and its allowed range.
+  void validate(const EvolutionOptions& options) const;
+};
+
+// The best island's row and score; history: the best over the islands after each
+// generation; evaluations, candidates, rejected and duplicates: sums over the islands;
+// generations_run: the longest island's; stopped: on_generation or the scorer asked to
+// stop (islands that lose the race do not count). on_generation is called from the
+// islands' threads one at a time, with each island's own generation.
+EvolutionResult evolve_islands(const Evaluator& evaluator, const Scorer& scorer,
+                               const Constraints& constraints, const EvolutionOptions& options,
+                               const IslandOptions& islands,
+                               const std::function<bool(int)>& on_generation = {});
+
 }  // namespace moofa
