@@ -172,7 +172,7 @@ class ArchManager:
         if self.coupling:
             arch["e"] = [self.coupling[arch["d"][s]] for s in self.stage_of]
 
-    def random_sample(self) -> dict:
+    def random_sample_arch(self) -> dict:
         rng = self.rng
         arch = {
             "ks": rng.choices(self.ks_list, k=self.n_slots),
@@ -201,7 +201,11 @@ class ArchManager:
 class OFAEvolutionFinder:
     """OFA's search loop: keep the best parent_ratio, breed mutation_ratio of the children by
     mutation and the rest by uniform crossover; rejection-sample every candidate until
-    it fits the constraint; score each generation's children in one batch."""
+    it fits the constraint; score each generation's children in one batch.
+
+    ``efficiency(config) -> peak`` and ``accuracy(configs) -> scores``. ``arch_manager``: an
+    object with OFA's ``random_sample_arch``, ``mutate_resolution`` and ``mutate_arch``
+    (OFA's finder takes the accuracy predictor's ``arch_encoder``); default: ArchManager."""
 
     def __init__(
         self,
@@ -217,6 +221,7 @@ class OFAEvolutionFinder:
         resolution_mutate_prob=0.5,
         seed=0,
         batch_tables: SlotTables | None = None,
+        arch_manager=None,
     ):
         self.rng = random.Random(seed)
         # With batch_tables, the initial rejection sampling draws numpy batches: the same
@@ -225,7 +230,7 @@ class OFAEvolutionFinder:
         self.batch_tables = batch_tables
         self._np_rng = np.random.default_rng(seed)
         self._fitting: list[dict] = []
-        self.arch = ArchManager(space, self.rng)
+        self.arch = ArchManager(space, self.rng) if arch_manager is None else arch_manager
         self.efficiency, self.accuracy = efficiency, accuracy
         self.population_size, self.max_time_budget = population_size, max_time_budget
         self.parent_ratio, self.mutation_ratio = parent_ratio, mutation_ratio
@@ -236,16 +241,17 @@ class OFAEvolutionFinder:
         if self.batch_tables is not None:
             return self._batched_valid_sample(constraint)
         while True:
-            sample = self.arch.random_sample()
+            sample = self.arch.random_sample_arch()
             eff = self.efficiency(sample)
             if eff <= constraint:
                 return sample, eff
 
     def _batched_valid_sample(self, constraint):
         while not self._fitting:
-            rows = moofa.random_subnets(4096, self.arch.space, seed=self._np_rng.integers(2**63))
+            space = self.batch_tables.space
+            rows = moofa.random_subnets(4096, space, seed=self._np_rng.integers(2**63))
             fit = rows[self.batch_tables.peaks(rows) <= constraint]
-            self._fitting = [n.to_dict() for n in moofa.decode(fit, self.arch.space)] if len(fit) else []
+            self._fitting = [n.to_dict() for n in moofa.decode(fit, space)] if len(fit) else []
         sample = self._fitting.pop()
         return sample, self.efficiency(sample)
 
@@ -266,7 +272,8 @@ class OFAEvolutionFinder:
                     new[key] = [self.rng.choice([x, y]) for x, y in zip(a[key], b[key])]
                 else:
                     new[key] = self.rng.choice([a[key], b[key]])
-            self.arch._couple(new)
+            if isinstance(self.arch, ArchManager):
+                self.arch._couple(new)
             eff = self.efficiency(new)
             if eff <= constraint:
                 return new, eff

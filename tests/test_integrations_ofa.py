@@ -1,10 +1,11 @@
 """moofa.integrations.ofa: the adapters behind OFA's EvolutionFinder call pattern.
 
-The ``ofa`` package does not import without torchvision, so ``MinimalEvolutionFinder`` below
-re-implements the calls its finder makes: ``arch_manager = accuracy_predictor.arch_encoder``,
-``random_sample_arch`` / ``mutate_resolution`` / ``mutate_arch`` on deep copies, per-key
-crossover of two parents, ``efficiency_predictor.get_efficiency(sample)`` on every candidate
-until it fits, and ``accuracy_predictor.predict_acc(population)[i].item()``."""
+The ``ofa`` package does not import without torchvision, so the tests drive the adapters with
+the Python port of its finder (``search_helpers.OFAEvolutionFinder``), making the calls OFA's
+makes: ``arch_manager = accuracy_predictor.arch_encoder``, ``random_sample_arch`` /
+``mutate_resolution`` / ``mutate_arch`` on deep copies, per-key crossover of two parents,
+``efficiency_predictor.get_efficiency(sample)`` on every candidate until it fits, and
+``accuracy_predictor.predict_acc(population)[i].item()``."""
 
 from __future__ import annotations
 
@@ -14,64 +15,30 @@ import random
 import integrations_oracle as ref
 import numpy as np
 import pytest
+import search_helpers as helpers
 
 import moofa
 from moofa.integrations.ofa import AccuracyPredictor, EfficiencyPredictor
 
 
-class MinimalEvolutionFinder:
-    def __init__(self, efficiency_predictor, accuracy_predictor, population_size=40, max_time_budget=15, seed=0):
-        self.efficiency_predictor, self.accuracy_predictor = efficiency_predictor, accuracy_predictor
-        self.population_size, self.max_time_budget = population_size, max_time_budget
-        self.rng = random.Random(seed)
+def ofa_finder(efficiency: EfficiencyPredictor, accuracy: AccuracyPredictor, space: str):
+    """The Python port of OFA's EvolutionFinder (search_helpers) wired as OFA wires its own:
+    the accuracy predictor's ``arch_encoder`` draws and mutates, ``get_efficiency`` checks
+    every candidate, and ``predict_acc(population)[i].item()`` scores (population 40, 15
+    generations)."""
 
-    @property
-    def arch_manager(self):
-        return self.accuracy_predictor.arch_encoder
+    def accuracy_of(pool):
+        out = accuracy.predict_acc(pool)
+        return [out[i].item() for i in range(len(pool))]
 
-    def random_valid_sample(self, constraint):
-        while True:
-            sample = self.arch_manager.random_sample_arch()
-            eff = self.efficiency_predictor.get_efficiency(sample)
-            if eff <= constraint:
-                return sample, eff
-
-    def mutate_sample(self, sample, constraint):
-        while True:
-            new = copy.deepcopy(sample)
-            self.arch_manager.mutate_resolution(new, 0.5)
-            self.arch_manager.mutate_arch(new, 0.1)
-            eff = self.efficiency_predictor.get_efficiency(new)
-            if eff <= constraint:
-                return new, eff
-
-    def crossover_sample(self, a, b, constraint):
-        while True:
-            new = copy.deepcopy(a)
-            for key in new:
-                if isinstance(new[key], list):
-                    new[key] = [self.rng.choice(pair) for pair in zip(a[key], b[key])]
-                else:
-                    new[key] = self.rng.choice([a[key], b[key]])
-            eff = self.efficiency_predictor.get_efficiency(new)
-            if eff <= constraint:
-                return new, eff
-
-    def run_evolution_search(self, constraint):
-        pop = [self.random_valid_sample(constraint) for _ in range(self.population_size)]
-        accs = self.accuracy_predictor.predict_acc([s for s, _ in pop])
-        pop = [(accs[i].item(), s, e) for i, (s, e) in enumerate(pop)]
-        n_parents = self.population_size // 4
-        for _ in range(self.max_time_budget):
-            parents = sorted(pop, key=lambda x: -x[0])[:n_parents]
-            children = [self.mutate_sample(self.rng.choice(parents)[1], constraint) for _ in range(n_parents)]
-            children += [
-                self.crossover_sample(self.rng.choice(parents)[1], self.rng.choice(parents)[1], constraint)
-                for _ in range(self.population_size - n_parents - len(children))
-            ]
-            accs = self.accuracy_predictor.predict_acc([s for s, _ in children])
-            pop = parents + [(accs[i].item(), s, e) for i, (s, e) in enumerate(children)]
-        return max(pop, key=lambda x: x[0])
+    return helpers.OFAEvolutionFinder(
+        space,
+        efficiency.get_efficiency,
+        accuracy_of,
+        population_size=40,
+        max_time_budget=15,
+        arch_manager=accuracy.arch_encoder,
+    )
 
 
 class OFAStyleArchEncoder:
@@ -104,8 +71,7 @@ class OFAStyleArchEncoder:
 def test_evolution_finder_call_pattern(space, budget):
     efficiency = EfficiencyPredictor(space)
     accuracy = AccuracyPredictor(space, seed=0)
-    finder = MinimalEvolutionFinder(efficiency, accuracy)
-    acc, arch, peak = finder.run_evolution_search(budget)
+    _, (acc, arch, peak) = ofa_finder(efficiency, accuracy, space).run_evolution_search(budget)
     net = moofa.Subnet.from_dict(arch, space).coupled(space)
     assert peak == moofa.peak_memory([net], space)[0] == ref.peak(net, space) <= budget
     assert acc == pytest.approx(ref.top1([net], space)[0], abs=1e-3)
@@ -115,7 +81,7 @@ def test_compofa_with_ofa_style_uncoupled_e():
     # OFA's encoder draws e per slot: the adapters read CompOFA's e from d (documented rule).
     efficiency, accuracy = EfficiencyPredictor("compofa"), AccuracyPredictor("compofa")
     accuracy.arch_encoder = OFAStyleArchEncoder("compofa", seed=1)
-    acc, arch, peak = MinimalEvolutionFinder(efficiency, accuracy).run_evolution_search(400_000)
+    _, (acc, arch, peak) = ofa_finder(efficiency, accuracy, "compofa").run_evolution_search(400_000)
     coupled = moofa.Subnet.from_dict(arch, "compofa").coupled("compofa")
     assert peak == ref.peak(coupled, "compofa") <= 400_000
     assert acc == pytest.approx(ref.top1([coupled], "compofa")[0], abs=1e-3)
