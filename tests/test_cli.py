@@ -127,6 +127,14 @@ def test_search_exact_islands_and_dive(capsys):
     r = moofa.search("400k", generations=40, islands=2, dive_nodes=50)
     assert f"20 generations x 2 islands, a dive of {r.dive_nodes:,} branch-and-bound nodes" in text
     assert f"{r.top1:.2f} %" in text
+    # A race: 4 islands, the best 2 go on (40 generations: the race after 1, then 1 + 36 // 2).
+    assert main(["search", "--budget", "400k", "--generations", "40", "--islands", "4", "--survivors", "2"]) == 0
+    text = capsys.readouterr().out
+    r = moofa.search("400k", generations=40, islands=4, survivors=2)
+    assert r.generations == 19 and "19 generations x 4 islands (2 after the race)" in text
+    assert f"{r.top1:.2f} %" in text
+    assert main(["search", "--budget", "400k", "--islands", "2", "--survivors", "3"]) == 2
+    assert "survivors must be an integer in [1, 2]" in capsys.readouterr().err
     assert main(["search", "--budget", "400k", "--time-limit", "2"]) == 2
     assert "--time-limit applies to --exact only" in capsys.readouterr().err
     assert main(["search", "--budget", "400k", "--islands", "0"]) == 2
