@@ -202,6 +202,20 @@ def evolve(
     survivors: int | None = None,
     race_generation: int = 0,
 ) -> dict[str, Any]: ...
+def climb(
+    evaluator: Evaluator,
+    predictor: Scorer | Callable[[npt.NDArray[np.uint8]], npt.ArrayLike],
+    start: npt.ArrayLike,
+    *,
+    max_peak: int,
+    max_mflops: float | None = None,
+    max_params: int | None = None,
+    min_uniformity: float | None = None,
+    latency: AdditiveCost | None = None,
+    max_latency_ms: float | None = None,
+    max_evaluations: int = 0,
+    threads: int = 1,
+) -> dict[str, Any]: ...
 def nsga2(
     evaluator: Evaluator,
     predictor: Scorer | Callable[[npt.NDArray[np.uint8]], npt.ArrayLike],

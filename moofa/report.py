@@ -61,6 +61,8 @@ def _islands_and_dive(result) -> str:
         text += f" ({result.survivors} after the race)"
     if result.dive_nodes:
         text += f", a dive of {result.dive_nodes:,} branch-and-bound nodes"
+    if result.climb_evaluations:
+        text += f", a climb of {result.climb_evaluations:,} evaluations"
     if result.proven_optimal:
         text += " (proven optimal)"
     return text

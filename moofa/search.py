@@ -89,6 +89,10 @@ SEARCH_OPTIONS: dict[str, Any] = {
     # threads. None: 12 for MLPs with two or more hidden layers (the dive's rule), else 1.
     # Island 0 uses seed, the others seeds derived from it.
     "islands": None,
+    # scores of a final steepest ascent over single-gene moves (resolution, a stage depth, a
+    # slot's kernel/expand) from the best subnet, after the dive (0: none); None: population
+    # x generations // 16 for MLPs with two or more hidden layers, else 0
+    "climb_evaluations": None,
     # islands that go on after a race early in the evolution (the best by then; see
     # docs/search.md); the others stop there. None: 3 with four islands or more, else all.
     "survivors": None,
@@ -155,6 +159,7 @@ class SearchResult:
     islands: int = 1  # independent evolutions (generations is the longest one's)
     survivors: int = 1  # islands that ran to the end (the others lost the race)
     dive_nodes: int = 0  # branch-and-bound nodes of the search's dive (0: none)
+    climb_evaluations: int = 0  # scores of the final climb (0: none; counted in evaluations)
 
     @property
     def config(self) -> dict:
@@ -192,6 +197,7 @@ class SearchResult:
             "islands": self.islands,
             "survivors": self.survivors,
             "dive_nodes": self.dive_nodes,
+            "climb_evaluations": self.climb_evaluations,
         }
 
     def __repr__(self) -> str:
@@ -523,6 +529,7 @@ def search(
     )
     islands = _islands(opts["islands"], loaded, model, options)
     survivors = _survivors(opts["survivors"], islands)
+    climb = _climb_setting(opts["climb_evaluations"], loaded, shared["population"] * shared["generations"])
     raw = _evolve(
         islands,
         survivors,
@@ -546,8 +553,11 @@ def search(
     if dive:
         assert exact is not None
         net, top1, proven, dived = _dive(net, top1, dive, exact, scorer, sp, model, constraints)
-        if top1 > history[-1]:
-            history = np.append(history, np.float32(top1))
+    climbed = 0
+    if climb and not proven:
+        net, top1, climbed = _climb(net, top1, climb, scorer, sp, model, constraints, latency)
+    if top1 > history[-1]:
+        history = np.append(history, np.float32(top1))
     if percent_of is not None:
         warn_outside_percent(top1, percent_of, stacklevel=2)
     return _result(
@@ -556,7 +566,7 @@ def search(
         sp,
         model,
         history=history,
-        evaluations=int(raw["evaluations"]),
+        evaluations=int(raw["evaluations"]) + climbed,
         candidates=int(raw["candidates"]),
         seconds=time.perf_counter() - start,
         budget=items,
@@ -568,6 +578,7 @@ def search(
         islands=islands,
         survivors=survivors,
         dive_nodes=dived,
+        climb_evaluations=climbed,
     )
 
 
@@ -697,6 +708,30 @@ def _dive(net: Subnet, top1: float, nodes: int, exact: tuple, scorer, sp: Space,
     score, proven, nodes visited)."""
     raw = _branch_and_bound(exact, sp, model, net, constraints, max_nodes=nodes)
     return (*_adopt(raw, net, top1, scorer, sp), bool(raw["proven_optimal"]), int(raw["nodes"]))
+
+
+def _climb_setting(value, predictor, evaluations: int) -> int:
+    """Scores of the final climb for ``climb_evaluations=value`` (0: none). Auto: deep MLPs
+    only, one score per 16 of the evolution's ``evaluations``: the dive can stop one gene
+    short of a better subnet (docs/search.md); the shallow predictors' searches end at
+    their optima without it."""
+    if value is not None:
+        return _int("climb_evaluations", value, 0, _INT64_MAX)
+    return max(1, evaluations // _EVALUATIONS_PER_DIVE_NODE) if _deep(predictor) else 0
+
+
+def _climb(net: Subnet, top1: float, limit: int, scorer, sp: Space, model: str, constraints: dict, latency):
+    """Steepest ascent from ``net`` (core.climb, at most ``limit`` scores): (subnet, score,
+    scores spent)."""
+    raw = core.climb(
+        evaluator(sp, model), scorer, encode([net], sp), **constraints, latency=latency, max_evaluations=limit
+    )
+    if raw["interrupted"]:
+        raise KeyboardInterrupt
+    found = decode(raw["row"][None, :], sp)[0]
+    if float(raw["score"]) > top1:
+        return found, float(raw["score"]), int(raw["evaluations"])
+    return net, top1, int(raw["evaluations"])
 
 
 def _dive_front(
@@ -1038,4 +1073,5 @@ def optimum(
         islands=evo.islands,
         survivors=evo.survivors,
         dive_nodes=evo.dive_nodes,
+        climb_evaluations=evo.climb_evaluations,
     )

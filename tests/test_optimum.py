@@ -374,13 +374,158 @@ def test_published_compofa_predictor_optimum_by_default(shared_dir):
     assert dived.history[-2] == pytest.approx(alone.top1) and dived.history[-1] == pytest.approx(dived.top1)
 
 
+# --- the final climb -------------------------------------------------------------------
+
+
+def single_gene_neighbours(sp: moofa.Space, key: tuple) -> list[tuple]:
+    """Keys (_key) of the subnets one gene away: another resolution; another (kernel,
+    expand) of one active slot (kernel only when coupled); another depth of one stage, the
+    new slots at the first kernel and expand (coupled: the stage's expands follow its depth)."""
+    r, ds, active = key
+    stages, at = [], 0
+    for st, d in zip(sp.stages, ds):
+        n = min(d, st.max_depth)
+        stages.append(list(active[at : at + n]))
+        at += n
+    coupled = sp.expand_by_depth
+
+    def make(image_size, depths, per_stage) -> tuple:
+        return (image_size, tuple(depths), tuple(pair for stage in per_stage for pair in stage))
+
+    out = [make(other, ds, stages) for other in sp.resolutions if other != r]
+    for s_i, stage in enumerate(stages):
+        for p_i, (k, e) in enumerate(stage):
+            for k2 in sp.kernels:
+                for e2 in [e] if coupled else sp.expands:
+                    if (k2, e2) != (k, e):
+                        new = [list(x) for x in stages]
+                        new[s_i][p_i] = (k2, e2)
+                        out.append(make(r, ds, new))
+        for d2 in sp.depths:
+            if d2 == ds[s_i]:
+                continue
+            n2 = min(d2, sp.stages[s_i].max_depth)
+            new = [list(x) for x in stages]
+            kept = stage[:n2] + [(sp.kernels[0], sp.expands[0])] * (n2 - len(stage))
+            new[s_i] = [(k, coupled[d2]) for k, _ in kept] if coupled else kept
+            depths = list(ds)
+            depths[s_i] = d2
+            out.append(make(r, depths, new))
+    return out
+
+
+@pytest.mark.parametrize("which", ["small", "coupled"])
+def test_climb_ends_where_no_single_gene_move_is_better(which, small_nets, coupled_nets):
+    # Checked against the enumeration (float64 scores, oracle peaks), from 12 random starts.
+    sp, nets = (SMALL, small_nets) if which == "small" else (COUPLED, coupled_nets)
+    pred = random_predictor(sp, (16, 8), seed=31, skip=True)
+    scores = forward(nets, pred)
+    budget = int(np.quantile([n["peak_full"] for n in nets], 0.6))
+    table = {
+        _key(sp, n["ks"], n["e"], n["d"], n["image_size"]): (float(x), n["peak_full"]) for n, x in zip(nets, scores)
+    }
+    fitting = [n for n in nets if n["peak_full"] <= budget]
+    rng = np.random.default_rng(0)
+    moved = 0
+    for i in rng.choice(len(fitting), 12, replace=False):
+        start = fitting[i]
+        row = moofa.encode([moofa.Subnet(start["ks"], start["e"], start["d"], start["image_size"])], sp)
+        out = core.climb(moofa.evaluator(sp), pred.scorer, row, max_peak=budget)
+        end = moofa.decode(out["row"][None, :], sp)[0].to_dict()
+        key = _key(sp, end["ks"], end["e"], end["d"], end["image_size"])
+        score, peak = table[key]
+        start_score = table[_key(sp, start["ks"], start["e"], start["d"], start["image_size"])][0]
+        assert peak <= budget and score >= start_score - 1e-4 and out["score"] == pytest.approx(score, abs=1e-3)
+        around = [table[k][0] for k in single_gene_neighbours(sp, key) if k in table and table[k][1] <= budget]
+        assert around and max(around) <= score + 1e-3
+        assert (out["steps"] > 0) == (key != _key(sp, start["ks"], start["e"], start["d"], start["image_size"]))
+        moved += out["steps"] > 0
+        # A limit on the scores stops it early: at most that many.
+        short = core.climb(moofa.evaluator(sp), pred.scorer, row, max_peak=budget, max_evaluations=3)
+        assert short["evaluations"] <= 3 and short["score"] <= out["score"]
+    assert moved >= 6  # most random starts are not local optima
+
+
+def test_climb_in_the_search_and_bad_inputs(small_nets):
+    deep = random_predictor(SMALL, (16, 16), seed=7, skip=False)
+    budget = int(np.quantile([n["peak_full"] for n in small_nets], 0.5))
+    kw = dict(population=6, generations=3, dive_nodes=0, islands=1)
+    r = moofa.search(budget, SMALL, deep, seed=1, **kw)
+    off = moofa.search(budget, SMALL, deep, seed=1, climb_evaluations=0, **kw)
+    # The default for deep MLPs: the climb from the evolution's best, never lower, counted.
+    assert off.climb_evaluations == 0 and 0 < r.climb_evaluations <= max(1, 6 * 3 // 16)
+    assert r.top1 >= off.top1 and r.evaluations == off.evaluations + r.climb_evaluations
+    long = moofa.search(budget, SMALL, deep, seed=1, climb_evaluations=10**6, **kw)
+    assert long.top1 >= r.top1 and long.history[-1] == pytest.approx(long.top1)
+    from moofa.report import format_result
+
+    assert f"a climb of {long.climb_evaluations:,} evaluations" in format_result(long)
+    # Shallow predictors: off unless asked.
+    shallow = random_predictor(SMALL, (16,), seed=7, skip=False)
+    assert moofa.search(budget, SMALL, shallow, seed=1, **kw).climb_evaluations == 0
+    with pytest.raises(ValueError, match="climb_evaluations"):
+        moofa.search(budget, SMALL, deep, climb_evaluations=-1)
+    row = moofa.encode([r.subnet], SMALL)
+    with pytest.raises(ValueError, match="max_evaluations must be >= 0"):
+        core.climb(moofa.evaluator(SMALL), deep.scorer, row, max_peak=budget, max_evaluations=-1)
+    with pytest.raises(ValueError, match="start must hold one encoded subnet"):
+        core.climb(moofa.evaluator(SMALL), deep.scorer, np.concatenate([row, row]), max_peak=budget)
+    with pytest.raises(ValueError, match="does not meet the constraints"):
+        core.climb(moofa.evaluator(SMALL), deep.scorer, row, max_peak=1000)
+
+
+def key_subnet(sp: moofa.Space, key: tuple) -> moofa.Subnet:
+    """The Subnet of a _key (idle slots at the first kernel and expand, or the coupled one)."""
+    r, ds, active = key
+    ks, es, at = [], [], 0
+    for st, d in zip(sp.stages, ds):
+        n = min(d, st.max_depth)
+        for k, e in active[at : at + n]:
+            ks.append(k)
+            es.append(e)
+        idle_e = sp.expand_by_depth[d] if sp.expand_by_depth else sp.expands[0]
+        ks += [sp.kernels[0]] * (st.max_depth - n)
+        es += [idle_e] * (st.max_depth - n)
+        at += n
+    return moofa.Subnet(ks, es, list(ds), r)
+
+
+def test_published_ofa_predictor_climb_at_800k(shared_dir):
+    # The published 400x3 OFA predictor at 800k: the evolution and the dive stop one
+    # resolution and one kernel short of a better subnet (85.105, 160 px); the climb takes
+    # both steps (89.087, 192 px) and ends where no single-gene move is better, by torch.
+    from oracle import evaluate
+    from test_predictor import reference_one_hot, torch_published
+
+    path = shared_dir / "reference" / "predictors" / "ofa.pth.tar"
+    pred = moofa.load_predictor(path)
+    sp = moofa.get_space("ofa")
+    budget = 800_000
+    r = moofa.search(budget, "ofa", pred, seed=0)
+    off = moofa.search(budget, "ofa", pred, seed=0, climb_evaluations=0)
+    assert r.top1 > off.top1 + 1.0 and 0 < r.climb_evaluations
+    assert r.subnet.image_size != off.subnet.image_size  # it changed resolution
+    forward = torch_published(path)
+    assert forward(reference_one_hot([r.subnet], "ofa"))[0] == pytest.approx(r.top1, abs=1e-3)
+    cfg = r.subnet.to_dict()
+    assert evaluate(sp, cfg["ks"], cfg["e"], cfg["d"], cfg["image_size"])["peak"] <= budget
+    around = []
+    for k in single_gene_neighbours(sp, _key(sp, cfg["ks"], cfg["e"], cfg["d"], cfg["image_size"])):
+        net = key_subnet(sp, k)
+        c = net.to_dict()
+        if evaluate(sp, c["ks"], c["e"], c["d"], c["image_size"])["peak"] <= budget:
+            around.append(net)
+    assert len(around) > 100
+    assert forward(reference_one_hot(around, "ofa")).max() <= r.top1 + 1e-3
+
+
 # --- islands ---------------------------------------------------------------------------
 
 
 def test_islands_are_independent_evolutions_with_the_best_kept(small_nets):
     deep = random_predictor(SMALL, (16, 16), seed=7, skip=False)
     budget = int(np.quantile([n["peak_full"] for n in small_nets], 0.5))
-    kw = dict(population=20, generations=40, dive_nodes=0)
+    kw = dict(population=20, generations=40, dive_nodes=0, climb_evaluations=0)
     one = moofa.search(budget, SMALL, deep, seed=3, islands=1, **kw)
     # islands=1 with the deep predictor is the plain evolution, whatever the default.
     plain = moofa.search(budget, SMALL, deep.scorer, seed=3, **kw)
@@ -392,7 +537,7 @@ def test_islands_are_independent_evolutions_with_the_best_kept(small_nets):
     assert four.generations == 10 and four.evaluations <= 4 * 20 * 11 and four.survivors == 4
     assert np.all(np.diff(four.history) >= 0) and four.history[-1] == pytest.approx(four.top1)
     # Island 0 runs the seed's own evolution (10 generations): the islands keep the best.
-    first = moofa.search(budget, SMALL, deep.scorer, seed=3, population=20, generations=10, dive_nodes=0)
+    first = moofa.search(budget, SMALL, deep.scorer, seed=3, population=20, generations=10)
     assert four.top1 >= first.top1
     assert (
         four.peak <= budget
@@ -420,7 +565,7 @@ def test_island_race_keeps_the_best_islands_at_the_race():
     space = moofa.get_space("moofa")
     deep = random_predictor(space, (16, 16), seed=11, skip=False)
     budget = 400_000
-    kw = dict(population=10, dive_nodes=0, depth_niche=0)
+    kw = dict(population=10, dive_nodes=0, climb_evaluations=0, depth_niche=0)
     # 100 generations, 6 islands, 2 survivors: the race after generation min(100 // 25,
     # 100 // 12) = 4, the survivors run 4 + (100 - 6 * 4) // 2 = 42.
     raced = moofa.search(budget, space, deep, seed=5, generations=100, islands=6, survivors=2, **kw)

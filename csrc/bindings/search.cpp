@@ -350,6 +350,49 @@ void search(py::module_& m) {
       "...)");
 
   m.def(
+      "climb",
+      [](const Evaluator& ev, const py::object& predictor, const Rows& start, int64_t max_peak,
+         std::optional<double> max_mflops, std::optional<int64_t> max_params,
+         std::optional<double> min_uniformity, const std::shared_ptr<AdditiveCost>& latency,
+         std::optional<double> max_latency_ms, int64_t max_evaluations, int threads) {
+        const Constraints c =
+            with_latency(make_constraints(max_peak, max_mflops, max_params, min_uniformity),
+                         latency, max_latency_ms);
+        std::size_t n = 0;
+        const uint8_t* row = rows_of(start, ev.space(), &n);
+        if (n != 1) throw py::value_error("start must hold one encoded subnet");
+        if (max_evaluations < 0)
+          throw py::value_error("max_evaluations must be >= 0 (0: no limit), got " +
+                                std::to_string(max_evaluations));
+        if (threads < 0 || threads > SearchOptions::kMaxThreads)
+          throw py::value_error("threads must be in [0, " +
+                                std::to_string(SearchOptions::kMaxThreads) + "], got " +
+                                std::to_string(threads));
+        GenerationHook hook{py::none()};
+        ScorerArg scorer = resolve_scorer(predictor, ev.n_columns(), &hook);
+        require_same_space(ev.space(), *scorer.scorer);
+        ClimbResult r;
+        {
+          py::gil_scoped_release nogil;
+          r = climb(ev, *scorer.scorer, c, row, max_evaluations, threads);
+        }
+        py::dict out;
+        out["row"] = to_array(r.row);
+        out["score"] = r.score;
+        out["evaluations"] = r.evaluations;
+        out["steps"] = r.steps;
+        out["interrupted"] = hook.interrupted();
+        return out;
+      },
+      py::arg("evaluator"), py::arg("predictor"), py::arg("start"), py::kw_only(),
+      py::arg("max_peak"), py::arg("max_mflops") = py::none(), py::arg("max_params") = py::none(),
+      py::arg("min_uniformity") = py::none(), py::arg("latency") = py::none(),
+      py::arg("max_latency_ms") = py::none(), py::arg("max_evaluations") = 0,
+      py::arg("threads") = 1,
+      "Steepest ascent from start over single-gene neighbours under the constraints; returns a "
+      "dict (row, score, evaluations, steps, interrupted)");
+
+  m.def(
       "front_ranks",
       [](py::array_t<double, py::array::c_style | py::array::forcecast> objectives) {
         if (objectives.ndim() != 2 || objectives.shape(1) < 1)

@@ -47,6 +47,25 @@ EvolutionResult evolve(const Evaluator& evaluator, const Scorer& scorer,
                        const Constraints& constraints, const EvolutionOptions& options,
                        const std::function<bool(int)>& on_generation = {});
 
+// Steepest ascent from a subnet over its single-gene neighbours: every other input
+// resolution (the rest unchanged), every other depth of each stage (newly active slots take
+// their first choice under the peak budget), every other (kernel, expand) of each active
+// slot (kernel only in a coupled space). Neighbours that break a constraint are left out,
+// and none is scored twice. Each step moves to the best strictly better neighbour (ties:
+// the first in that order) until none is better or max_evaluations scores were spent (0:
+// no limit). The search runs it after the evolution and the dive: both can stop one
+// gene short of a better subnet (e.g. at another resolution).
+struct ClimbResult {
+  std::vector<uint8_t> row;  // canonical
+  float score = 0.0f;
+  int64_t evaluations = 0;  // scorer calls' rows, start included
+  int steps = 0;            // moves made
+  bool stopped = false;     // the scorer threw SearchStopped (row: the best before)
+};
+// start must be a valid row that meets the constraints.
+ClimbResult climb(const Evaluator& evaluator, const Scorer& scorer, const Constraints& constraints,
+                  const uint8_t* start, int64_t max_evaluations, int threads = 1);
+
 // Independent evolutions ("islands"), one per seed, each on its own thread, and a race:
 // every island runs race_generation generations, then only the survivors with the best
 // scores at that point (ties: the first seed) go on to options.generations. With deep
