@@ -173,8 +173,9 @@ def test_example_reads_a_saved_predictor(installed, tmp_path):
     proc = _example(installed, tmp_path / "mine.json", 450_000, "--seed", 5, "--population", 50, "--generations", 10)
     assert proc.returncode == 0, proc.stderr
     loaded = moofa.load_predictor(tmp_path / "mine.json")
-    # The example runs one plain evolution: no islands, no dive (the defaults for deep MLPs).
-    r = moofa.search(450_000, "ofa", predictor=loaded, seed=5, population=50, generations=10, islands=1, dive_nodes=0)
+    # The example runs one plain evolution: no islands, dive or climb (the defaults for deep MLPs).
+    plain = dict(islands=1, dive_nodes=0, climb_evaluations=0)
+    r = moofa.search(450_000, "ofa", predictor=loaded, seed=5, population=50, generations=10, **plain)
     _compare(_parse(proc.stdout), r, "ofa")
 
 
@@ -196,9 +197,8 @@ def test_example_reads_stored_float64_fortran_arrays(installed, tmp_path):
     proc = _example(installed, tmp_path / "mine.json", 300_000, "--seed", 2, "--population", 40, "--generations", 8)
     assert proc.returncode == 0, proc.stderr
     loaded = moofa.load_predictor(tmp_path / "mine.json")
-    r = moofa.search(
-        300_000, "compofa", predictor=loaded, seed=2, population=40, generations=8, islands=1, dive_nodes=0
-    )
+    plain = dict(islands=1, dive_nodes=0, climb_evaluations=0)
+    r = moofa.search(300_000, "compofa", predictor=loaded, seed=2, population=40, generations=8, **plain)
     _compare(_parse(proc.stdout), r, "compofa")
 
 
