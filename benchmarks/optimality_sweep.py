@@ -2,10 +2,10 @@
 
 For every built-in space at 325k, 400k and 800k items ("full" model) and every predictor
 (the shipped one; the published ``*.pth.tar`` where given, which needs torch), ten seeds
-of ``moofa.search`` with its defaults, then the best score known for the cell: the
-largest of those ten, of two long searches (population 200 x 2000 generations, with
-restarts) and of ``moofa.optimum`` (with a time limit; a finished branch and bound
-proves the optimum). Writes a JSON file cell by cell
+of ``moofa.search`` with its defaults and ten with ``transfer=True``, then the best score
+known for the cell: the largest of those twenty, of two long searches (population 200 x
+2000 generations, with restarts), of ``moofa.specialise`` at that budget and of
+``moofa.optimum`` (with a time limit; a finished branch and bound proves the optimum). Writes a JSON file cell by cell
 (atomically; a rerun skips the cells already there) and prints the markdown table of
 docs/search.md.
 
@@ -34,6 +34,7 @@ def cell(space: str, budget: int, kind: str, predictor, time_limit: float, seeds
     for seed in seeds:
         r = moofa.search(budget, space=space, predictor=predictor, seed=seed)
         runs.append({"seed": seed, "top1": r.top1, "seconds": r.seconds, "proven": r.proven_optimal})
+    transfer = [moofa.search(budget, space=space, predictor=predictor, seed=seed, transfer=True).top1 for seed in seeds]
     long = [
         moofa.search(
             budget,
@@ -46,13 +47,16 @@ def cell(space: str, budget: int, kind: str, predictor, time_limit: float, seeds
         ).top1
         for i in range(2)
     ]
-    out = {"space": space, "budget": budget, "predictor": kind, "seeds": runs, "long": long}
-    best = max([x["top1"] for x in runs] + long)
+    fleet = float(moofa.specialise([budget], space, predictor).top1[0])
+    out = {"space": space, "budget": budget, "predictor": kind, "seeds": runs, "transfer": transfer, "long": long}
+    out["specialise"] = fleet
+    best = max([x["top1"] for x in runs] + transfer + long + [fleet])
     opt = moofa.optimum(budget, space=space, predictor=predictor, time_limit=time_limit)
     out["optimum"] = {"top1": opt.top1, "proven": opt.proven_optimal, "seconds": opt.seconds}
     best = max(best, opt.top1)
     out["best"] = best
     out["hits"] = sum(x["top1"] >= best - TOL for x in runs)
+    out["transfer_hits"] = sum(t >= best - TOL for t in transfer)
     out["gap"] = best - min(x["top1"] for x in runs)
     out["search_seconds"] = sum(x["seconds"] for x in runs) / len(runs)
     return out
@@ -60,8 +64,9 @@ def cell(space: str, budget: int, kind: str, predictor, time_limit: float, seeds
 
 def table(cells: list[dict]) -> str:
     lines = [
-        "| space | budget | predictor | best known | proven | hits / 10 | largest gap | B&B s | search s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| space | budget | predictor | best known | proven | hits / 10 | largest gap | transfer hits | B&B s "
+        "| search s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cells:
         opt = c.get("optimum")
@@ -69,7 +74,7 @@ def table(cells: list[dict]) -> str:
         bb = "-" if opt is None else f"{opt['seconds']:.1f}"
         lines.append(
             f"| {c['space']} | {c['budget'] // 1000}k | {c['predictor']} | {c['best']:.3f} | {proven} | "
-            f"{c['hits']} | {c['gap']:.3f} | {bb} | {c['search_seconds']:.3f} |"
+            f"{c['hits']} | {c['gap']:.3f} | {c.get('transfer_hits', '-')} | {bb} | {c['search_seconds']:.3f} |"
         )
     return "\n".join(lines)
 

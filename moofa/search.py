@@ -16,6 +16,7 @@ import math
 import numbers
 import os
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ import numpy as np
 from ._ext import core
 from ._progress import Progress
 from .memory import Profile, _model_name, evaluator, min_peak, profile, spec
-from .predictor import Predictor, load_predictor, warn_outside_percent
+from .predictor import PredictionRangeWarning, Predictor, load_predictor, warn_outside_percent
 from .spaces import Space, get_space
 from .subnet import Subnet, decode, encode
 from .units import format_items, parse_budget
@@ -93,6 +94,10 @@ SEARCH_OPTIONS: dict[str, Any] = {
     # slot's kernel/expand) from the best subnet, after the dive (0: none); None: population
     # x generations // 16 for MLPs with two or more hidden layers, else 0
     "climb_evaluations": None,
+    # also search without the peak limit, then a Pareto local search (score, peak) from both
+    # bests down to the budget: the best subnets of some deep predictors at small budgets are
+    # reached from the large ones (about twice the time; docs/search.md)
+    "transfer": False,
     # islands that go on after a race early in the evolution (the best by then; see
     # docs/search.md); the others stop there. None: 3 with four islands or more, else all.
     "survivors": None,
@@ -530,6 +535,7 @@ def search(
     islands = _islands(opts["islands"], loaded, model, options)
     survivors = _survivors(opts["survivors"], islands)
     climb = _climb_setting(opts["climb_evaluations"], loaded, shared["population"] * shared["generations"])
+    transfer = _flag("transfer", opts["transfer"])
     raw = _evolve(
         islands,
         survivors,
@@ -556,6 +562,20 @@ def search(
     climbed = 0
     if climb and not proven:
         net, top1, climbed = _climb(net, top1, climb, scorer, sp, model, constraints, latency)
+    transferred = 0
+    if transfer and not proven:
+        with warnings.catch_warnings():  # its scores are checked once, below
+            warnings.simplefilter("ignore", PredictionRangeWarning)
+            unlimited = search(
+                _INT64_MAX,
+                sp,
+                loaded,
+                seed=seed,
+                population=population,
+                generations=generations,
+                **{k: v for k, v in options.items() if k not in ("transfer", "bytes_per_item")},
+            )
+        net, top1, transferred = _transfer(net, top1, unlimited, scorer, sp, model, constraints, latency)
     if top1 > history[-1]:
         history = np.append(history, np.float32(top1))
     if percent_of is not None:
@@ -566,7 +586,7 @@ def search(
         sp,
         model,
         history=history,
-        evaluations=int(raw["evaluations"]) + climbed,
+        evaluations=int(raw["evaluations"]) + climbed + transferred,
         candidates=int(raw["candidates"]),
         seconds=time.perf_counter() - start,
         budget=items,
@@ -708,6 +728,47 @@ def _dive(net: Subnet, top1: float, nodes: int, exact: tuple, scorer, sp: Space,
     score, proven, nodes visited)."""
     raw = _branch_and_bound(exact, sp, model, net, constraints, max_nodes=nodes)
     return (*_adopt(raw, net, top1, scorer, sp), bool(raw["proven_optimal"]), int(raw["nodes"]))
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+# The Pareto local search of transfer: at most this many rounds, from this many front points each.
+_TRANSFER_ROUNDS, _TRANSFER_POINTS = 20, 256
+
+
+def _transfer(net: Subnet, top1: float, unlimited: SearchResult, scorer, sp: Space, model: str, constraints, latency):
+    """A Pareto local search (score up, peak down: specialise's polish) from ``net`` and the
+    best subnet without a peak limit; the best of its front under the budget when better:
+    (subnet, score, scores spent, the unlimited search's included)."""
+    from moofa.specialise import _polish
+
+    ev = evaluator(sp, model)
+    rows = encode([net, unlimited.subnet], sp)
+    limits = {k: constraints[k] for k in ("max_mflops", "max_params", "min_uniformity") if constraints[k] is not None}
+    if latency is not None:
+        limits.update(latency=latency, max_latency_ms=constraints["max_latency_ms"])
+    front_rows, front_top1, front_peak, spent = _polish(
+        ev,
+        scorer,
+        sp,
+        limits,
+        rows,
+        np.array([top1, unlimited.top1], dtype=np.float32),
+        ev.peaks(rows, threads=1).astype(np.int64),
+        _TRANSFER_ROUNDS,
+        _TRANSFER_POINTS,
+    )
+    spent += unlimited.evaluations
+    fits = np.flatnonzero(front_peak <= constraints["max_peak"])
+    if len(fits):
+        best = fits[np.argmax(front_top1[fits])]
+        if float(front_top1[best]) > top1:
+            return decode(front_rows[best][None, :], sp)[0], float(front_top1[best]), spent
+    return net, top1, spent
 
 
 def _climb_setting(value, predictor, evaluations: int) -> int:

@@ -519,6 +519,39 @@ def test_published_ofa_predictor_climb_at_800k(shared_dir):
     assert forward(reference_one_hot(around, "ofa")).max() <= r.top1 + 1e-3
 
 
+def test_transfer_never_lowers_the_result_and_fits(small_nets):
+    pred = random_predictor(SMALL, (16, 16), seed=5, skip=True)
+    scores = forward(small_nets, pred)
+    for q in (0.2, 0.5):
+        budget = int(np.quantile([n["peak_full"] for n in small_nets], q))
+        kw = dict(population=8, generations=6, islands=1)
+        plain = moofa.search(budget, SMALL, pred, seed=2, **kw)
+        r = moofa.search(budget, SMALL, pred, seed=2, transfer=True, **kw)
+        got, net = oracle_score(SMALL, r.subnet, small_nets, scores)
+        assert net["peak_full"] <= budget and got == pytest.approx(r.top1, abs=1e-3)
+        assert r.top1 >= plain.top1 and r.evaluations > plain.evaluations
+    with pytest.raises(TypeError, match="transfer must be True or False"):
+        moofa.search(budget, SMALL, pred, transfer="yes")
+
+
+def test_published_ofa_predictor_transfer_at_325k(shared_dir):
+    # The published OFA predictor's best known subnet under 325k (92.202, at the space's
+    # smallest peak, 262,912) is reached from the best subnet without a peak limit (99.344 at
+    # 722,448) by a Pareto local search; the default search stops at 82.213.
+    from oracle import evaluate
+    from test_predictor import reference_one_hot, torch_published
+
+    path = shared_dir / "reference" / "predictors" / "ofa.pth.tar"
+    pred = moofa.load_predictor(path)
+    budget = 325_000
+    plain = moofa.search(budget, "ofa", pred, seed=0)
+    r = moofa.search(budget, "ofa", pred, seed=0, transfer=True)
+    assert r.top1 > plain.top1 + 5.0
+    cfg = r.subnet.to_dict()
+    assert evaluate(moofa.get_space("ofa"), cfg["ks"], cfg["e"], cfg["d"], cfg["image_size"])["peak"] <= budget
+    assert torch_published(path)(reference_one_hot([r.subnet], "ofa"))[0] == pytest.approx(r.top1, abs=1e-3)
+
+
 # --- islands ---------------------------------------------------------------------------
 
 
