@@ -261,6 +261,8 @@ def cmd_search(args) -> int:
     for name in ("islands", "survivors", "dive_nodes"):
         if getattr(args, name) is not None:
             opts[name] = getattr(args, name)
+    if args.transfer:
+        opts["transfer"] = True
     run = functools.partial(optimum, time_limit=args.time_limit) if args.exact else search
     r = run(
         args.budget,
@@ -550,6 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, help="seconds for --exact (unset: until proven)")
     p.add_argument(
         "--islands", type=int, help="independent evolutions sharing the generations (unset: 12 for deep MLPs, else 1)"
+    )
+    p.add_argument(
+        "--transfer",
+        action="store_true",
+        help="also search without the peak limit and walk the Pareto front down to the budget (about 2x the time)",
     )
     p.add_argument(
         "--survivors",

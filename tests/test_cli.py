@@ -133,6 +133,11 @@ def test_search_exact_islands_and_dive(capsys):
     r = moofa.search("400k", generations=40, islands=4, survivors=2)
     assert r.generations == 19 and "19 generations x 4 islands (2 after the race)" in text
     assert f"{r.top1:.2f} %" in text
+    assert main(["search", "--budget", "400k", "--generations", "20", "--transfer", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    r = moofa.search("400k", generations=20, transfer=True)
+    assert out["config"] == r.config and out["evaluations"] == r.evaluations
+    assert r.evaluations > moofa.search("400k", generations=20).evaluations
     assert main(["search", "--budget", "400k", "--islands", "2", "--survivors", "3"]) == 2
     assert "survivors must be an integer in [1, 2]" in capsys.readouterr().err
     assert main(["search", "--budget", "400k", "--time-limit", "2"]) == 2
