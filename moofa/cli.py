@@ -561,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--survivors",
         type=int,
-        help="islands that go on after an early race (unset: 3 from four islands, else all)",
+        help="islands that go on after an early race (unset: 2 from four islands, else all)",
     )
     p.add_argument(
         "--dive-nodes",

@@ -99,7 +99,7 @@ SEARCH_OPTIONS: dict[str, Any] = {
     # reached from the large ones (about twice the time; docs/search.md)
     "transfer": False,
     # islands that go on after a race early in the evolution (the best by then; see
-    # docs/search.md); the others stop there. None: 3 with four islands or more, else all.
+    # docs/search.md); the others stop there. None: 2 with four islands or more, else all.
     "survivors": None,
 }
 SEARCH_METHODS = ("evolution", "exact", "auto")
@@ -731,9 +731,9 @@ def _dive(net: Subnet, top1: float, nodes: int, exact: tuple, scorer, sp: Space,
 
 
 def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
+    if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
+    return value
 
 
 # The Pareto local search of transfer: at most this many rounds, from this many front points each.

@@ -42,6 +42,7 @@ from .search import (
     _check_options,
     _dive_front,
     _dive_setting,
+    _flag,
     _int,
     _latency_limit,
     _limit,
@@ -609,8 +610,7 @@ def specialise(budgets, space: str | Space = "moofa", predictor=None, *, seed: i
         "threads": _int("threads", opts["threads"], 0, nsga.MAX_THREADS),
     }
     seed = _seed(seed)
-    if not isinstance(opts["cache"], bool):
-        raise TypeError(f"cache must be True or False, got {opts['cache']!r}")
+    _flag("cache", opts["cache"])
     ev = evaluator(sp, model)
     key = (
         sp,

@@ -361,9 +361,6 @@ void search(py::module_& m) {
         std::size_t n = 0;
         const uint8_t* row = rows_of(start, ev.space(), &n);
         if (n != 1) throw py::value_error("start must hold one encoded subnet");
-        if (max_evaluations < 0)
-          throw py::value_error("max_evaluations must be >= 0 (0: no limit), got " +
-                                std::to_string(max_evaluations));
         if (threads < 0 || threads > SearchOptions::kMaxThreads)
           throw py::value_error("threads must be in [0, " +
                                 std::to_string(SearchOptions::kMaxThreads) + "], got " +

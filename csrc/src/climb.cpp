@@ -17,7 +17,7 @@ ClimbResult climb(const Evaluator& evaluator, const Scorer& scorer, const Constr
   constraints.validate();
   require_same_space(evaluator.space(), scorer);
   if (max_evaluations < 0)
-    throw std::invalid_argument("max_evaluations: must be >= 0 (0: no limit), got " +
+    throw std::invalid_argument("max_evaluations must be >= 0 (0: no limit), got " +
                                 std::to_string(max_evaluations));
   const Variation var(evaluator, constraints, 0.0, 0.0);
   const auto cols = static_cast<std::size_t>(var.n_columns());
