@@ -261,8 +261,8 @@ def cmd_search(args) -> int:
     for name in ("islands", "survivors", "dive_nodes"):
         if getattr(args, name) is not None:
             opts[name] = getattr(args, name)
-    if args.transfer:
-        opts["transfer"] = True
+    if args.transfer is not None:
+        opts["transfer"] = args.transfer
     run = functools.partial(optimum, time_limit=args.time_limit) if args.exact else search
     r = run(
         args.budget,
@@ -555,8 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--transfer",
-        action="store_true",
-        help="also search without the peak limit and walk the Pareto front down to the budget (about 2x the time)",
+        action=argparse.BooleanOptionalAction,
+        help="also find the best subnet without the peak limit and walk the Pareto front down to the budget "
+        "(unset: wherever the dive runs)",
     )
     p.add_argument(
         "--survivors",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -94,10 +95,12 @@ SEARCH_OPTIONS: dict[str, Any] = {
     # slot's kernel/expand) from the best subnet, after the dive (0: none); None: population
     # x generations // 16 for MLPs with two or more hidden layers, else 0
     "climb_evaluations": None,
-    # also search without the peak limit, then a Pareto local search (score, peak) from both
-    # bests down to the budget: the best subnets of some deep predictors at small budgets are
-    # reached from the large ones (about twice the time; docs/search.md)
-    "transfer": False,
+    # also find the best subnet without the peak limit, then a Pareto local search (score,
+    # peak) from it and the budget's best down to the budget: the best subnets of some deep
+    # predictors at small budgets are reached from the large ones (docs/search.md). None: on
+    # wherever the dive runs (the unlimited best is then a dive without the peak limit, run
+    # beside the budget's dive); True elsewhere runs a whole search without the peak limit
+    "transfer": None,
     # islands that go on after a race early in the evolution (the best by then; see
     # docs/search.md); the others stop there. None: 2 with four islands or more, else all.
     "survivors": None,
@@ -163,7 +166,7 @@ class SearchResult:
     proven_optimal: bool = False
     islands: int = 1  # independent evolutions (generations is the longest one's)
     survivors: int = 1  # islands that ran to the end (the others lost the race)
-    dive_nodes: int = 0  # branch-and-bound nodes of the search's dive (0: none)
+    dive_nodes: int = 0  # branch-and-bound nodes of the search's dive under the budget (0: none)
     climb_evaluations: int = 0  # scores of the final climb (0: none; counted in evaluations)
 
     @property
@@ -535,7 +538,7 @@ def search(
     islands = _islands(opts["islands"], loaded, model, options)
     survivors = _survivors(opts["survivors"], islands)
     climb = _climb_setting(opts["climb_evaluations"], loaded, shared["population"] * shared["generations"])
-    transfer = _flag("transfer", opts["transfer"])
+    transfer = _transfer_setting(opts["transfer"], dive)
     raw = _evolve(
         islands,
         survivors,
@@ -556,26 +559,39 @@ def search(
         raise KeyboardInterrupt
     net = decode(raw["best_row"][None, :], sp)[0]
     top1, history, proven, dived = float(raw["best_score"]), raw["history"], False, 0
+    unlimited = None  # (subnet, score) of the dive without the peak limit
     if dive:
         assert exact is not None
-        net, top1, proven, dived = _dive(net, top1, dive, exact, scorer, sp, model, constraints)
+        if transfer:
+            (net, top1, proven, dived), unlimited = _dive_both(net, top1, dive, exact, scorer, sp, model, constraints)
+        else:
+            net, top1, proven, dived = _dive(net, top1, dive, exact, scorer, sp, model, constraints)
     climbed = 0
     if climb and not proven:
         net, top1, climbed = _climb(net, top1, climb, scorer, sp, model, constraints, latency)
     transferred = 0
     if transfer and not proven:
-        with warnings.catch_warnings():  # its scores are checked once, below
-            warnings.simplefilter("ignore", PredictionRangeWarning)
-            unlimited = search(
-                _INT64_MAX,
-                sp,
-                loaded,
-                seed=seed,
-                population=population,
-                generations=generations,
-                **{k: v for k, v in options.items() if k not in ("transfer", "bytes_per_item")},
-            )
-        net, top1, transferred = _transfer(net, top1, unlimited, scorer, sp, model, constraints, latency)
+        if unlimited is None:  # no dive: a whole search without the peak limit
+            with warnings.catch_warnings():  # its scores are checked once, below
+                warnings.simplefilter("ignore", PredictionRangeWarning)
+                found = search(
+                    _INT64_MAX,
+                    sp,
+                    loaded,
+                    seed=seed,
+                    population=population,
+                    generations=generations,
+                    **{k: v for k, v in options.items() if k not in ("transfer", "bytes_per_item")},
+                )
+            free, free_top1, transferred = found.subnet, found.top1, found.evaluations
+        else:
+            free, free_top1 = unlimited[0], unlimited[1]
+            if climb:
+                no_peak = dict(constraints, max_peak=_INT64_MAX)
+                free, free_top1, transferred = _climb(free, free_top1, climb, scorer, sp, model, no_peak, latency)
+        polish = max(1, shared["population"] * shared["generations"] // _EVALUATIONS_PER_DIVE_NODE)
+        net, top1, spent = _transfer(net, top1, free, free_top1, scorer, sp, model, constraints, latency, polish)
+        transferred += spent
     if top1 > history[-1]:
         history = np.append(history, np.float32(top1))
     if percent_of is not None:
@@ -736,18 +752,71 @@ def _flag(name: str, value: Any) -> bool:
     return value
 
 
-# The Pareto local search of transfer: at most this many rounds, from this many front points each.
+def _transfer_setting(value, dive: int) -> bool:
+    """Whether the search transfers from the unlimited best (``transfer=value``); None: where
+    the dive runs (deep MLPs by default), whose unlimited twin then costs no more time."""
+    if value is None:
+        return dive > 0
+    if not isinstance(value, bool):
+        raise TypeError(f"transfer must be True, False or None (auto), got {value!r}")
+    return value
+
+
+def _dive_both(net: Subnet, top1: float, nodes: int, exact: tuple, scorer, sp: Space, model: str, constraints: dict):
+    """The budget's dive (as _dive) and the same dive without the peak limit, on another
+    thread meanwhile: (the budget's dive result, (subnet, score) of the unlimited one).
+    The unlimited dive hardly depends on its start (its best-bound order does not), so it
+    can start with the budget's."""
+    no_peak = dict(constraints, max_peak=_INT64_MAX)
+    box: dict[str, Any] = {}
+
+    def unlimited() -> None:
+        try:
+            box["raw"] = _branch_and_bound(exact, sp, model, net, no_peak, max_nodes=nodes)
+        except BaseException as exc:  # re-raised on the calling thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=unlimited, name="moofa-unlimited-dive", daemon=True)
+    started = True
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to spare: one dive after the other
+        started = False
+        unlimited()
+    try:
+        budget = _dive(net, top1, nodes, exact, scorer, sp, model, constraints)
+    finally:
+        if started:
+            thread.join()
+    if "error" in box:
+        raise box["error"]
+    return budget, _adopt(box["raw"], net, top1, scorer, sp)
+
+
+# The Pareto local search of transfer: at most this many rounds, from this many front points each
+# (and no round after one score per 16 evaluations of the evolution, as the dive and the climb).
 _TRANSFER_ROUNDS, _TRANSFER_POINTS = 20, 256
 
 
-def _transfer(net: Subnet, top1: float, unlimited: SearchResult, scorer, sp: Space, model: str, constraints, latency):
-    """A Pareto local search (score up, peak down: specialise's polish) from ``net`` and the
-    best subnet without a peak limit; the best of its front under the budget when better:
-    (subnet, score, scores spent, the unlimited search's included)."""
+def _transfer(
+    net: Subnet,
+    top1: float,
+    free: Subnet,
+    free_top1: float,
+    scorer,
+    sp: Space,
+    model: str,
+    constraints,
+    latency,
+    max_scores: int,
+):
+    """A Pareto local search (score up, peak down: specialise's polish) from ``net`` and
+    ``free``, the best subnet without a peak limit, until about ``max_scores`` scores; the
+    best of its front under the budget when better: (subnet, score, scores spent)."""
     from moofa.specialise import _polish
 
     ev = evaluator(sp, model)
-    rows = encode([net, unlimited.subnet], sp)
+    rows = encode([net, free], sp)
     limits = {k: constraints[k] for k in ("max_mflops", "max_params", "min_uniformity") if constraints[k] is not None}
     if latency is not None:
         limits.update(latency=latency, max_latency_ms=constraints["max_latency_ms"])
@@ -757,12 +826,12 @@ def _transfer(net: Subnet, top1: float, unlimited: SearchResult, scorer, sp: Spa
         sp,
         limits,
         rows,
-        np.array([top1, unlimited.top1], dtype=np.float32),
+        np.array([top1, free_top1], dtype=np.float32),
         ev.peaks(rows, threads=1).astype(np.int64),
         _TRANSFER_ROUNDS,
         _TRANSFER_POINTS,
+        max_scores,
     )
-    spent += unlimited.evaluations
     fits = np.flatnonzero(front_peak <= constraints["max_peak"])
     if len(fits):
         best = fits[np.argmax(front_top1[fits])]

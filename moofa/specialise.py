@@ -294,13 +294,18 @@ def _score_rows(scorer, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def _polish(ev, scorer, sp: Space, constraints: dict, rows, top1, peak, rounds: int, max_points: int):
+def _polish(
+    ev, scorer, sp: Space, constraints: dict, rows, top1, peak, rounds: int, max_points: int, max_scores: int = 0
+):
     """Pareto local search from the front's points (at most ``max_points`` a round, spread
-    over the front); returns the new front and the scores spent."""
+    over the front; no round starts once ``max_scores`` scores are spent, 0: no limit);
+    returns the new front and the scores spent."""
     layout = _Layout(sp)
     done: set[bytes] = set()
     spent = 0
     for _ in range(rounds):
+        if max_scores and spent >= max_scores:
+            break
         todo = [i for i in range(len(rows)) if rows[i].tobytes() not in done]
         if not todo:
             break

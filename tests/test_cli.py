@@ -138,6 +138,15 @@ def test_search_exact_islands_and_dive(capsys):
     r = moofa.search("400k", generations=20, transfer=True)
     assert out["config"] == r.config and out["evaluations"] == r.evaluations
     assert r.evaluations > moofa.search("400k", generations=20).evaluations
+    # A dive turns transfer on; --no-transfer turns it off.
+    assert (
+        main(["search", "--budget", "400k", "--generations", "20", "--dive-nodes", "30", "--no-transfer", "--json"])
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    r = moofa.search("400k", generations=20, dive_nodes=30, transfer=False)
+    assert out["config"] == r.config and out["evaluations"] == r.evaluations
+    assert r.evaluations < moofa.search("400k", generations=20, dive_nodes=30).evaluations
     assert main(["search", "--budget", "400k", "--islands", "2", "--survivors", "3"]) == 2
     assert "survivors must be an integer in [1, 2]" in capsys.readouterr().err
     assert main(["search", "--budget", "400k", "--time-limit", "2"]) == 2

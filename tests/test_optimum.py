@@ -491,9 +491,10 @@ def key_subnet(sp: moofa.Space, key: tuple) -> moofa.Subnet:
 
 
 def test_published_ofa_predictor_climb_at_800k(shared_dir):
-    # The published 400x3 OFA predictor at 800k: the evolution and the dive stop one
-    # resolution and one kernel short of a better subnet (85.105, 160 px); the climb takes
-    # both steps (89.087, 192 px) and ends where no single-gene move is better, by torch.
+    # The published 400x3 OFA predictor at 800k, without transfer: the evolution and the
+    # dive stop one resolution and one kernel short of a better subnet (85.105, 160 px); the
+    # climb takes both steps (89.087, 192 px) and ends where no single-gene move is better,
+    # by torch.
     from oracle import evaluate
     from test_predictor import reference_one_hot, torch_published
 
@@ -501,8 +502,8 @@ def test_published_ofa_predictor_climb_at_800k(shared_dir):
     pred = moofa.load_predictor(path)
     sp = moofa.get_space("ofa")
     budget = 800_000
-    r = moofa.search(budget, "ofa", pred, seed=0)
-    off = moofa.search(budget, "ofa", pred, seed=0, climb_evaluations=0)
+    r = moofa.search(budget, "ofa", pred, seed=0, transfer=False)
+    off = moofa.search(budget, "ofa", pred, seed=0, climb_evaluations=0, transfer=False)
     assert r.top1 > off.top1 + 1.0 and 0 < r.climb_evaluations
     assert r.subnet.image_size != off.subnet.image_size  # it changed resolution
     forward = torch_published(path)
@@ -525,27 +526,56 @@ def test_transfer_never_lowers_the_result_and_fits(small_nets):
     for q in (0.2, 0.5):
         budget = int(np.quantile([n["peak_full"] for n in small_nets], q))
         kw = dict(population=8, generations=6, islands=1)
-        plain = moofa.search(budget, SMALL, pred, seed=2, **kw)
-        r = moofa.search(budget, SMALL, pred, seed=2, transfer=True, **kw)
-        got, net = oracle_score(SMALL, r.subnet, small_nets, scores)
-        assert net["peak_full"] <= budget and got == pytest.approx(r.top1, abs=1e-3)
-        assert r.top1 >= plain.top1 and r.evaluations > plain.evaluations
-    with pytest.raises(TypeError, match="transfer must be True or False"):
+        plain = moofa.search(budget, SMALL, pred, seed=2, transfer=False, **kw)
+        # With the dive (a second one without the peak limit) and without (a whole search).
+        for extra in ({}, {"dive_nodes": 0, "transfer": True}):
+            r = moofa.search(budget, SMALL, pred, seed=2, **kw, **extra)
+            got, net = oracle_score(SMALL, r.subnet, small_nets, scores)
+            assert net["peak_full"] <= budget and got == pytest.approx(r.top1, abs=1e-3)
+            assert r.evaluations > plain.evaluations
+            if not extra:  # the same evolution and dive, then the transfer
+                assert r.top1 >= plain.top1 and r.dive_nodes == plain.dive_nodes
+    with pytest.raises(TypeError, match=r"transfer must be True, False or None \(auto\), got 'yes'"):
         moofa.search(budget, SMALL, pred, transfer="yes")
+
+
+def test_transfer_does_not_depend_on_the_second_thread(small_nets, monkeypatch):
+    # The unlimited dive runs on its own thread beside the budget's; where no thread can be
+    # started it runs first on the calling one, with the same result.
+    import threading
+
+    pred = random_predictor(SMALL, (16, 16), seed=11, skip=False)
+    budget = int(np.quantile([n["peak_full"] for n in small_nets], 0.3))
+    kw = dict(population=8, generations=6, islands=1, dive_nodes=40)
+    threaded = moofa.search(budget, SMALL, pred, seed=4, **kw)
+    started = []
+    real_start = threading.Thread.start
+
+    def refuse(self):
+        if self.name == "moofa-unlimited-dive":
+            started.append(self.name)
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    alone = moofa.search(budget, SMALL, pred, seed=4, **kw)
+    assert started == ["moofa-unlimited-dive"]
+    assert alone.subnet == threaded.subnet and alone.top1 == threaded.top1
+    assert (alone.evaluations, alone.dive_nodes) == (threaded.evaluations, threaded.dive_nodes)
 
 
 def test_published_ofa_predictor_transfer_at_325k(shared_dir):
     # The published OFA predictor's best known subnet under 325k (92.202, at the space's
     # smallest peak, 262,912) is reached from the best subnet without a peak limit (99.344 at
-    # 722,448) by a Pareto local search; the default search stops at 82.213.
+    # 722,448) by a Pareto local search; without transfer the search stops at 82.213.
     from oracle import evaluate
     from test_predictor import reference_one_hot, torch_published
 
     path = shared_dir / "reference" / "predictors" / "ofa.pth.tar"
     pred = moofa.load_predictor(path)
     budget = 325_000
-    plain = moofa.search(budget, "ofa", pred, seed=0)
-    r = moofa.search(budget, "ofa", pred, seed=0, transfer=True)
+    plain = moofa.search(budget, "ofa", pred, seed=0, transfer=False)
+    r = moofa.search(budget, "ofa", pred, seed=0)
     assert r.top1 > plain.top1 + 5.0
     cfg = r.subnet.to_dict()
     assert evaluate(moofa.get_space("ofa"), cfg["ks"], cfg["e"], cfg["d"], cfg["image_size"])["peak"] <= budget
