@@ -13,6 +13,10 @@
   predictor (twelve islands raced down to two, and the dive: proven optimal; no climb
   then) against one evolution of the same size without the dive (the baseline; it stops
   more than a point lower).
+- group "search-325k-published-ofa": the default search with the published OFA predictor
+  (the race, the dive and beside it the dive without the peak limit, the climb, the
+  transfer) against the same search with ``transfer=False`` (the baseline; it stops more
+  than five points lower, at 82.213).
 - group "optimality-sweep-published": the published predictors (``*.pth.tar`` in the
   folder named by ``MOOFA_PUBLISHED_PREDICTORS``, else ``../shared/reference/predictors``;
   torch needed; skipped without). CompOFA at 325k / 400k / 800k: ``moofa.optimum`` proves
@@ -118,6 +122,27 @@ def test_published_evolution_alone(benchmark):
     predictor = _published("compofa")
     r = benchmark(moofa.search, 325_000, "compofa", predictor, islands=1, dive_nodes=0)
     assert not r.proven_optimal and r.peak <= 325_000
+    benchmark.extra_info.update(top1=r.top1)
+
+
+@pytest.mark.benchmark(group="search-325k-published-ofa")
+@pytest.mark.filterwarnings("ignore::moofa.predictor.PredictionRangeWarning")
+def test_published_ofa_default_search(benchmark):
+    # The default for a deep predictor, its transfer included: the best known 92.202.
+    predictor = _published("ofa")
+    r = benchmark(moofa.search, 325_000, "ofa", predictor)
+    plain = moofa.search(325_000, "ofa", predictor, transfer=False)
+    assert r.peak <= 325_000 and r.top1 >= PUBLISHED_BEST["ofa"][325_000] - 1e-3 and r.top1 > plain.top1 + 5.0
+    benchmark.extra_info.update(top1=r.top1, without_transfer=plain.top1)
+
+
+@pytest.mark.benchmark(group="search-325k-published-ofa")
+@pytest.mark.filterwarnings("ignore::moofa.predictor.PredictionRangeWarning")
+def test_published_ofa_without_transfer(benchmark):
+    # Baseline: the same search without the transfer (what the default did before).
+    predictor = _published("ofa")
+    r = benchmark(moofa.search, 325_000, "ofa", predictor, transfer=False)
+    assert r.peak <= 325_000 and r.transfer_evaluations == 0
     benchmark.extra_info.update(top1=r.top1)
 
 

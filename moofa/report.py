@@ -63,6 +63,8 @@ def _islands_and_dive(result) -> str:
         text += f", a dive of {result.dive_nodes:,} branch-and-bound nodes"
     if result.climb_evaluations:
         text += f", a climb of {result.climb_evaluations:,} evaluations"
+    if result.transfer_evaluations:
+        text += f", a transfer of {result.transfer_evaluations:,}"
     if result.proven_optimal:
         text += " (proven optimal)"
     return text

@@ -168,6 +168,9 @@ class SearchResult:
     survivors: int = 1  # islands that ran to the end (the others lost the race)
     dive_nodes: int = 0  # branch-and-bound nodes of the search's dive under the budget (0: none)
     climb_evaluations: int = 0  # scores of the final climb (0: none; counted in evaluations)
+    # scores of the transfer: its search or climb without the peak limit and its polish (0:
+    # none; counted in evaluations)
+    transfer_evaluations: int = 0
 
     @property
     def config(self) -> dict:
@@ -206,6 +209,7 @@ class SearchResult:
             "survivors": self.survivors,
             "dive_nodes": self.dive_nodes,
             "climb_evaluations": self.climb_evaluations,
+            "transfer_evaluations": self.transfer_evaluations,
         }
 
     def __repr__(self) -> str:
@@ -615,6 +619,7 @@ def search(
         survivors=survivors,
         dive_nodes=dived,
         climb_evaluations=climbed,
+        transfer_evaluations=transferred,
     )
 
 
@@ -1204,4 +1209,5 @@ def optimum(
         survivors=evo.survivors,
         dive_nodes=evo.dive_nodes,
         climb_evaluations=evo.climb_evaluations,
+        transfer_evaluations=evo.transfer_evaluations,
     )

@@ -521,6 +521,8 @@ def test_published_ofa_predictor_climb_at_800k(shared_dir):
 
 
 def test_transfer_never_lowers_the_result_and_fits(small_nets):
+    from moofa.report import format_result
+
     pred = random_predictor(SMALL, (16, 16), seed=5, skip=True)
     scores = forward(small_nets, pred)
     for q in (0.2, 0.5):
@@ -533,8 +535,11 @@ def test_transfer_never_lowers_the_result_and_fits(small_nets):
             got, net = oracle_score(SMALL, r.subnet, small_nets, scores)
             assert net["peak_full"] <= budget and got == pytest.approx(r.top1, abs=1e-3)
             assert r.evaluations > plain.evaluations
-            if not extra:  # the same evolution and dive, then the transfer
+            assert plain.transfer_evaluations == 0 and r.transfer_evaluations > 0
+            if not extra:  # the same evolution, dive and climb, then the transfer
                 assert r.top1 >= plain.top1 and r.dive_nodes == plain.dive_nodes
+                assert r.evaluations == plain.evaluations + r.transfer_evaluations
+                assert f"a transfer of {r.transfer_evaluations:,}" in format_result(r)
     with pytest.raises(TypeError, match=r"transfer must be True, False or None \(auto\), got 'yes'"):
         moofa.search(budget, SMALL, pred, transfer="yes")
 
