@@ -121,7 +121,8 @@ _PARETO_OPTIONS: dict[str, Any] = {
     "max_tries": _NSGA.max_tries,
     **{k: SEARCH_OPTIONS[k] for k in ("max_latency_ms", "latency_table")},
     # branch-and-bound dives from up to dive_knots points of a ("top1", "peak") front, each
-    # under its point's peak, dive_nodes nodes each (None: search's default for deep MLPs)
+    # under its point's peak, and one from the largest under max_peak, then climbed;
+    # dive_nodes nodes each (None: search's default for deep MLPs)
     "dive_nodes": None,
     "dive_knots": 8,
 }
@@ -870,27 +871,53 @@ def _climb(net: Subnet, top1: float, limit: int, scorer, sp: Space, model: str, 
 
 
 def _dive_front(
-    ev, scorer, sp: Space, model: str, constraints: dict, exact: tuple, front: tuple, knots: int, nodes: int
+    ev,
+    scorer,
+    sp: Space,
+    model: str,
+    constraints: dict,
+    exact: tuple,
+    front: tuple,
+    knots: int,
+    nodes: int,
+    ceiling: int = _INT64_MAX,
 ):
     """Branch-and-bound dives from a two-objective front's points (``front``: rows, top1,
-    peak) at up to ``knots`` steps spread over it (the largest included), each under that
-    point's peak, on threads; better subnets join the front, which is returned filtered."""
+    peak) at up to ``knots`` steps spread over it, each under that point's peak, on threads;
+    and one more from the largest under ``ceiling`` (the front's own limit), then climbed
+    there: the best subnets of small budgets can be reached from the large ones (search's
+    transfer). Better subnets join the front, which is returned filtered."""
     rows, top1, peak = front
     pick = np.unique(np.linspace(0, len(rows) - 1, min(knots, len(rows))).round().astype(int))
+    tasks = [(int(i), int(peak[i])) for i in pick]
+    top = int(pick[np.argmax(peak[pick])])
+    if ceiling > peak[top]:
+        tasks.append((top, ceiling))
 
-    def dive(i: int) -> tuple[Subnet, float]:
+    def dive(task: tuple[int, int]) -> tuple[Subnet, float]:
+        i, cap = task
         start = decode(rows[i][None, :], sp)[0]
-        raw = _branch_and_bound(exact, sp, model, start, {**constraints, "max_peak": int(peak[i])}, max_nodes=nodes)
-        return _adopt(raw, start, float(top1[i]), scorer, sp)
+        raw = _branch_and_bound(exact, sp, model, start, {**constraints, "max_peak": cap}, max_nodes=nodes)
+        net, score = _adopt(raw, start, float(top1[i]), scorer, sp)
+        if cap == ceiling:
+            limits = {
+                "max_peak": cap,
+                "max_mflops": constraints.get("max_mflops"),
+                "max_params": constraints.get("max_params"),
+                "min_uniformity": None,  # no dive runs with these two
+                "max_latency_ms": None,
+            }
+            net, score, _ = _climb(net, score, nodes, scorer, sp, model, limits, None)
+        return net, score
 
-    workers = min(len(pick), os.cpu_count() or 1)
+    workers = min(len(tasks), os.cpu_count() or 1)
     if workers > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(workers) as pool:
-            found = list(pool.map(dive, pick))
+            found = list(pool.map(dive, tasks))
     else:
-        found = [dive(i) for i in pick]
+        found = [dive(t) for t in tasks]
     new_rows = encode([net for net, _ in found], sp)
     rows = np.concatenate([rows, new_rows])
     top1 = np.concatenate([top1, np.array([t for _, t in found], dtype=np.float32)])
@@ -1083,7 +1110,18 @@ def pareto(
         assert exact is not None
         ev = evaluator(sp, model)
         try:
-            rows, top1, peak = _dive_front(ev, scorer, sp, model, constraints, exact, (rows, top1, peak), knots, dive)
+            rows, top1, peak = _dive_front(
+                ev,
+                scorer,
+                sp,
+                model,
+                constraints,
+                exact,
+                (rows, top1, peak),
+                knots,
+                dive,
+                _INT64_MAX if cap is None else cap,
+            )
         except KeyboardInterrupt:  # Ctrl-C: the front as NSGA-II left it
             interrupted = True
         prof = ev.profiles(rows, 1, False)

@@ -84,7 +84,8 @@ SPECIALISE_OPTIONS: dict[str, Any] = {
     "polish_rounds": 20,
     # then, for MLP predictors with two or more hidden layers (whose best subnets sit in narrow
     # basins: see moofa.search's dive), a branch and bound of dive_nodes nodes from the front's
-    # point at each of dive_knots steps spread over it (None: search's default, 3,125; 0: none)
+    # point at each of dive_knots steps spread over it, and one without a peak limit from the
+    # largest, then climbed (None: search's default, 3,125; 0: none)
     "dive_nodes": None,
     "dive_knots": 8,
     "cache": True,  # keep the front in memory for later calls with the same setting
