@@ -256,6 +256,13 @@ def non_dominated(
     mflops: npt.ArrayLike | None = None,
     uniformity: npt.ArrayLike | None = None,
 ) -> npt.NDArray[np.int64]: ...
+
+class StopFlag:
+    def __init__(self) -> None: ...
+    def set(self) -> None: ...
+    @property
+    def is_set(self) -> bool: ...
+
 def mlp_optimum(
     evaluator: Evaluator,
     weights: list[npt.ArrayLike],
@@ -270,4 +277,5 @@ def mlp_optimum(
     time_limit: float = 0.0,
     max_nodes: int = 0,
     start_row: npt.ArrayLike | None = None,
+    stop: StopFlag | None = None,
 ) -> dict[str, Any]: ...

@@ -76,7 +76,7 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "bytes_per_item": None,
     "threads": _EVOLUTION.threads,  # 0: auto (all cores from population 512, else 1); same results
     "max_tries": _EVOLUTION.max_tries,  # candidates drawn per child before it is given up
-    "max_evaluations": None,  # stop after this many predictor evaluations
+    "max_evaluations": None,  # stop the evolution after this many predictor evaluations
     "predictor_input": "rows",  # what a callable predictor receives, see PREDICTOR_INPUTS
     "max_latency_ms": None,  # optional constraint: latency by latency_table, in ms
     "latency_table": None,  # a moofa.latency.LatencyTable or the path of one (moofa.latency.build_table)
@@ -569,6 +569,7 @@ def search(
         assert exact is not None
         if transfer:
             (net, top1, proven, dived), unlimited = _dive_both(net, top1, dive, exact, scorer, sp, model, constraints)
+            assert proven or unlimited is not None
         else:
             net, top1, proven, dived = _dive(net, top1, dive, exact, scorer, sp, model, constraints)
     climbed = 0
@@ -770,32 +771,46 @@ def _transfer_setting(value, dive: int) -> bool:
 
 def _dive_both(net: Subnet, top1: float, nodes: int, exact: tuple, scorer, sp: Space, model: str, constraints: dict):
     """The budget's dive (as _dive) and the same dive without the peak limit, on another
-    thread meanwhile: (the budget's dive result, (subnet, score) of the unlimited one).
-    The unlimited dive hardly depends on its start (its best-bound order does not), so it
-    can start with the budget's."""
+    thread meanwhile: (the budget's dive result, (subnet, score) of the unlimited one, or
+    None when the budget's dive proved its optimum and stopped it). The unlimited dive
+    hardly depends on its start (its best-bound order does not), so it can start with the
+    budget's."""
     no_peak = dict(constraints, max_peak=_INT64_MAX)
+    stop = core.StopFlag()  # Ctrl-C reaches only the calling thread's dive
     box: dict[str, Any] = {}
 
     def unlimited() -> None:
         try:
-            box["raw"] = _branch_and_bound(exact, sp, model, net, no_peak, max_nodes=nodes)
+            box["raw"] = _branch_and_bound(exact, sp, model, net, no_peak, max_nodes=nodes, stop=stop)
         except BaseException as exc:  # re-raised on the calling thread
             box["error"] = exc
 
-    thread = threading.Thread(target=unlimited, name="moofa-unlimited-dive", daemon=True)
-    started = True
+    worker = threading.Thread(target=unlimited, name="moofa-unlimited-dive", daemon=True)
+    thread: threading.Thread | None = None
     try:
-        thread.start()
+        worker.start()
+        thread = worker
     except RuntimeError:  # no thread to spare: one dive after the other
-        started = False
-        unlimited()
+        box["raw"] = _branch_and_bound(exact, sp, model, net, no_peak, max_nodes=nodes)
     try:
         budget = _dive(net, top1, nodes, exact, scorer, sp, model, constraints)
+        if budget[2]:  # proven: no transfer, so the unlimited dive's answer is not needed
+            stop.set()
+    except BaseException:
+        stop.set()
+        raise
     finally:
-        if started:
-            thread.join()
+        if thread is not None:
+            try:
+                thread.join()
+            except BaseException:  # Ctrl-C while waiting: stop it, then wait the few nodes
+                stop.set()
+                thread.join()
+                raise
     if "error" in box:
         raise box["error"]
+    if stop.is_set:
+        return budget, None
     return budget, _adopt(box["raw"], net, top1, scorer, sp)
 
 
@@ -886,15 +901,15 @@ def _dive_front(
     peak) at up to ``knots`` steps spread over it, each under that point's peak, on threads;
     and one more from the largest under ``ceiling`` (the front's own limit), then climbed
     there: the best subnets of small budgets can be reached from the large ones (search's
-    transfer). Better subnets join the front, which is returned filtered."""
+    transfer). Better subnets join the front: (rows, top1, peak filtered, the climb's scores)."""
     rows, top1, peak = front
     pick = np.unique(np.linspace(0, len(rows) - 1, min(knots, len(rows))).round().astype(int))
     tasks = [(int(i), int(peak[i])) for i in pick]
-    top = int(pick[np.argmax(peak[pick])])
+    top = int(np.argmax(peak))
     if ceiling > peak[top]:
         tasks.append((top, ceiling))
 
-    def dive(task: tuple[int, int]) -> tuple[Subnet, float]:
+    def dive(task: tuple[int, int]) -> tuple[Subnet, float, int]:
         i, cap = task
         start = decode(rows[i][None, :], sp)[0]
         raw = _branch_and_bound(exact, sp, model, start, {**constraints, "max_peak": cap}, max_nodes=nodes)
@@ -907,8 +922,8 @@ def _dive_front(
                 "min_uniformity": None,  # no dive runs with these two
                 "max_latency_ms": None,
             }
-            net, score, _ = _climb(net, score, nodes, scorer, sp, model, limits, None)
-        return net, score
+            return _climb(net, score, nodes, scorer, sp, model, limits, None)
+        return net, score, 0
 
     workers = min(len(tasks), os.cpu_count() or 1)
     if workers > 1:
@@ -918,12 +933,12 @@ def _dive_front(
             found = list(pool.map(dive, tasks))
     else:
         found = [dive(t) for t in tasks]
-    new_rows = encode([net for net, _ in found], sp)
+    new_rows = encode([net for net, _, _ in found], sp)
     rows = np.concatenate([rows, new_rows])
-    top1 = np.concatenate([top1, np.array([t for _, t in found], dtype=np.float32)])
+    top1 = np.concatenate([top1, np.array([t for _, t, _ in found], dtype=np.float32)])
     peak = np.concatenate([peak, ev.peaks(new_rows, threads=1).astype(np.int64)])
     keep = core.non_dominated(top1, peak, None)
-    return rows[keep], top1[keep], peak[keep]
+    return rows[keep], top1[keep], peak[keep], sum(spent for _, _, spent in found)
 
 
 def _branch_and_bound(exact: tuple, sp: Space, model: str, start: Subnet, constraints: dict, **limits) -> dict:
@@ -1106,11 +1121,12 @@ def pareto(
     # Dives on a two-objective front only: a dive maximises top1 under a peak, which says
     # nothing of MFLOPs or uniformity.
     interrupted = bool(raw["interrupted"])
+    climbed = 0
     if dive and knots and len(rows) and not (with_mflops or with_uniformity or interrupted):
         assert exact is not None
         ev = evaluator(sp, model)
         try:
-            rows, top1, peak = _dive_front(
+            rows, top1, peak, climbed = _dive_front(
                 ev,
                 scorer,
                 sp,
@@ -1138,7 +1154,7 @@ def pareto(
         method="nsga2",
         space=sp.name,
         objectives=objectives,
-        evaluations=int(raw["evaluations"]),
+        evaluations=int(raw["evaluations"]) + climbed,
         seconds=time.perf_counter() - start,
         interrupted=interrupted,
         uniformity=uniformity,

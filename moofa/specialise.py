@@ -199,9 +199,10 @@ def _build_front(
         keep = core.non_dominated(top1, peak, None)
         rows, top1, peak = rows[keep], top1[keep], peak[keep]
     if exact is not None and opts["dive_nodes"] > 0 and opts["dive_knots"] > 0:
-        rows, top1, peak = _dive_front(
+        rows, top1, peak, climbed = _dive_front(
             ev, scorer, sp, model, constraints, exact, (rows, top1, peak), opts["dive_knots"], opts["dive_nodes"]
         )
+        evaluations += climbed
     if opts["polish_rounds"] > 0 and (not isinstance(scorer, core.Scorer) or hasattr(scorer, "score")):
         rows, top1, peak, spent = _polish(
             ev, scorer, sp, constraints, rows, top1, peak, opts["polish_rounds"], opts["max_knots"]

@@ -302,6 +302,7 @@ def test_search_dive_proves_the_optimum_of_deep_predictors(small_nets, hidden):
     # The dive (on by default for two or more hidden layers, population x generations / 16
     # nodes: 3,125 here) must finish, and prove it.
     r = moofa.search(budget, SMALL, pred, population=100, generations=500)
+    assert r.transfer_evaluations == 0  # proven: nothing to transfer
     got, net = oracle_score(SMALL, r.subnet, small_nets, scores)
     assert r.proven_optimal and got == pytest.approx(want, abs=1e-6) and net["peak_full"] <= budget
     assert r.top1 == pytest.approx(want, abs=1e-3) and r.history[-1] == pytest.approx(r.top1)
@@ -719,3 +720,30 @@ def test_ctrl_c_stops_a_long_branch_and_bound():
     finally:
         timer.cancel()
     assert time.perf_counter() - start < 10
+
+
+def test_stop_flag_stops_a_branch_and_bound_from_another_thread():
+    # search's transfer stops its unlimited dive this way (Ctrl-C reaches only the main thread).
+    import threading
+
+    pred = random_predictor(moofa.get_space("ofa"), (64, 64), seed=3, skip=False)
+    ev = moofa.evaluator("ofa")
+    args = (ev, pred.weights, pred.biases)
+    kw = dict(skip=pred.skip, scale=pred.scale, offset=pred.offset)
+    flag = core.StopFlag()
+    assert not flag.is_set
+    free = core.mlp_optimum(*args, **kw, max_nodes=2_000, stop=flag)
+    assert free["nodes"] > 1_000 and not free["proven_optimal"]  # unset: runs to its node limit
+    flag.set()
+    assert flag.is_set
+    stopped = core.mlp_optimum(*args, **kw, stop=flag, time_limit=30)  # only the flag stops it early
+    assert stopped["nodes"] <= 257 and not stopped["proven_optimal"]
+    late = core.StopFlag()
+    out: dict = {}
+    worker = threading.Thread(
+        target=lambda: out.update(core.mlp_optimum(*args, **kw, stop=late, time_limit=30)), daemon=True
+    )
+    worker.start()
+    late.set()
+    worker.join(timeout=60)
+    assert not worker.is_alive() and not out["proven_optimal"] and out["seconds"] < 20

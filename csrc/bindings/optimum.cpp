@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <functional>
@@ -21,14 +22,29 @@ namespace py = pybind11;
 
 namespace moofa::bind {
 
+namespace {
+// Set from any thread to stop a branch and bound that another thread runs (it stops
+// within 256 nodes, unproven); Ctrl-C reaches only the main thread's.
+struct StopFlag {
+  std::atomic<bool> set{false};
+};
+}  // namespace
+
 void optimum(py::module_& m) {
+  py::class_<StopFlag>(m, "StopFlag",
+                       "Set it (from any thread) to stop the mlp_optimum calls given it")
+      .def(py::init<>())
+      .def(
+          "set", [](StopFlag& f) { f.set.store(true); }, "Stop the calls given this flag")
+      .def_property_readonly(
+          "is_set", [](const StopFlag& f) { return f.set.load(); }, "Whether set() was called");
   m.def(
       "mlp_optimum",
       [](const Evaluator& evaluator, const std::vector<Floats>& weights,
          const std::vector<Floats>& biases, const std::optional<Floats>& skip, float scale,
          float offset, int64_t max_peak, std::optional<double> max_mflops,
          std::optional<int64_t> max_params, double time_limit, int64_t max_nodes,
-         const std::optional<Rows>& start_row) {
+         const std::optional<Rows>& start_row, const StopFlag* stop) {
         if (weights.size() != biases.size())
           throw py::value_error("weights and biases must have one entry per layer");
         std::vector<DenseLayer> layers;
@@ -58,7 +74,7 @@ void optimum(py::module_& m) {
         // Ctrl-C: checked between nodes (with the GIL, every 50 ms at most).
         GenerationHook hook{py::none()};
         const std::function<bool(int)> check = hook.callback();
-        o.keep_going = [&check] { return check(1); };
+        o.keep_going = [&check, stop] { return !(stop && stop->set.load()) && check(1); };
         OptimumResult r;
         const auto t0 = std::chrono::steady_clock::now();
         {
@@ -82,9 +98,9 @@ void optimum(py::module_& m) {
       py::arg("skip") = py::none(), py::arg("scale") = 1.0f, py::arg("offset") = 0.0f,
       py::arg("max_peak") = std::numeric_limits<int64_t>::max(), py::arg("max_mflops") = py::none(),
       py::arg("max_params") = py::none(), py::arg("time_limit") = 0.0, py::arg("max_nodes") = 0,
-      py::arg("start_row") = py::none(),
+      py::arg("start_row") = py::none(), py::arg("stop") = nullptr,
       "Exact best subnet of a linear or ReLU MLP predictor under the constraints "
-      "(branch and bound); proven_optimal is False when time_limit or max_nodes stopped it");
+      "(branch and bound); proven_optimal is False when time_limit, max_nodes or stop stopped it");
 }
 
 }  // namespace moofa::bind
