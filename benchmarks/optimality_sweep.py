@@ -30,11 +30,14 @@ TOL = 1e-4  # a seed hits when its score is within this of the best known (float
 
 
 def cell(space: str, budget: int, kind: str, predictor, time_limit: float, seeds=SEEDS) -> dict:
-    runs = []
+    runs, transfer = [], []
     for seed in seeds:
         r = moofa.search(budget, space=space, predictor=predictor, seed=seed)
         runs.append({"seed": seed, "top1": r.top1, "seconds": r.seconds, "proven": r.proven_optimal})
-    transfer = [moofa.search(budget, space=space, predictor=predictor, seed=seed, transfer=True).top1 for seed in seeds]
+        # Where the dive runs the default already transfers: transfer=True is the same search.
+        if not r.dive_nodes:
+            r = moofa.search(budget, space=space, predictor=predictor, seed=seed, transfer=True)
+        transfer.append(r.top1)
     long = [
         moofa.search(
             budget,

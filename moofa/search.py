@@ -591,11 +591,11 @@ def search(
                 )
             free, free_top1, transferred = found.subnet, found.top1, found.evaluations
         else:
-            free, free_top1 = unlimited[0], unlimited[1]
+            free, free_top1 = unlimited
             if climb:
                 no_peak = dict(constraints, max_peak=_INT64_MAX)
                 free, free_top1, transferred = _climb(free, free_top1, climb, scorer, sp, model, no_peak, latency)
-        polish = max(1, shared["population"] * shared["generations"] // _EVALUATIONS_PER_DIVE_NODE)
+        polish = _after_evolution(shared["population"] * shared["generations"])
         net, top1, spent = _transfer(net, top1, free, free_top1, scorer, sp, model, constraints, latency, polish)
         transferred += spent
     if top1 > history[-1]:
@@ -716,8 +716,15 @@ def _loaded_predictor(predictor, sp: Space):
     return predictor
 
 
-# Default dive: one branch-and-bound node per this many evaluations of the evolution.
+# Default dive: one branch-and-bound node per this many evaluations of the evolution (and
+# as many scores for the climb and for the transfer's polish).
 _EVALUATIONS_PER_DIVE_NODE = 16
+
+
+def _after_evolution(evaluations: int) -> int:
+    """The default effort of each step after an evolution of ``evaluations``: the dive's
+    nodes, the climb's scores, the transfer polish's cap."""
+    return max(1, evaluations // _EVALUATIONS_PER_DIVE_NODE)
 
 
 def _dive_setting(
@@ -743,7 +750,7 @@ def _dive_setting(
     # optima without it.
     if model == "tflm" or _beyond_exact(options) or not _deep(predictor):
         return 0, None
-    return max(1, evaluations // _EVALUATIONS_PER_DIVE_NODE), _exact_model(predictor)
+    return _after_evolution(evaluations), _exact_model(predictor)
 
 
 def _dive(net: Subnet, top1: float, nodes: int, exact: tuple, scorer, sp: Space, model: str, constraints: dict):
@@ -753,20 +760,18 @@ def _dive(net: Subnet, top1: float, nodes: int, exact: tuple, scorer, sp: Space,
     return (*_adopt(raw, net, top1, scorer, sp), bool(raw["proven_optimal"]), int(raw["nodes"]))
 
 
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
+def _flag(name: str, value: Any, auto: bool = False) -> None:
+    """Checks a True/False option (``auto``: None is allowed too, and left to the caller)."""
+    if not isinstance(value, bool) and not (auto and value is None):
+        allowed = "True, False or None (auto)" if auto else "True or False"
+        raise TypeError(f"{name} must be {allowed}, got {value!r}")
 
 
 def _transfer_setting(value, dive: int) -> bool:
     """Whether the search transfers from the unlimited best (``transfer=value``); None: where
     the dive runs (deep MLPs by default), whose unlimited twin then costs no more time."""
-    if value is None:
-        return dive > 0
-    if not isinstance(value, bool):
-        raise TypeError(f"transfer must be True, False or None (auto), got {value!r}")
-    return value
+    _flag("transfer", value, auto=True)
+    return dive > 0 if value is None else value
 
 
 def _dive_both(net: Subnet, top1: float, nodes: int, exact: tuple, scorer, sp: Space, model: str, constraints: dict):
@@ -868,7 +873,7 @@ def _climb_setting(value, predictor, evaluations: int) -> int:
     their optima without it."""
     if value is not None:
         return _int("climb_evaluations", value, 0, _INT64_MAX)
-    return max(1, evaluations // _EVALUATIONS_PER_DIVE_NODE) if _deep(predictor) else 0
+    return _after_evolution(evaluations) if _deep(predictor) else 0
 
 
 def _climb(net: Subnet, top1: float, limit: int, scorer, sp: Space, model: str, constraints: dict, latency):

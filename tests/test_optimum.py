@@ -473,6 +473,8 @@ def test_climb_in_the_search_and_bad_inputs(small_nets):
         core.climb(moofa.evaluator(SMALL), deep.scorer, np.concatenate([row, row]), max_peak=budget)
     with pytest.raises(ValueError, match="does not meet the constraints"):
         core.climb(moofa.evaluator(SMALL), deep.scorer, row, max_peak=1000)
+    with pytest.raises(ValueError, match=r"threads must be in \[0, 4096\], got -1"):
+        core.climb(moofa.evaluator(SMALL), deep.scorer, row, max_peak=budget, threads=-1)
 
 
 def key_subnet(sp: moofa.Space, key: tuple) -> moofa.Subnet:

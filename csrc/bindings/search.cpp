@@ -361,10 +361,6 @@ void search(py::module_& m) {
         std::size_t n = 0;
         const uint8_t* row = rows_of(start, ev.space(), &n);
         if (n != 1) throw py::value_error("start must hold one encoded subnet");
-        if (threads < 0 || threads > SearchOptions::kMaxThreads)
-          throw py::value_error("threads must be in [0, " +
-                                std::to_string(SearchOptions::kMaxThreads) + "], got " +
-                                std::to_string(threads));
         GenerationHook hook{py::none()};
         ScorerArg scorer = resolve_scorer(predictor, ev.n_columns(), &hook);
         require_same_space(ev.space(), *scorer.scorer);

@@ -19,6 +19,10 @@ ClimbResult climb(const Evaluator& evaluator, const Scorer& scorer, const Constr
   if (max_evaluations < 0)
     throw std::invalid_argument("max_evaluations must be >= 0 (0: no limit), got " +
                                 std::to_string(max_evaluations));
+  if (threads < 0 || threads > SearchOptions::kMaxThreads)
+    throw std::invalid_argument("threads must be in [0, " +
+                                std::to_string(SearchOptions::kMaxThreads) + "], got " +
+                                std::to_string(threads));
   const Variation var(evaluator, constraints, 0.0, 0.0);
   const auto cols = static_cast<std::size_t>(var.n_columns());
   const int64_t limit = max_evaluations > 0 ? max_evaluations : INT64_MAX;

@@ -62,7 +62,8 @@ struct ClimbResult {
   int steps = 0;            // moves made
   bool stopped = false;     // the scorer threw SearchStopped (row: the best before)
 };
-// start must be a valid row that meets the constraints.
+// start must be a valid row that meets the constraints; threads: 0 to
+// SearchOptions::kMaxThreads.
 ClimbResult climb(const Evaluator& evaluator, const Scorer& scorer, const Constraints& constraints,
                   const uint8_t* start, int64_t max_evaluations, int threads = 1);
 
